@@ -1,0 +1,145 @@
+"""Pipeline benchmark: producer, bare consume+decode loop, and `consume` into DuckDB.
+
+All figures come from one run on the same topic, so their ratios mean
+something on any machine:
+
+    python bench/pipeline.py --events 1000000
+
+Uses $KAFKA_BOOTSTRAP_SERVERS or starts a local broker on a free port.
+Prints a table, then one JSON line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
+
+from consumers.batch import LogProcessor  # noqa: E402
+from consumers.kafka_consumer import consume  # noqa: E402
+from producers.publisher import AlliancePublisher  # noqa: E402
+from producers.simulate import SimulationConfig, simulate  # noqa: E402
+from refledger import broker  # noqa: E402
+from refledger.kafka_admin import create_topic  # noqa: E402
+from refledger.render import emit  # noqa: E402
+from refledger.store import LedgerStore  # noqa: E402
+from schemas import codec  # noqa: E402
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def produce(bootstrap: str, topic: str, records) -> tuple[int, float]:
+    create_topic(bootstrap, topic, 6)
+    started = time.perf_counter()
+    with AlliancePublisher(bootstrap, topic, linger_ms=50) as pub:
+        for i, record in enumerate(records, 1):
+            pub.publish(record)
+            if i % 200_000 == 0:
+                say(f"  produced {i:,}")
+        sent = pub.sent
+    return sent, time.perf_counter() - started
+
+
+def bare_consume_decode(bootstrap: str, topic: str, total: int) -> float:
+    """kafka-python poll loop + Avro decode of every message, nothing else."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    seen = 0
+    first = None
+    while seen < total:
+        for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+            if first is None:
+                first = time.perf_counter()
+            for r in records:
+                codec.decode(r.value)
+            seen += len(records)
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return elapsed
+
+
+def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factory) -> float:
+    """`consume` as the CLI runs it, timed from its first batch to its last commit."""
+    store = LedgerStore(db)
+    processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}")
+    marks = {}
+
+    def on_batch(summary):
+        now = time.perf_counter()
+        marks.setdefault("first", now - 1e-9)
+        if summary.events_read >= total:
+            marks["last"] = now
+
+    consume(bootstrap, processor, topic=topic, group=f"{db.stem}-{time.time_ns()}", until_idle=3,
+            handle_signals=False, on_batch=on_batch)
+    store.close()
+    return marks["last"] - marks["first"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--no-engine", action="store_true", help="Skip the run with the commission engine.")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="refledger-bench-"))
+    started_broker = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        port = broker.free_port()
+        say(f"starting a local broker on port {port}")
+        started_broker = broker.start(port=port, directory=work / "broker")
+        bootstrap = started_broker.bootstrap
+    try:
+        topic = f"bench-{time.time_ns()}"
+        say(f"simulating and producing {args.events:,} events to {topic}")
+        records = simulate(SimulationConfig(seed=args.seed, events=args.events))
+        sent, produce_s = produce(bootstrap, topic, records)
+        results = {"events_simulated": args.events, "messages": sent,
+                   "producer_events_per_s": int(sent / produce_s)}
+
+        say("bare kafka-python consume + decode loop")
+        bare_s = bare_consume_decode(bootstrap, topic, sent)
+        results["bare_consume_decode_events_per_s"] = int(sent / bare_s)
+
+        say("refledger consume into DuckDB (pipeline: decode, dedup, store)")
+        store_s = ledger_consume(bootstrap, topic, sent, work / "pipeline.duckdb", None)
+        results["consume_store_events_per_s"] = int(sent / store_s)
+        results["ratio_consume_store_over_bare"] = round(bare_s / store_s, 3)
+
+        if not args.no_engine:
+            from ledger.fold import PartitionFold
+
+            say("refledger consume into DuckDB with the commission engine")
+            engine_s = ledger_consume(bootstrap, topic, sent, work / "engine.duckdb", PartitionFold)
+            results["consume_engine_events_per_s"] = int(sent / engine_s)
+            results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
+    finally:
+        if started_broker is not None:
+            broker.stop(started_broker.directory)
+        shutil.rmtree(work, ignore_errors=True)
+
+    emit([{"measure": k, "value": v} for k, v in results.items()], "table", ("measure", "value"),
+         title="pipeline benchmark (one run)", numeric=("value",))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

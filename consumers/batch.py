@@ -1,0 +1,233 @@
+"""Source-independent batch processing: decode → dedup → fold → one transaction.
+
+`consume` (Kafka), `ingest` (files) and replay feed `LogProcessor.process`
+with `Message`s; it decides, for each one, exactly one outcome:
+
+* stored and folded (the fold may also quarantine it for a business reason;
+  it stays in the log either way, because replay must see it again),
+* skipped: an identical re-delivery of an event already in the same log,
+* quarantined before the fold: undecodable, schema_invalid, conflicting_duplicate.
+
+Then it hands the store one `BatchWrite` holding the events, quarantine rows,
+entries, decisions and next positions of the batch, committed together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from schemas import codec
+
+from consumers.ledger_rows import LedgerRows
+from refledger.store import BatchWrite, LedgerStore
+
+log = logging.getLogger("refledger.batch")
+
+AVRO = "avro"      # value holds Avro single-object bytes
+JSON = "json"      # value holds one JSON Lines line (bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One event as read from a log, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    kind: str = AVRO
+    timestamp: int | None = None
+    position: str = ""
+
+    def where(self) -> str:
+        return self.position or f"{self.topic}:{self.partition}:{self.offset}"
+
+    def raw_bytes(self) -> bytes:
+        return bytes(self.value)
+
+
+def decode_message(msg: Message) -> dict:
+    if msg.kind == AVRO:
+        return codec.decode(msg.value)
+    if msg.kind == JSON:
+        return codec.record_from_json(msg.value)
+    raise ValueError(f"unknown message kind {msg.kind!r}")
+
+
+# Stored events are single-object messages of their canonical body, current schema.
+CANONICAL_HEADER = codec.MAGIC + codec.CURRENT_FINGERPRINT
+
+
+def content_hash(canonical: bytes) -> bytes:
+    return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
+class DedupIndex:
+    """Which event ids exist, with which content, in which logs.
+
+    A duplicate is a re-delivery of an event id into a log that already holds
+    it; the same alliance event in another partition is that partition's copy
+    and is stored there. Same id with other content, anywhere, conflicts.
+    """
+
+    def __init__(self):
+        self._content: dict[str, bytes] = {}
+        self._logs: dict[str, int] = {}
+        self._log_bits: dict[tuple[str, int], int] = {}
+        self._conflicts: dict[tuple[str, bytes], int] = {}
+
+    def _bit(self, topic: str, partition: int) -> int:
+        key = (topic, partition)
+        bit = self._log_bits.get(key)
+        if bit is None:
+            bit = self._log_bits[key] = 1 << len(self._log_bits)
+        return bit
+
+    def check(self, event_id: str, topic: str, partition: int, digest: bytes) -> str:
+        """'new', 'duplicate' or 'conflict'; records the event when new.
+
+        A conflicting event delivered again, identical, into the same log is
+        a duplicate of the first conflicting delivery, so re-reading a log
+        quarantines nothing twice."""
+        known = self._content.get(event_id)
+        bit = self._bit(topic, partition)
+        if known is None:
+            self._content[event_id] = digest
+            self._logs[event_id] = bit
+            return "new"
+        if known != digest:
+            seen_in = self._conflicts.get((event_id, digest), 0)
+            if seen_in & bit:
+                return "duplicate"
+            self._conflicts[(event_id, digest)] = seen_in | bit
+            return "conflict"
+        logs = self._logs[event_id]
+        if logs & bit:
+            return "duplicate"
+        self._logs[event_id] = logs | bit
+        return "new"
+
+    def __len__(self) -> int:
+        return len(self._content)
+
+
+class LogProcessor:
+    """Folds messages from any number of logs into one ledger store."""
+
+    def __init__(self, store: LedgerStore, fold_factory: Callable | None = None, *, source: str = "kafka"):
+        self.store = store
+        self.source = source
+        self.fold_factory = fold_factory
+        self.positions: dict[tuple[str, int], int] = store.positions()
+        self.dedup = DedupIndex()
+        for event_id, topic, partition, digest in store.dedup_index():
+            self.dedup.check(event_id, topic, partition, digest)
+        for event_id, topic, partition, digest in store.conflict_index():
+            self.dedup.check(event_id, topic, partition, digest)
+        self._folds: dict[tuple[str, int], object] = {}
+
+    def position(self, topic: str, partition: int) -> int | None:
+        return self.positions.get((topic, partition))
+
+    # -- folding -------------------------------------------------------------
+
+    def fold_for(self, topic: str, partition: int):
+        key = (topic, partition)
+        fold = self._folds.get(key)
+        if fold is None and self.fold_factory is not None:
+            fold = self.fold_factory()
+            replayed = 0
+            for _offset, avro in self.store.partition_events(topic, partition):
+                fold.apply(codec.decode(avro))
+                replayed += 1
+            if replayed:
+                log.info("rebuilt fold state of %s:%d from %d stored events", topic, partition, replayed)
+            self._folds[key] = fold
+        return fold
+
+    # -- the batch -----------------------------------------------------------
+
+    def process(self, messages: Iterable[Message]) -> BatchWrite:
+        batch = BatchWrite(source=self.source)
+        rows = LedgerRows()
+        ev = batch.events
+        for msg in messages:
+            batch.events_read += 1
+            batch.positions[(msg.topic, msg.partition)] = msg.offset + 1
+            try:
+                record = decode_message(msg)
+            except codec.CodecError as exc:
+                batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(),
+                                     _readable_event_id(msg), exc.reason, str(exc), "decode", msg.raw_bytes())
+                continue
+            canonical = CANONICAL_HEADER + codec.canonical_body(record)
+            digest = content_hash(canonical)
+            event_id = record["event_id"]
+            verdict = self.dedup.check(event_id, msg.topic, msg.partition, digest)
+            if verdict == "duplicate":
+                batch.duplicates_skipped += 1
+                continue
+            if verdict == "conflict":
+                batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), event_id,
+                                     "conflicting_duplicate",
+                                     f"event id {event_id} was already stored with other content",
+                                     "decode", msg.raw_bytes(), digest)
+                continue
+            ev["topic"].append(msg.topic)
+            ev["partition"].append(msg.partition)
+            ev["offset"].append(msg.offset)
+            ev["event_id"].append(event_id)
+            ev["type"].append(record["type"])
+            ev["occurred_at"].append(record["occurred_at"])
+            ev["shop_id"].append(record["shop_id"])
+            ev["visitor_id"].append(record.get("visitor_id"))
+            payload = record[record["type"]]
+            ev["merchant_shop_id"].append(payload.get("merchant_shop_id"))
+            ev["order_id"].append(payload.get("order_id"))
+            ev["refund_id"].append(payload.get("refund_id"))
+            ev["amount_minor"].append(payload.get("amount_minor", payload.get("total_minor")))
+            ev["currency"].append(payload.get("currency"))
+            ev["kafka_timestamp"].append(msg.timestamp)
+            ev["content_hash"].append(digest)
+            ev["avro"].append(canonical)
+            fold = self.fold_for(msg.topic, msg.partition)
+            if fold is not None:
+                self._fold_one(fold, record, msg, batch, rows)
+        batch.extra_tables.update(rows.tables())
+        batch.entries_posted = rows.entry_count
+        return batch
+
+    def _fold_one(self, fold, record: dict, msg: Message, batch: BatchWrite, rows: LedgerRows) -> None:
+        outcome = fold.apply(record)
+        if outcome.quarantine is not None:
+            batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), record["event_id"],
+                                 outcome.quarantine, _fold_detail(outcome), "fold", msg.raw_bytes())
+        rows.add(msg.topic, msg.partition, outcome)
+        for event_id, reason in getattr(outcome, "late_quarantines", ()):
+            batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), event_id, reason,
+                                 f"event {event_id}, folded earlier, rejected when {record['event_id']} arrived",
+                                 "fold", b"")
+
+    def commit(self, batch: BatchWrite) -> int:
+        batch_id = self.store.write_batch(batch)
+        self.positions.update(batch.positions)
+        return batch_id
+
+
+def _fold_detail(outcome) -> str:
+    return getattr(outcome, "detail", None) or outcome.quarantine
+
+
+def _readable_event_id(msg: Message) -> str | None:
+    """Best effort: the event id of an event that failed to decode, if it shows."""
+    if msg.kind == JSON:
+        try:
+            value = json.loads(msg.value).get("event_id")
+            return value if isinstance(value, str) else None
+        except (ValueError, AttributeError):
+            return None
+    return None

@@ -1,0 +1,256 @@
+"""A consumer group member that folds a topic into a DuckDB ledger, exactly once.
+
+The commit protocol, per poll:
+
+1. On (re)assignment, seek every assigned partition to the next offset stored
+   in DuckDB (or to the beginning when the ledger has none for it). Kafka's
+   committed offsets are never used to decide where to read.
+2. Poll a batch and turn it into one `BatchWrite` (decode, dedup, fold).
+3. Commit the batch to DuckDB in one transaction: events, quarantine rows,
+   entries, decisions, next positions and the batch counters.
+4. Only then commit the same offsets to Kafka, so lag tools see progress.
+   A failure here is harmless: DuckDB already holds the truth.
+5. On SIGINT/SIGTERM, finish the current batch, commit it, and exit 0.
+
+A crash before step 3 loses only work that will be read again; a crash
+after it re-reads nothing, because step 1 starts from DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers.batch import AVRO, LogProcessor, Message
+
+log = logging.getLogger("refledger.consume")
+
+DEFAULT_TOPIC = "shop-events"
+DEFAULT_GROUP = "refledger"
+
+
+@dataclass
+class ConsumeSummary:
+    events_read: int = 0
+    events_stored: int = 0
+    duplicates_skipped: int = 0
+    quarantined: int = 0
+    entries_posted: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    stopped_by: str = "idle"
+    assigned: set = field(default_factory=set)
+
+    def add(self, batch) -> None:
+        self.events_read += batch.events_read
+        self.events_stored += batch.events_stored
+        self.duplicates_skipped += batch.duplicates_skipped
+        self.quarantined += batch.quarantined
+        self.entries_posted += batch.entries_posted
+        self.batches += 1
+
+    def as_dict(self) -> dict:
+        rate = self.events_read / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "events_read": self.events_read,
+            "events_stored": self.events_stored,
+            "duplicates_skipped": self.duplicates_skipped,
+            "quarantined": self.quarantined,
+            "entries_posted": self.entries_posted,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": int(rate),
+            "stopped_by": self.stopped_by,
+        }
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):
+    def __init__(self, member: "LedgerConsumer"):
+        self.member = member
+
+    def on_partitions_revoked(self, revoked):
+        # Every batch is committed to DuckDB before the next poll, so there is
+        # nothing in flight to flush here.
+        self.member.assigned.difference_update(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self.member.assigned.update(assigned)
+        self.member.seek_assigned(assigned)
+
+
+class LedgerConsumer:
+    """One member of a consumer group, folding into a shared `LogProcessor`."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        processor: LogProcessor,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        group: str = DEFAULT_GROUP,
+        until_idle: float | None = None,
+        max_records: int = 5000,
+        lock: threading.Lock | None = None,
+        on_batch: Callable[[ConsumeSummary], None] | None = None,
+        client_id: str = "refledger-consume",
+        instance_id: str | None = None,
+    ):
+        self.processor = processor
+        self.topic = topic
+        self.until_idle = until_idle
+        self.max_records = max_records
+        self.lock = lock or threading.Lock()
+        self.on_batch = on_batch
+        self.assigned: set[TopicPartition] = set()
+        self.summary = ConsumeSummary()
+        self._stop = threading.Event()
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group,
+            group_instance_id=instance_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_records,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_min_bytes=1,
+            fetch_max_wait_ms=200,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            max_poll_interval_ms=300_000,
+        )
+        self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
+
+    def stop(self, *_args) -> None:
+        """Ask the loop to finish its batch, commit, and return."""
+        self._stop.set()
+
+    def seek_assigned(self, partitions) -> None:
+        for tp in partitions:
+            stored = self.processor.position(tp.topic, tp.partition)
+            if stored is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, stored)
+
+    def run(self) -> ConsumeSummary:
+        started = time.monotonic()
+        last_event = started
+        last_report = started
+        try:
+            while not self._stop.is_set():
+                polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
+                now = time.monotonic()
+                if not polled:
+                    if self.until_idle is not None and now - last_event >= self.until_idle:
+                        self.summary.stopped_by = "idle"
+                        break
+                    continue
+                last_event = now
+                self._fold_and_commit(polled)
+                if now - last_report >= 5:
+                    self._report(now - started)
+                    last_report = now
+            else:
+                self.summary.stopped_by = "signal"
+        finally:
+            self.summary.seconds = time.monotonic() - started
+            self.consumer.close(autocommit=False)
+        return self.summary
+
+    def _fold_and_commit(self, polled) -> None:
+        messages = [
+            Message(r.topic, r.partition, r.offset, r.value, AVRO, r.timestamp)
+            for records in polled.values()
+            for r in records
+        ]
+        with self.lock:
+            batch = self.processor.process(messages)
+            self.processor.commit(batch)
+        self.summary.add(batch)
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)
+            for (topic, partition), next_offset in batch.positions.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:  # DuckDB holds the position; Kafka's copy is advisory
+            log.warning("Kafka offset commit failed after the ledger committed: %s", exc)
+        if self.on_batch:
+            self.on_batch(self.summary)
+
+    def lag(self) -> int | None:
+        total = 0
+        for tp in list(self.assigned):
+            high = self.consumer.highwater(tp)
+            if high is None:
+                return None
+            total += max(0, high - self.consumer.position(tp))
+        return total
+
+    def _report(self, elapsed: float) -> None:
+        rate = self.summary.events_read / elapsed if elapsed > 0 else 0
+        log.info("%d events read, %.0f events/s, lag %s", self.summary.events_read, rate, self.lag())
+
+
+def install_signal_handlers(members) -> None:
+    """SIGINT/SIGTERM: every member finishes its batch, commits and returns."""
+
+    def handler(signum, _frame):
+        log.info("signal %d: finishing the current batch", signum)
+        for member in members:
+            member.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def consume(
+    bootstrap_servers: str,
+    processor: LogProcessor,
+    *,
+    topic: str = DEFAULT_TOPIC,
+    group: str = DEFAULT_GROUP,
+    until_idle: float | None = None,
+    members: int = 1,
+    max_records: int = 5000,
+    handle_signals: bool = True,
+    instance_id: str | None = None,
+    on_batch: Callable[[ConsumeSummary], None] | None = None,
+) -> ConsumeSummary:
+    """Run `members` group members in this process, sharing one ledger."""
+    lock = threading.Lock()
+    group_members = [
+        LedgerConsumer(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
+                       max_records=max_records, lock=lock, on_batch=on_batch,
+                       client_id=f"refledger-consume-{i}",
+                       instance_id=f"{instance_id}-{i}" if instance_id else None)
+        for i in range(members)
+    ]
+    if handle_signals:
+        install_signal_handlers(group_members)
+    if members == 1:
+        return group_members[0].run()
+    summaries: list[ConsumeSummary] = []
+    threads = [threading.Thread(target=lambda m=m: summaries.append(m.run())) for m in group_members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = ConsumeSummary(stopped_by=summaries[0].stopped_by if summaries else "idle")
+    for s in summaries:
+        for name in ("events_read", "events_stored", "duplicates_skipped", "quarantined",
+                     "entries_posted", "batches"):
+            setattr(total, name, getattr(total, name) + getattr(s, name))
+        total.seconds = max(total.seconds, s.seconds)
+    return total

@@ -1,0 +1,182 @@
+"""Clicks: the index attribution reads, and the 24-hour rule for cpc and swap (SPEC §6).
+
+A click is *valid* when it is not a self-referral, its referrer is an active
+member at the click, and no valid click of the same (visitor, referrer,
+merchant) was counted less than 24 hours before it, clicks taken in
+(occurred_at, event_id) order. Validity does not depend on the agreement:
+a valid click earns when the agreement resolved for (merchant, referrer) at
+the click's time is ``cpc`` (money) or ``swap`` (one traffic credit).
+
+The rule is greedy, so a click arriving out of order can invalidate a later
+click and revalidate another: the whole chain of its (visitor, referrer,
+merchant) is then recomputed and every click whose validity flipped is
+reported back to the fold. A click arriving in order only needs to know
+whether a valid click of its chain lies less than 24 hours before it.
+
+The index holds each click as a ``ClickRef``, a plain tuple
+``(occurred_at, event_id, referrer_shop_id, merchant_shop_id, visitor_id)``:
+its natural order is the rule's (occurred_at, event_id) order, and tuples of
+strings and integers cost the garbage collector nothing, which matters with
+millions of clicks in memory.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from typing import Callable, Sequence
+
+from ledger.attribution import ClickRef
+from ledger.entries import CLICK, Entry
+from ledger.events import ANY, DAY_MS, Agreement, Click
+from ledger.subjects import Postings, Subject, Terms
+
+AT, EVENT_ID, REFERRER, MERCHANT, VISITOR = range(5)
+SMALL_BUCKET = 64  # a visitor's clicks to one merchant: a tuple up to this many, then a list
+BaseOk = Callable[[ClickRef], bool]  # not a self-referral and referrer active at the click
+
+
+def click_ref(click: Click) -> ClickRef:
+    return (click.occurred_at, click.event_id, click.referrer_shop_id, click.merchant_shop_id, click.visitor_id)
+
+
+def counted_flags(clicks: Sequence[ClickRef], base_ok: Sequence[bool]) -> list[bool]:
+    """The 24-hour rule over one (visitor, referrer, merchant), clicks in order."""
+    last = None
+    flags = []
+    for click, ok in zip(clicks, base_ok):
+        valid = ok and (last is None or click[AT] - last >= DAY_MS)
+        if valid:
+            last = click[AT]
+        flags.append(valid)
+    return flags
+
+
+def _with_click(bucket, click: ClickRef):
+    """The sorted bucket with ``click`` added (small buckets are tuples, rebuilt; large ones lists)."""
+    if type(bucket) is list:
+        if click > bucket[-1]:
+            bucket.append(click)
+        else:
+            insort(bucket, click)
+        return bucket
+    if click > bucket[-1]:
+        grown = bucket + (click,)
+    else:
+        i = bisect_right(bucket, click)
+        grown = bucket[:i] + (click,) + bucket[i:]
+    return list(grown) if len(grown) > SMALL_BUCKET else grown
+
+
+def click_terms(click: ClickRef, valid: bool, agreement: Agreement | None) -> Terms | None:
+    """What a click earns by itself: cpc money or one swap credit, if valid."""
+    if not valid or agreement is None:
+        return None
+    if agreement.model == "cpc":
+        return Terms(click[REFERRER], click[MERCHANT], agreement.currency, agreement.amount_minor,
+                     agreement.agreement_id, agreement.version, agreement.event_id, "cpc", None, (),
+                     click[EVENT_ID], agreement.hold_days)
+    if agreement.model == "swap":
+        return Terms(click[REFERRER], click[MERCHANT], CLICK, 1, agreement.agreement_id, agreement.version,
+                     agreement.event_id, "swap", None, (), click[EVENT_ID], 0)
+    return None
+
+
+class ClickBook:
+    """Every click folded in this partition, indexed for attribution and re-evaluation.
+
+    Clicks are kept per (merchant, visitor), sorted: attribution reads one such
+    list, and the clicks of a (visitor, referrer, merchant) chain are the ones
+    of its referrer in that list. Validity is a flag per click id.
+    """
+
+    __slots__ = ("_by_mv", "_by_referrer", "_valid", "_subjects")
+
+    def __init__(self):
+        self._by_mv: dict[tuple[str, str | None], tuple[ClickRef, ...] | list[ClickRef]] = {}
+        self._by_referrer: dict[str, list[ClickRef]] = {}
+        self._valid: dict[str, bool] = {}
+        self._subjects: dict[str, Subject] = {}
+
+    def add(self, click: ClickRef, base_ok: BaseOk) -> list[tuple[ClickRef, bool]]:
+        """Index the click; return (click, validity) for it and every click whose validity flipped."""
+        at, event_id, referrer, merchant, visitor = click
+        by_referrer = self._by_referrer.get(referrer)
+        if by_referrer is None:
+            self._by_referrer[referrer] = [click]
+        else:
+            by_referrer.append(click)
+        mv = (merchant, visitor)
+        bucket = self._by_mv.get(mv)
+        if bucket is None:
+            self._by_mv[mv] = (click,)
+            valid = self._valid[event_id] = base_ok(click)
+            return [(click, valid)]
+        in_order = click > bucket[-1]
+        bucket = self._by_mv[mv] = _with_click(bucket, click)
+        if not in_order and any(c[REFERRER] == referrer and c > click for c in bucket):
+            return self._recheck_chain(bucket, referrer, base_ok, click)
+        valid = base_ok(click)
+        if valid:
+            since = at - DAY_MS
+            flags = self._valid
+            for c in reversed(bucket):
+                if c[AT] <= since:
+                    break
+                if c[REFERRER] == referrer and c is not click and flags.get(c[EVENT_ID]):
+                    valid = False
+                    break
+        self._valid[event_id] = valid
+        return [(click, valid)]
+
+    def _recheck_chain(self, bucket: Sequence[ClickRef], referrer: str, base_ok: BaseOk,
+                       new: ClickRef | None = None) -> list[tuple[ClickRef, bool]]:
+        chain = [c for c in bucket if c[REFERRER] == referrer]
+        flags = counted_flags(chain, [base_ok(c) for c in chain])
+        changed = []
+        for c, valid in zip(chain, flags):
+            if c is new or self._valid.get(c[EVENT_ID]) is not valid:
+                self._valid[c[EVENT_ID]] = valid
+                changed.append((c, valid))
+        return changed
+
+    def recheck_referrer(self, referrer: str, since: int, base_ok: BaseOk) -> list[tuple[ClickRef, bool]]:
+        """Re-run the 24-hour rule for the referrer's chains with a click at or after ``since``."""
+        changed = []
+        for mv in self.visitors_of_referrer_since(referrer, since):
+            changed.extend(self._recheck_chain(self._by_mv[mv], referrer, base_ok))
+        return changed
+
+    def visitors_of_referrer_since(self, referrer: str, since: int) -> dict[tuple[str, str | None], int]:
+        """(merchant, visitor) → earliest click time, for the referrer's clicks at or after ``since``."""
+        earliest: dict[tuple[str, str | None], int] = {}
+        for c in self._by_referrer.get(referrer, ()):
+            if c[AT] >= since:
+                mv = (c[MERCHANT], c[VISITOR])
+                if c[AT] < earliest.get(mv, c[AT] + 1):
+                    earliest[mv] = c[AT]
+        return earliest
+
+    def for_visitor(self, merchant: str, visitor: str | None) -> Sequence[ClickRef]:
+        """The visitor's clicks through to this merchant, in (occurred_at, event_id) order."""
+        return self._by_mv.get((merchant, visitor), ())
+
+    def valid_clicks(self, merchant: str, referrer: str, since: int) -> list[ClickRef]:
+        """Valid clicks at or after ``since`` matching a scope (``*`` matches any shop)."""
+        referrers = self._by_referrer.values() if referrer == ANY else [self._by_referrer.get(referrer, ())]
+        flags = self._valid
+        return [c for group in referrers for c in group
+                if c[AT] >= since and (merchant == ANY or c[MERCHANT] == merchant) and flags.get(c[EVENT_ID])]
+
+    def is_valid(self, click_event_id: str) -> bool:
+        return self._valid.get(click_event_id, False)
+
+    def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
+                event_id: str, out: list[Entry]) -> None:
+        """Post the difference between what the click earns now and what was posted for it."""
+        terms = click_terms(click, valid, agreement)
+        subject = self._subjects.get(click[EVENT_ID])
+        if subject is None:
+            if terms is None:
+                return
+            subject = self._subjects[click[EVENT_ID]] = Subject(f"click:{click[EVENT_ID]}", click[AT])
+        postings.set_terms(subject, terms, event_id, out)

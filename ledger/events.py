@@ -1,0 +1,327 @@
+"""Events as frozen records, parsed from the codec's record dicts.
+
+``parse_event(record)`` turns a record (SPEC §2 JSON Lines shape, times in
+epoch milliseconds) into one of the event classes below, or raises
+``BadRecord`` (quarantined as ``schema_invalid``) when the record does not
+have the shape the codec promised. The SPEC §4 checks are in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+DAY_MS = 86_400_000
+ALLIANCE = "alliance"
+ANY = "*"
+MODELS = frozenset({"cps", "cpa", "cpc", "swap", "none"})
+STATUSES = frozenset({"active", "suspended", "expelled"})
+
+# Reason codes the fold hands out (SPEC §4).
+SCHEMA_INVALID = "schema_invalid"
+UNKNOWN_SHOP = "unknown_shop"
+SHOP_MISMATCH = "shop_mismatch"
+NEGATIVE_AMOUNT = "negative_amount"
+TOTAL_MISMATCH = "total_mismatch"
+UNKNOWN_CURRENCY = "unknown_currency"
+CURRENCY_MISMATCH = "currency_mismatch"
+REFUND_EXCEEDS_ORDER = "refund_exceeds_order"
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+DUPLICATE_ORDER = "duplicate_order"
+RETROACTIVE_AGREEMENT = "retroactive_agreement"
+PAYOUT_EXCEEDS_PAYABLE = "payout_exceeds_payable"
+
+Problem = tuple[str, str]  # (reason code, human detail)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A placement promoting the merchant was shown to the visitor."""
+
+    type: ClassVar[str] = "view"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    visitor_id: str | None
+    referrer_shop_id: str
+    merchant_shop_id: str
+    placement_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """The visitor clicked from the referrer's page through to the merchant."""
+
+    type: ClassVar[str] = "click"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    visitor_id: str | None
+    referrer_shop_id: str
+    merchant_shop_id: str
+    placement_id: str | None
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        """Clicks are taken in (occurred_at, event_id) order everywhere."""
+        return (self.occurred_at, self.event_id)
+
+
+# One line of an order: (sku, category, quantity, unit_price_minor). A plain
+# tuple of strings and integers: orders are kept for as long as the ledger
+# lives, and such tuples are free for the garbage collector, records are not.
+OrderLine = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order at the merchant; ``lines`` are (sku, category, quantity, unit_price_minor)."""
+
+    type: ClassVar[str] = "order"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    visitor_id: str | None
+    order_id: str
+    merchant_shop_id: str
+    currency: str
+    lines: tuple[OrderLine, ...]
+    total_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    type: ClassVar[str] = "refund"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    visitor_id: str | None
+    order_id: str
+    refund_id: str
+    merchant_shop_id: str
+    currency: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A shop's membership status from ``occurred_at`` on."""
+
+    type: ClassVar[str] = "member"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    member_shop_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """One version of an agreement, for a (merchant, referrer) scope."""
+
+    type: ClassVar[str] = "agreement"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    agreement_id: str
+    version: int
+    effective_from: int
+    merchant_shop_id: str
+    referrer_shop_id: str
+    model: str
+    rate_bp: int | None
+    category_rates_bp: tuple[tuple[str, int], ...]
+    amount_minor: int | None
+    currency: str | None
+    attribution_window_days: int
+    hold_days: int
+
+    @property
+    def precedence(self) -> tuple:
+        """Within a scope: greatest effective_from, then version (then id, event id)."""
+        return (self.effective_from, self.version, self.agreement_id, self.event_id)
+
+    def rate_for(self, category: str) -> int:
+        for name, rate in self.category_rates_bp:
+            if name == category:
+                return rate
+        return self.rate_bp or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    type: ClassVar[str] = "settlement"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    settlement_id: str
+    period_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    type: ClassVar[str] = "payout"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    payout_id: str
+    merchant_shop_id: str
+    referrer_shop_id: str
+    currency: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    type: ClassVar[str] = "adjustment"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    adjustment_id: str
+    merchant_shop_id: str
+    referrer_shop_id: str
+    currency: str
+    amount_minor: int
+    reason: str | None
+
+
+Event = View | Click | Order | Refund | Member | Agreement | Settlement | Payout | Adjustment
+
+
+class BadRecord(Exception):
+    """The record does not have the shape the codec promises."""
+
+
+def _int(value) -> int:
+    if type(value) is not int:
+        raise BadRecord(f"expected an integer, got {value!r}")
+    return value
+
+
+def _str(value) -> str:
+    if type(value) is not str:
+        raise BadRecord(f"expected a string, got {value!r}")
+    return value
+
+
+def _opt_str(value) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _opt_int(value) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _traffic(cls, rec, p):
+    ev = cls(rec["event_id"], rec["occurred_at"], rec["shop_id"], rec.get("visitor_id"),
+             p["referrer_shop_id"], p["merchant_shop_id"], p.get("placement_id"))
+    if not (type(ev.event_id) is str and type(ev.occurred_at) is int and type(ev.shop_id) is str
+            and type(ev.referrer_shop_id) is str and type(ev.merchant_shop_id) is str
+            and (ev.visitor_id is None or type(ev.visitor_id) is str)):
+        raise BadRecord(f"malformed {cls.type} record")
+    return ev
+
+
+def _line(ln) -> OrderLine:
+    sku, category, quantity, price = ln["sku"], ln["category"], ln["quantity"], ln["unit_price_minor"]
+    if not (type(sku) is str and type(category) is str and type(quantity) is int and type(price) is int):
+        raise BadRecord("malformed order line")
+    return (sku, category, quantity, price)
+
+
+def _order(rec, p):
+    ev = Order(rec["event_id"], rec["occurred_at"], rec["shop_id"], rec.get("visitor_id"), p["order_id"],
+               p["merchant_shop_id"], p["currency"], tuple(map(_line, p["lines"])), p["total_minor"])
+    if not (type(ev.event_id) is str and type(ev.occurred_at) is int and type(ev.shop_id) is str
+            and (ev.visitor_id is None or type(ev.visitor_id) is str) and type(ev.order_id) is str
+            and type(ev.merchant_shop_id) is str and type(ev.currency) is str and type(ev.total_minor) is int):
+        raise BadRecord("malformed order record")
+    return ev
+
+
+def _refund(rec, p):
+    return Refund(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+                  _opt_str(rec.get("visitor_id")), _str(p["order_id"]), _str(p["refund_id"]),
+                  _str(p["merchant_shop_id"]), _str(p["currency"]), _int(p["amount_minor"]))
+
+
+def _member(rec, p):
+    status = _str(p["status"])
+    if status not in STATUSES:
+        raise BadRecord(f"unknown member status {status!r}")
+    return Member(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+                  _str(p["member_shop_id"]), status)
+
+
+def _agreement(rec, p):
+    model = _str(p["model"])
+    if model not in MODELS:
+        raise BadRecord(f"unknown agreement model {model!r}")
+    rates = p.get("category_rates_bp") or {}
+    if not isinstance(rates, dict):
+        raise BadRecord("category_rates_bp is not a map")
+    window = p.get("attribution_window_days")
+    hold = p.get("hold_days")
+    return Agreement(
+        _str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+        _str(p["agreement_id"]), _int(p["version"]), _int(p["effective_from"]),
+        _str(p["merchant_shop_id"]), _str(p["referrer_shop_id"]), model,
+        _opt_int(p.get("rate_bp")),
+        tuple(sorted((_str(k), _int(v)) for k, v in rates.items())),
+        _opt_int(p.get("amount_minor")), _opt_str(p.get("currency")),
+        15 if window is None else _int(window), 15 if hold is None else _int(hold))
+
+
+def _settlement(rec, p):
+    return Settlement(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+                      _str(p["settlement_id"]), _int(p["period_end"]))
+
+
+def _payout(rec, p):
+    return Payout(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+                  _str(p["payout_id"]), _str(p["merchant_shop_id"]), _str(p["referrer_shop_id"]),
+                  _str(p["currency"]), _int(p["amount_minor"]))
+
+
+def _adjustment(rec, p):
+    return Adjustment(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
+                      _str(p["adjustment_id"]), _str(p["merchant_shop_id"]), _str(p["referrer_shop_id"]),
+                      _str(p["currency"]), _int(p["amount_minor"]), _opt_str(p.get("reason")))
+
+
+def _view(rec, p):
+    return _traffic(View, rec, p)
+
+
+def _click(rec, p):
+    return _traffic(Click, rec, p)
+
+
+_PARSERS = {
+    "view": _view,
+    "click": _click,
+    "order": _order,
+    "refund": _refund,
+    "member": _member,
+    "agreement": _agreement,
+    "settlement": _settlement,
+    "payout": _payout,
+    "adjustment": _adjustment,
+}
+
+
+def parse_event(record: dict) -> Event:
+    """The record as a frozen event; raises ``BadRecord`` if its shape is wrong."""
+    try:
+        kind = record["type"]
+        parser = _PARSERS.get(kind)
+        if parser is None:
+            raise BadRecord(f"unknown event type {kind!r}")
+        payload = record[kind]
+        if not isinstance(payload, dict):
+            raise BadRecord(f"payload {kind!r} is not an object")
+        return parser(record, payload)
+    except BadRecord:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRecord(f"malformed record: {exc!r}") from exc

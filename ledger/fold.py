@@ -1,0 +1,289 @@
+"""PartitionFold: one partition's log folded, event by event, into ledger entries.
+
+    record ─parse_event─▶ event ─checks─▶ quarantine reason
+                                   │
+                                   ▼ handler for its type
+          subjects it can affect (orders, cpc/swap clicks) recomputed from the
+          whole current state ─▶ difference posted as new entries (journal,
+          hash chain) ─▶ FoldOutcome(entries, decisions, late quarantines)
+
+The fold is deterministic and pure: the same records in the same order give
+the same entries, entry ids and chain head, from any source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.agreements import AgreementBook
+from ledger.clicks import ClickBook, ClickRef, click_ref
+from ledger.decisions import AttributionDecision
+from ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
+from ledger.events import (
+    CONFLICTING_DUPLICATE, DUPLICATE_ORDER, PAYOUT_EXCEEDS_PAYABLE, SCHEMA_INVALID, SHOP_MISMATCH, UNKNOWN_SHOP,
+    Adjustment, Agreement, BadRecord, Click, Event, Member, Order, Payout, Refund, Settlement, View, parse_event,
+)
+from ledger.checks import check_event
+from ledger.explain import explain
+from ledger.journal import Journal
+from ledger.membership import Membership
+from ledger.orders import OrderBook, OrderSubject, ParkedRefund, apply_refunds, reprice
+from ledger.settlement import settle_period
+from ledger.subjects import Postings
+
+
+@dataclass(frozen=True, slots=True)
+class FoldOutcome:
+    """What folding one record did."""
+
+    quarantine: str | None = None    # a SPEC §4 reason code; then the event changed nothing
+    detail: str | None = None        # human-readable explanation of the quarantine
+    entries: tuple[Entry, ...] = ()
+    decisions: tuple[AttributionDecision, ...] = ()
+    late_quarantines: tuple[tuple[str, str], ...] = ()  # (event_id, reason) of earlier, parked events
+    skipped: bool = False            # an identical re-delivery of an event already folded
+    parked: bool = False             # a refund waiting for its order
+
+
+_UNSEEN = object()
+_VIEW = object()  # what is remembered of a folded view: nothing but that it was one
+NOTHING = FoldOutcome()
+SKIPPED = FoldOutcome(skipped=True)
+PARKED = FoldOutcome(parked=True)
+
+
+def _fingerprint(ev: Event):
+    """What is remembered of a folded event to tell a re-delivery from a conflict.
+
+    A click is remembered as a plain tuple of its fields (cheap to keep by the
+    million), a view only as being one (it changes nothing); other events are
+    kept as they are (the fold holds them anyway). ``_fast_traffic`` builds the
+    same fingerprints straight from the record.
+    """
+    if ev.type == "view":
+        return _VIEW
+    if ev.type == "click":
+        return ("click", ev.occurred_at, ev.shop_id, ev.visitor_id, ev.referrer_shop_id, ev.merchant_shop_id,
+                ev.placement_id)
+    return ev
+
+
+def _quarantined(reason: str, detail: str) -> FoldOutcome:
+    return FoldOutcome(reason, detail)
+
+
+def _posted(entries, decisions=(), late=()) -> FoldOutcome:
+    if not entries and not decisions and not late:
+        return NOTHING
+    return FoldOutcome(None, None, tuple(entries), tuple(decisions), tuple(late))
+
+
+class PartitionFold:
+    """The state of one partition's ledger, built by ``apply`` from its log."""
+
+    def __init__(self):
+        self.membership = Membership()
+        self.agreements = AgreementBook()
+        self.clicks = ClickBook()
+        self.orders = OrderBook()
+        self.journal = Journal()
+        self.postings = Postings(self.journal)
+        self._seen: dict[str, object] = {}  # event id → _fingerprint of what was folded
+        self._handlers = {
+            "view": self._on_view, "click": self._on_click, "order": self._on_order,
+            "refund": self._on_refund, "member": self._on_member, "agreement": self._on_agreement,
+            "settlement": self._on_settlement, "payout": self._on_payout, "adjustment": self._on_adjustment,
+        }
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def chain_head(self) -> str:
+        return self.journal.head
+
+    def parked_refunds(self) -> tuple[ParkedRefund, ...]:
+        return self.orders.parked()
+
+    def explain_order(self, merchant_shop_id: str, order_id: str) -> dict | None:
+        return explain(self, merchant_shop_id, order_id)
+
+    # -- folding -----------------------------------------------------------------------------
+
+    def apply(self, record: dict) -> FoldOutcome:
+        """Fold one record. Never raises for bad data: bad data is a quarantine reason."""
+        if type(record) is dict:
+            kind = record.get("type")
+            if kind == "view" or kind == "click":
+                outcome = self._fast_traffic(record, kind)
+                if outcome is not None:
+                    return outcome
+        try:
+            ev = parse_event(record)
+        except BadRecord as exc:
+            return _quarantined(SCHEMA_INVALID, str(exc))
+        event_id = ev.event_id
+        prior = self._seen.get(event_id, _UNSEEN)
+        if prior is not _UNSEEN:
+            if prior == _fingerprint(ev):
+                return SKIPPED
+            return _quarantined(CONFLICTING_DUPLICATE, f"event id {event_id} was already folded with other content")
+        self._seen[event_id] = _fingerprint(ev)
+        problem = check_event(ev, self.membership.known_shops.__contains__)
+        if problem is not None:
+            return _quarantined(*problem)
+        return self._handlers[ev.type](ev)
+
+    def _fast_traffic(self, record: dict, kind: str) -> FoldOutcome | None:
+        """Views and clicks, the bulk of the traffic, without building event objects.
+
+        The same checks, in the same order, as ``parse_event`` + ``check_event``;
+        None when the record is malformed (the general path then quarantines it).
+        """
+        payload = record.get(kind)
+        if type(payload) is not dict:
+            return None
+        event_id, at, shop, visitor = (record.get("event_id"), record.get("occurred_at"), record.get("shop_id"),
+                                       record.get("visitor_id"))
+        referrer, merchant = payload.get("referrer_shop_id"), payload.get("merchant_shop_id")
+        if not (type(event_id) is str and type(at) is int and type(shop) is str and type(referrer) is str
+                and type(merchant) is str and (visitor is None or type(visitor) is str)):
+            return None
+        fingerprint = _VIEW if kind == "view" else (
+            "click", at, shop, visitor, referrer, merchant, payload.get("placement_id"))
+        prior = self._seen.get(event_id, _UNSEEN)
+        if prior is not _UNSEEN:
+            if prior == fingerprint:
+                return SKIPPED
+            return _quarantined(CONFLICTING_DUPLICATE, f"event id {event_id} was already folded with other content")
+        self._seen[event_id] = fingerprint
+        if shop != referrer:
+            return _quarantined(SHOP_MISMATCH, f"a {kind} must be emitted by {referrer!r}, not {shop!r}")
+        known = self.membership.known_shops
+        for name in (shop, merchant):
+            if name not in known:
+                return _quarantined(UNKNOWN_SHOP, f"{name!r} has not been made a member earlier in the log")
+        if kind == "view":
+            return NOTHING
+        return self._fold_click((at, event_id, referrer, merchant, visitor))
+
+    # -- shop events -------------------------------------------------------------------------
+
+    def _on_view(self, view: View) -> FoldOutcome:
+        return NOTHING
+
+    def _base_ok(self, click: ClickRef) -> bool:
+        at, _event_id, referrer, merchant, _visitor = click
+        return referrer != merchant and self.membership.is_active(referrer, at)
+
+    def _revalue_clicks(self, changed: list[tuple[ClickRef, bool]], event_id: str, out: list[Entry]) -> None:
+        resolve = self.agreements.resolve
+        if len(changed) > 1:
+            changed = sorted(changed)
+        for click, valid in changed:
+            agreement = resolve(click[3], click[2], click[0]) if valid else None
+            self.clicks.revalue(click, valid, agreement, self.postings, event_id, out)
+
+    def _reprice(self, orders: list[OrderSubject], event_id: str, out: list[Entry]) -> list[AttributionDecision]:
+        return [reprice(o, event_id, self.clicks, self.agreements, self.membership, self.postings, out)
+                for o in orders]
+
+    def _on_click(self, click: Click) -> FoldOutcome:
+        return self._fold_click(click_ref(click))
+
+    def _fold_click(self, click: ClickRef) -> FoldOutcome:
+        at, event_id, referrer, merchant, visitor = click
+        out: list[Entry] = []
+        changed = self.clicks.add(click, self._base_ok)
+        if len(changed) == 1:
+            ref, valid = changed[0]
+            agreement = self.agreements.resolve(merchant, referrer, at) if valid else None
+            self.clicks.revalue(ref, valid, agreement, self.postings, event_id, out)
+        else:
+            self._revalue_clicks(changed, event_id, out)
+        later = self.orders.at_visitor(merchant, visitor, at)
+        decisions = self._reprice(later, event_id, out) if later else ()
+        return _posted(out, decisions)
+
+    def _on_order(self, order: Order) -> FoldOutcome:
+        if self.orders.get(order.merchant_shop_id, order.order_id) is not None:
+            return _quarantined(DUPLICATE_ORDER, f"order {order.order_id} at {order.merchant_shop_id} was already folded")
+        subject = self.orders.add(order)
+        out: list[Entry] = []
+        decisions = self._reprice([subject], order.event_id, out)
+        late = []
+        for refund in self.orders.unpark(order.merchant_shop_id, order.order_id):
+            problem = subject.refund_problem(refund)
+            if problem is not None:
+                late.append((refund.event_id, problem[0]))
+                subject.log_refund(refund, f"quarantined: {problem[0]}")
+                continue
+            subject.accept(refund)
+            apply_refunds(subject, self.postings, order.event_id, out, refund, qualifier=refund.event_id)
+        return _posted(out, decisions, late)
+
+    def _on_refund(self, refund: Refund) -> FoldOutcome:
+        subject = self.orders.get(refund.merchant_shop_id, refund.order_id)
+        if subject is None:
+            self.orders.park(refund)
+            return PARKED
+        problem = subject.refund_problem(refund)
+        if problem is not None:
+            return _quarantined(*problem)
+        subject.accept(refund)
+        out: list[Entry] = []
+        apply_refunds(subject, self.postings, refund.event_id, out, refund)
+        return _posted(out)
+
+    # -- alliance events ---------------------------------------------------------------------
+
+    def _on_member(self, member: Member) -> FoldOutcome:
+        """A member event changes the shop's status from its occurred_at on: re-evaluate
+        the shop's clicks from then, and the orders those clicks could win."""
+        self.membership.record(member)
+        shop, since = member.member_shop_id, member.occurred_at
+        out: list[Entry] = []
+        self._revalue_clicks(self.clicks.recheck_referrer(shop, since, self._base_ok), member.event_id, out)
+        orders = {}
+        for (merchant, visitor), t in self.clicks.visitors_of_referrer_since(shop, since).items():
+            for o in self.orders.at_visitor(merchant, visitor, t):
+                orders[o.subject_id] = o
+        ordered = sorted(orders.values(), key=lambda o: (o.occurred_at, o.subject_id))
+        decisions = self._reprice(ordered, member.event_id, out)
+        return _posted(out, decisions)
+
+    def _on_agreement(self, agreement: Agreement) -> FoldOutcome:
+        """A new version can change what everything in its scope from effective_from earns."""
+        self.agreements.add(agreement)
+        out: list[Entry] = []
+        since = agreement.effective_from
+        valid = self.clicks.valid_clicks(agreement.merchant_shop_id, agreement.referrer_shop_id, since)
+        self._revalue_clicks([(c, True) for c in valid], agreement.event_id, out)
+        orders = self.orders.at_merchant(agreement.merchant_shop_id, since)
+        decisions = self._reprice(orders, agreement.event_id, out)
+        return _posted(out, decisions)
+
+    def _on_settlement(self, settlement: Settlement) -> FoldOutcome:
+        out: list[Entry] = []
+        for subject in settle_period(self.postings.pending_subjects(), settlement.period_end):
+            self.postings.settle(subject, settlement.event_id, out)
+        return _posted(out)
+
+    def _on_payout(self, payout: Payout) -> FoldOutcome:
+        merchant, referrer, currency = payout.merchant_shop_id, payout.referrer_shop_id, payout.currency
+        owed = self.journal.payable_owed(merchant, referrer, currency)
+        if payout.amount_minor > owed:
+            return _quarantined(PAYOUT_EXCEEDS_PAYABLE, f"{merchant} owes {referrer} {owed} {currency} payable, "
+                                                        f"payout is {payout.amount_minor}")
+        if payout.amount_minor == 0:
+            return NOTHING
+        entries = self.journal.post(payout.event_id, f"payout:{merchant}:{payout.payout_id}", "payout",
+                                    payout_legs(referrer, merchant, currency, payout.amount_minor), NO_BASIS)
+        return _posted(entries)
+
+    def _on_adjustment(self, adj: Adjustment) -> FoldOutcome:
+        if adj.amount_minor == 0:
+            return NOTHING
+        legs = commission_legs(adj.referrer_shop_id, adj.merchant_shop_id, adj.currency, adj.amount_minor, True)
+        entries = self.journal.post(adj.event_id, f"adjustment:{adj.merchant_shop_id}:{adj.adjustment_id}",
+                                    "adjust", legs, reason_basis(adj.reason))
+        return _posted(entries)

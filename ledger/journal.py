@@ -1,0 +1,55 @@
+"""The partition's journal: seals postings into hash-chained entries.
+
+A posting (one transaction) is a list of legs summing to zero per currency;
+``post`` gives each leg its entry id, sequence number and chain hash, and
+keeps two read-side indexes the fold needs: entries per order (for
+``explain``) and the payable balance per (merchant, referrer, currency) (for
+the payout check).
+"""
+
+from __future__ import annotations
+
+from ledger.chain import GENESIS, canonical_values, chain_hash
+from ledger.entries import EARNED_PAYABLE, Basis, Entry, Leg, make_entry_id, make_txn_id
+
+
+class Journal:
+    """Entries of one partition, in chain order (only the head and indexes are kept)."""
+
+    __slots__ = ("head", "seq", "_by_subject", "_payable")
+
+    def __init__(self):
+        self.head = GENESIS
+        self.seq = 0
+        # Per order subject, its entries as plain tuples of field values: tuples of
+        # strings and ints are not walked by the garbage collector, Entry objects are.
+        self._by_subject: dict[str, tuple[tuple, ...]] = {}
+        self._payable: dict[tuple[str, str, str], int] = {}
+
+    def post(self, event_id: str, subject: str, role: str, legs: tuple[Leg, ...], basis: Basis,
+             qualifier: str | None = None) -> list[Entry]:
+        txn_id = make_txn_id(event_id, subject, role, qualifier)
+        sealed = []
+        kept = []
+        for shop, account, counterparty, currency, amount in legs:
+            values = (make_entry_id(txn_id, account), txn_id, self.seq, event_id, shop, account,
+                      counterparty, currency, amount, subject, role, *basis)
+            prev = self.head
+            self.head = digest = chain_hash(prev, canonical_values(values))
+            self.seq += 1
+            sealed.append(Entry(*values, prev, digest))
+            kept.append(values + (prev, digest))
+            if account == EARNED_PAYABLE:
+                key = (counterparty, shop, currency)
+                self._payable[key] = self._payable.get(key, 0) + amount
+        if subject.startswith("order:"):
+            self._by_subject[subject] = self._by_subject.get(subject, ()) + tuple(kept)
+        return sealed
+
+    def payable_owed(self, merchant: str, referrer: str, currency: str) -> int:
+        """What ``merchant`` owes ``referrer`` as payable in ``currency``, after payouts."""
+        return self._payable.get((merchant, referrer, currency), 0)
+
+    def entries_for(self, subject: str) -> tuple[Entry, ...]:
+        """Every entry posted for an order subject (``order:<merchant>:<order_id>``)."""
+        return tuple(Entry(*values) for values in self._by_subject.get(subject, ()))

@@ -1,0 +1,194 @@
+"""Orders as subjects: attribution, pricing and refunds applied to the ledger.
+
+``reprice`` recomputes an order's desired terms from the current state (its
+clicks, members and agreements) and posts the difference; ``apply_refunds``
+posts the cumulative refund reversal for the current terms. Refunds folded
+before their order are parked here until it arrives.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ledger.agreements import AgreementBook
+from ledger.attribution import attribute_order
+from ledger.clicks import ClickBook
+from ledger.decisions import AttributionDecision
+from ledger.entries import Entry
+from ledger.events import ANY, CURRENCY_MISMATCH, REFUND_EXCEEDS_ORDER, Order, Problem, Refund
+from ledger.membership import Membership
+from ledger.pricing import price_order
+from ledger.refunds import reverse_for_refund
+from ledger.subjects import Postings, Subject, Terms
+
+
+class ParkedRefund(NamedTuple):
+    """A refund folded before its order; applied (or rejected) when the order arrives.
+
+    An immutable named tuple, so ``event_id, order_id, merchant, amount, currency = p``
+    works as well as attribute access.
+    """
+
+    event_id: str
+    order_id: str
+    merchant_shop_id: str
+    amount_minor: int
+    currency: str
+
+
+class OrderSubject(Subject):
+    """An order and what is posted for it."""
+
+    __slots__ = ("order", "refunded", "applied", "refund_log", "decided_by")
+
+    def __init__(self, order: Order):
+        super().__init__(f"order:{order.merchant_shop_id}:{order.order_id}", order.occurred_at)
+        self.order = order
+        self.refunded = 0  # Σ accepted refunds (A_k)
+        self.applied = 0   # the A at which the posted reversal was computed
+        self.refund_log: list[tuple[Refund, str]] | None = None  # (refund, "applied" | "quarantined: ...")
+        self.decided_by: str | None = None  # the event that last recomputed the attribution
+
+    @property
+    def refunds(self) -> list[tuple[Refund, str]]:
+        return self.refund_log or []
+
+    def log_refund(self, refund: Refund, status: str) -> None:
+        if self.refund_log is None:
+            self.refund_log = []
+        self.refund_log.append((refund, status))
+
+    def refund_problem(self, refund: Refund) -> Problem | None:
+        if refund.currency != self.order.currency:
+            return CURRENCY_MISMATCH, f"refund in {refund.currency}, order {self.order.order_id} in {self.order.currency}"
+        if self.refunded + refund.amount_minor > self.order.total_minor:
+            return (REFUND_EXCEEDS_ORDER, f"refunds would total {self.refunded + refund.amount_minor} "
+                                          f"of an order of {self.order.total_minor}")
+        return None
+
+    def accept(self, refund: Refund) -> None:
+        self.refunded += refund.amount_minor
+        self.log_refund(refund, "applied")
+
+
+class OrderBook:
+    """Every order folded in this partition, and the refunds waiting for theirs."""
+
+    __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked", "_parked_count")
+
+    def __init__(self):
+        self._orders: dict[tuple[str, str], OrderSubject] = {}
+        # (merchant, visitor) → its order, or a list once there are several (most
+        # visitors place one order per merchant; a list each would be memory for nothing)
+        self._by_mv: dict[tuple[str, str | None], OrderSubject | list[OrderSubject]] = {}
+        self._by_merchant: dict[str, list[OrderSubject]] = {}
+        self._parked: dict[tuple[str, str], list[tuple[int, Refund]]] = {}
+        self._parked_count = 0
+
+    def get(self, merchant: str, order_id: str) -> OrderSubject | None:
+        return self._orders.get((merchant, order_id))
+
+    def add(self, order: Order) -> OrderSubject:
+        subject = OrderSubject(order)
+        self._orders[(order.merchant_shop_id, order.order_id)] = subject
+        mv = (order.merchant_shop_id, order.visitor_id)
+        known = self._by_mv.get(mv)
+        if known is None:
+            self._by_mv[mv] = subject
+        elif type(known) is list:
+            known.append(subject)
+        else:
+            self._by_mv[mv] = [known, subject]
+        self._by_merchant.setdefault(order.merchant_shop_id, []).append(subject)
+        return subject
+
+    def at_visitor(self, merchant: str, visitor: str | None, since: int) -> list[OrderSubject]:
+        """Orders of this visitor at this merchant at or after ``since``, in time order."""
+        bucket = self._by_mv.get((merchant, visitor))
+        if bucket is None:
+            return []
+        if type(bucket) is not list:
+            return [bucket] if bucket.occurred_at >= since else []
+        found = [o for o in bucket if o.occurred_at >= since]
+        if len(found) > 1:
+            found.sort(key=_order_key)
+        return found
+
+    def at_merchant(self, merchant: str, since: int) -> list[OrderSubject]:
+        """Orders at ``merchant`` (``*``: any) at or after ``since``, in time order."""
+        groups = self._by_merchant.values() if merchant == ANY else [self._by_merchant.get(merchant, ())]
+        found = [o for group in groups for o in group if o.occurred_at >= since]
+        found.sort(key=_order_key)
+        return found
+
+    def park(self, refund: Refund) -> None:
+        self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append((self._parked_count, refund))
+        self._parked_count += 1
+
+    def unpark(self, merchant: str, order_id: str) -> list[Refund]:
+        return [r for _n, r in self._parked.pop((merchant, order_id), ())]
+
+    def parked_for(self, merchant: str, order_id: str) -> list[Refund]:
+        return [r for _n, r in self._parked.get((merchant, order_id), ())]
+
+    def parked(self) -> tuple[ParkedRefund, ...]:
+        waiting = sorted(item for group in self._parked.values() for item in group)
+        return tuple(ParkedRefund(r.event_id, r.order_id, r.merchant_shop_id, r.amount_minor, r.currency)
+                     for _n, r in waiting)
+
+
+def _order_key(o: OrderSubject):
+    return (o.occurred_at, o.order.merchant_shop_id, o.order.order_id)
+
+
+def decide(o: OrderSubject, cause: str, clicks: ClickBook, agreements: AgreementBook,
+           membership: Membership) -> tuple[AttributionDecision, Terms | None]:
+    """Attribute and price the order from the current state (pure: posts nothing)."""
+    order = o.order
+    candidates = clicks.for_visitor(order.merchant_shop_id, order.visitor_id) if order.visitor_id is not None else ()
+    attribution = attribute_order(order, candidates, agreements.resolve, membership.status_at)
+    winner, agreement = attribution.winner, attribution.agreement
+    terms = None
+    if winner is not None:
+        pricing = price_order(order, agreement)
+        _at, click_event_id, referrer = winner[0], winner[1], winner[2]
+        terms = Terms(referrer, order.merchant_shop_id, pricing.currency, pricing.commission,
+                      agreement.agreement_id, agreement.version, agreement.event_id, pricing.model,
+                      pricing.rate_bp, pricing.category_rates_bp, click_event_id, agreement.hold_days)
+    decision = AttributionDecision(
+        cause, order.event_id, order.order_id, order.merchant_shop_id, order.visitor_id, order.occurred_at,
+        attribution.considered,
+        terms.click_event_id if terms else None,
+        terms.referrer_shop_id if terms else None,
+        terms.agreement_id if terms else None,
+        terms.agreement_version if terms else None,
+        terms.model if terms else None,
+        terms.rate_bp if terms else None,
+        terms.category_rates_bp if terms else (),
+        terms.commission if terms else 0,
+        terms.currency if terms else order.currency,
+        terms.hold_days if terms else None,
+    )
+    return decision, terms
+
+
+def reprice(o: OrderSubject, event_id: str, clicks: ClickBook, agreements: AgreementBook,
+            membership: Membership, postings: Postings, out: list[Entry]) -> AttributionDecision:
+    """Recompute the order's attribution and pricing; post the difference."""
+    decision, terms = decide(o, event_id, clicks, agreements, membership)
+    o.decided_by = event_id
+    if postings.set_terms(o, terms, event_id, out):
+        o.applied = 0
+        apply_refunds(o, postings, event_id, out)
+    return decision
+
+
+def apply_refunds(o: OrderSubject, postings: Postings, event_id: str, out: list[Entry],
+                  refund: Refund | None = None, qualifier: str | None = None) -> None:
+    """Post round(C × A / total) for the accepted refunds, less what is already reversed."""
+    terms = o.terms
+    if terms is not None:
+        reversal = reverse_for_refund(terms.commission, o.applied, o.refunded, o.order.total_minor)
+        postings.post(o, terms, event_id, "refund", -reversal,
+                      terms.basis(refund.refund_id if refund is not None else None), out, qualifier)
+    o.applied = o.refunded

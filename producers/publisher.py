@@ -1,0 +1,200 @@
+"""Publishing shop and alliance events to Kafka, for shop integrations.
+
+Every event is checked against the schema rules before it leaves the
+process (a `ValueError` names the field), encoded as Avro single-object
+bytes, and sent with the idempotent producer (`acks=all`). Routing follows
+SPEC §3: shop events, payouts and adjustments are keyed by their merchant;
+`member`, `agreement` and `settlement` events go to every partition so each
+partition is a complete log for its merchants.
+
+    pub = AlliancePublisher("127.0.0.1:9092")
+    pub.click(event_id="c-1", occurred_at="2026-11-01T10:00:00.000Z", alliance_id="baby-care",
+              shop_id="li-kids", visitor_id="v1", referrer_shop_id="li-kids",
+              merchant_shop_id="wang-bath", placement_id="article-12")
+    pub.flush()   # raises PublishError naming every event that was not delivered
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+from kafka import KafkaProducer
+
+from schemas import codec
+
+DEFAULT_TOPIC = "shop-events"
+ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
+
+
+class PublishError(Exception):
+    """Some events were not acknowledged by the broker."""
+
+    def __init__(self, failures: list[tuple[str, Exception]]):
+        self.failures = failures
+        shown = "; ".join(f"{eid}: {exc}" for eid, exc in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} event(s) not delivered: {shown}{more}")
+
+
+def to_millis(value) -> int:
+    """Event time as epoch milliseconds from an int, an aware datetime or an ISO string."""
+    if isinstance(value, bool):
+        raise ValueError("time must be epoch milliseconds, an aware datetime or an ISO-8601 string")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return codec.parse_time(value, "occurred_at")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("datetime must be timezone-aware (UTC)")
+        delta = value.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    raise ValueError(f"unsupported time value {value!r}")
+
+
+def routing_key(record: dict) -> str:
+    """The merchant whose partition the event belongs to (SPEC §3)."""
+    payload = record[record["type"]]
+    return payload.get("merchant_shop_id") or record["shop_id"]
+
+
+class AlliancePublisher:
+    """Validating, idempotent publisher; one method per event type."""
+
+    def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_TOPIC, *,
+                 producer: KafkaProducer | None = None, linger_ms: int = 20):
+        self.topic = topic
+        self.producer = producer or KafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            batch_size=512 * 1024,
+            compression_type=None,
+            max_in_flight_requests_per_connection=5,
+            delivery_timeout_ms=120_000,
+        )
+        self._partitions: list[int] | None = None
+        self._failures: list[tuple[str, Exception]] = []
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    # -- generic path --------------------------------------------------------
+
+    def partitions(self) -> list[int]:
+        if self._partitions is None:
+            found = self.producer.partitions_for(self.topic)
+            if not found:
+                raise ValueError(f"topic {self.topic!r} does not exist; create it first")
+            self._partitions = sorted(found)
+        return self._partitions
+
+    def publish(self, record: dict) -> None:
+        """Validate, encode and send one record (asynchronously)."""
+        try:
+            codec.validate_record(record)
+        except codec.CodecError as exc:
+            raise ValueError(str(exc)) from exc
+        value = codec.encode(record)
+        key = routing_key(record).encode("utf-8")
+        if record["type"] in ALLIANCE_WIDE:
+            for partition in self.partitions():
+                self._send(record["event_id"], key, value, partition)
+        else:
+            self._send(record["event_id"], key, value, None)
+
+    def _send(self, event_id: str, key: bytes, value: bytes, partition: int | None) -> None:
+        future = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        future.add_errback(self._failed, event_id)
+        self.sent += 1
+
+    def _failed(self, event_id: str, exc: Exception) -> None:
+        with self._lock:
+            self._failures.append((event_id, exc))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every send; raise PublishError if any was not delivered."""
+        self.producer.flush(timeout)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise PublishError(failures)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.producer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- one method per event type ----------------------------------------------
+
+    def _shop_event(self, type_: str, event_id, occurred_at, alliance_id, shop_id, visitor_id, payload) -> None:
+        self.publish({
+            "event_id": event_id, "type": type_, "occurred_at": to_millis(occurred_at),
+            "alliance_id": alliance_id, "shop_id": shop_id, "visitor_id": visitor_id, type_: payload,
+        })
+
+    def _alliance_event(self, type_: str, event_id, occurred_at, alliance_id, payload) -> None:
+        self._shop_event(type_, event_id, occurred_at, alliance_id, "alliance", None, payload)
+
+    def view(self, *, event_id, occurred_at, alliance_id, shop_id, visitor_id,
+             referrer_shop_id, merchant_shop_id, placement_id) -> None:
+        self._shop_event("view", event_id, occurred_at, alliance_id, shop_id, visitor_id, {
+            "referrer_shop_id": referrer_shop_id, "merchant_shop_id": merchant_shop_id,
+            "placement_id": placement_id})
+
+    def click(self, *, event_id, occurred_at, alliance_id, shop_id, visitor_id,
+              referrer_shop_id, merchant_shop_id, placement_id) -> None:
+        self._shop_event("click", event_id, occurred_at, alliance_id, shop_id, visitor_id, {
+            "referrer_shop_id": referrer_shop_id, "merchant_shop_id": merchant_shop_id,
+            "placement_id": placement_id})
+
+    def order(self, *, event_id, occurred_at, alliance_id, shop_id, visitor_id,
+              order_id, currency, lines, total_minor, merchant_shop_id=None) -> None:
+        self._shop_event("order", event_id, occurred_at, alliance_id, shop_id, visitor_id, {
+            "order_id": order_id, "merchant_shop_id": merchant_shop_id or shop_id, "currency": currency,
+            "lines": [dict(line) for line in lines], "total_minor": total_minor})
+
+    def refund(self, *, event_id, occurred_at, alliance_id, shop_id, visitor_id,
+               order_id, refund_id, currency, amount_minor, merchant_shop_id=None) -> None:
+        self._shop_event("refund", event_id, occurred_at, alliance_id, shop_id, visitor_id, {
+            "order_id": order_id, "refund_id": refund_id, "merchant_shop_id": merchant_shop_id or shop_id,
+            "currency": currency, "amount_minor": amount_minor})
+
+    def member(self, *, event_id, occurred_at, alliance_id, member_shop_id, status) -> None:
+        self._alliance_event("member", event_id, occurred_at, alliance_id,
+                             {"member_shop_id": member_shop_id, "status": status})
+
+    def agreement(self, *, event_id, occurred_at, alliance_id, agreement_id, version, effective_from,
+                  merchant_shop_id, referrer_shop_id, model, rate_bp=None, category_rates_bp=None,
+                  amount_minor=None, currency=None, attribution_window_days=15, hold_days=15) -> None:
+        self._alliance_event("agreement", event_id, occurred_at, alliance_id, {
+            "agreement_id": agreement_id, "version": version, "effective_from": to_millis(effective_from),
+            "merchant_shop_id": merchant_shop_id, "referrer_shop_id": referrer_shop_id, "model": model,
+            "rate_bp": rate_bp, "category_rates_bp": dict(category_rates_bp or {}),
+            "amount_minor": amount_minor, "currency": currency,
+            "attribution_window_days": attribution_window_days, "hold_days": hold_days})
+
+    def settlement(self, *, event_id, occurred_at, alliance_id, settlement_id, period_end) -> None:
+        self._alliance_event("settlement", event_id, occurred_at, alliance_id,
+                             {"settlement_id": settlement_id, "period_end": to_millis(period_end)})
+
+    def payout(self, *, event_id, occurred_at, alliance_id, payout_id, merchant_shop_id,
+               referrer_shop_id, currency, amount_minor) -> None:
+        self._alliance_event("payout", event_id, occurred_at, alliance_id, {
+            "payout_id": payout_id, "merchant_shop_id": merchant_shop_id,
+            "referrer_shop_id": referrer_shop_id, "currency": currency, "amount_minor": amount_minor})
+
+    def adjustment(self, *, event_id, occurred_at, alliance_id, adjustment_id, merchant_shop_id,
+                   referrer_shop_id, currency, amount_minor, reason) -> None:
+        self._alliance_event("adjustment", event_id, occurred_at, alliance_id, {
+            "adjustment_id": adjustment_id, "merchant_shop_id": merchant_shop_id,
+            "referrer_shop_id": referrer_shop_id, "currency": currency, "amount_minor": amount_minor,
+            "reason": reason})

@@ -1,0 +1,3 @@
+from refledger.cli import main
+
+main()

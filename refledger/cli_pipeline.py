@@ -1,0 +1,261 @@
+"""Commands that move events: produce, simulate, consume, ingest, stats."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from refledger.options import bootstrap_option, db_option, format_option, topic_option
+from refledger.render import console, emit, emit_json, progress
+
+
+def _processor(db: str, source: str):
+    from consumers.batch import LogProcessor
+    from ledger.fold import PartitionFold
+    from refledger.store import LedgerStore
+
+    store = LedgerStore(db)
+    return store, LogProcessor(store, PartitionFold, source=source)
+
+
+def _summary_table(summary: dict, title: str) -> None:
+    rows = [{"what": k.replace("_", " "), "count": v} for k, v in summary.items() if isinstance(v, int)]
+    emit(rows, "table", ("what", "count"), title=title, numeric=("count",))
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@bootstrap_option
+@topic_option
+@click.option("--partitions", default=6, show_default=True, help="Partitions when the topic must be created.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def produce(files, bootstrap_servers, topic, partitions, fmt):
+    """Publish JSON Lines or Avro container event files to Kafka as Avro.
+
+    Events are validated first; a line that breaks the schema is not sent and
+    is listed with its file and line (exit status 1). Shop events are keyed
+    by merchant; member, agreement and settlement events go to every
+    partition.
+
+    Example: refledger produce alliance.jsonl --bootstrap-servers 127.0.0.1:9092
+    """
+    from producers.files import EventFileError, read_records
+    from producers.publisher import AlliancePublisher, PublishError
+    from refledger.kafka_admin import create_topic
+
+    create_topic(bootstrap_servers, topic, partitions)
+    rejected = []
+    published = 0
+    started = time.monotonic()
+    try:
+        with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
+            task = bar.add_task("publishing", total=None, rate="")
+            for path in files:
+                for position, record, error in read_records(path):
+                    if error:
+                        rejected.append({"position": position, "error": error})
+                        continue
+                    pub.publish(record)
+                    published += 1
+                    if published % 2000 == 0:
+                        bar.update(task, completed=published,
+                                   rate=f"{published / (time.monotonic() - started):,.0f} ev/s")
+            bar.update(task, completed=published)
+    except (EventFileError, PublishError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    seconds = time.monotonic() - started
+    summary = {"published": published, "rejected": len(rejected),
+               "events_per_second": int(published / seconds) if seconds else 0}
+    if fmt == "json":
+        emit_json({**summary, "rejected_events": rejected})
+    else:
+        _summary_table(summary, f"produced to {topic}")
+        for row in rejected:
+            console(stderr=True).print(f"rejected {row['position']}: {row['error']}")
+    if rejected:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--seed", default=7, show_default=True, help="Same seed, same alliance, byte for byte.")
+@click.option("--shops", default=8, show_default=True)
+@click.option("--visitors", default=5000, show_default=True)
+@click.option("--days", default=30, show_default=True)
+@click.option("--events", type=int, default=None, help="Stop after about this many events.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write JSON Lines (.jsonl) or Avro (.avro) here.")
+@click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
+              help="Publish straight to Kafka instead of a file.")
+@topic_option
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic):
+    """Generate a realistic alliance's traffic, to a file or straight to Kafka.
+
+    Views, clicks, orders and refunds with late and out-of-order deliveries
+    and a few bad events, seeded and deterministic.
+
+    Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
+    """
+    from producers.simulate import SimulationConfig, simulate as generate
+
+    if not out and not bootstrap_servers:
+        raise click.UsageError("give --out FILE or --bootstrap-servers")
+    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events)
+    if out:
+        count = write_event_file(generate(cfg), Path(out))
+        click.echo(f"wrote {count:,} events to {out}")
+    else:
+        count = publish_records(generate(cfg), bootstrap_servers, topic)
+        click.echo(f"published {count:,} events to {topic}")
+
+
+def write_event_file(records, path: Path) -> int:
+    from schemas import codec
+
+    if path.suffix == ".avro":
+        records = list(records)
+        codec.write_container(path, records)
+        return len(records)
+    count = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(codec.record_to_json_line(record) + "\n")
+            count += 1
+    return count
+
+
+def publish_records(records, bootstrap_servers: str, topic: str, partitions: int = 6) -> int:
+    from producers.publisher import AlliancePublisher, PublishError
+    from refledger.kafka_admin import create_topic
+
+    create_topic(bootstrap_servers, topic, partitions)
+    count = 0
+    started = time.monotonic()
+    try:
+        with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
+            task = bar.add_task("publishing", total=None, rate="")
+            for record in records:
+                pub.publish(record)
+                count += 1
+                if count % 5000 == 0:
+                    bar.update(task, completed=count, rate=f"{count / (time.monotonic() - started):,.0f} ev/s")
+            bar.update(task, completed=count)
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return count
+
+
+@click.command()
+@bootstrap_option
+@db_option
+@topic_option
+@click.option("--group", default="refledger", show_default=True, help="Consumer group id.")
+@click.option("--until-idle", type=float, default=None, metavar="SECONDS",
+              help="Stop once no new event came for this long (default: run until SIGINT/SIGTERM).")
+@click.option("--members", default=1, show_default=True, help="Group members in this process.")
+@click.option("--instance-id", default=None,
+              help="Static group membership: a restarted consumer with the same id takes its partitions back "
+                   "at once instead of waiting for the session to time out.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, fmt):
+    """Fold the alliance's topic from Kafka into the ledger, exactly once.
+
+    Positions live in the ledger: each poll batch is committed to DuckDB in
+    one transaction (events, quarantine, entries, positions) before offsets
+    are committed to Kafka. SIGINT/SIGTERM finish the batch and exit 0.
+    While it runs, balances/explain/quarantine/stats on the same --db are
+    answered by this process.
+
+    Example: refledger consume --bootstrap-servers 127.0.0.1:9092 --db ledger.duckdb --until-idle 10
+    """
+    from consumers.kafka_consumer import consume as run_consume
+    from refledger.readside import ReadServer
+    from refledger.store import StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        store, processor = _processor(db, f"kafka:{topic}")
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        with ReadServer(db, store.con):
+            summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
+                                  until_idle=until_idle, members=members, instance_id=instance_id)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if fmt == "json":
+        emit_json(summary.as_dict())
+    else:
+        _summary_table(summary.as_dict(), f"consumed {topic} into {db}")
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@db_option
+@click.option("--partition", default=0, show_default=True,
+              help="The partition these files form (to mirror one Kafka partition's log).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def ingest(files, db, partition, fmt):
+    """Fold JSON Lines or Avro event files into the ledger, without Kafka.
+
+    The files form one partition, in file order. Bad events are quarantined
+    and counted; the exit status is non-zero only when a file or the ledger
+    cannot be read or written.
+
+    Example: refledger ingest baby-care.jsonl --db baby-care.duckdb
+    """
+    from consumers.ingest import ingest_files
+    from producers.files import EventFileError
+    from refledger.store import StoreError
+
+    try:
+        store, processor = _processor(db, "ingest")
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        with progress() as bar:
+            task = bar.add_task("ingesting", total=None, rate="")
+            summary = ingest_files(files, processor, partition=partition,
+                                   on_batch=lambda s: bar.update(task, completed=s.events_read))
+    except (EventFileError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if fmt == "json":
+        emit_json(summary.as_dict())
+    else:
+        _summary_table(summary.as_dict(), f"ingested into {db}")
+
+
+@click.command()
+@db_option
+@format_option
+def stats(db, fmt):
+    """What arrived: distinct events, skipped duplicates, quarantined, positions.
+
+    Example: refledger stats --db ledger.duckdb --format json
+    """
+    from refledger.readside import ReadError, query
+
+    try:
+        result = query(db, "stats")
+    except ReadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if fmt == "json":
+        emit_json(result)
+        return
+    counts = {k: v for k, v in result.items() if isinstance(v, int)}
+    if fmt == "csv":
+        emit([{"what": k, "count": v} for k, v in counts.items()], "csv", ("what", "count"))
+        return
+    _summary_table(counts, f"ledger {db}")
+    emit([{"log": k, "next_offset": v} for k, v in result["positions"].items()], "table",
+         ("log", "next_offset"), title="positions", numeric=("next_offset",))
+    if result["quarantined_by_reason"]:
+        emit([{"reason": k, "events": v} for k, v in result["quarantined_by_reason"].items()], "table",
+             ("reason", "events"), title="quarantined by reason", numeric=("events",))

@@ -1,0 +1,132 @@
+"""Topic administration and readiness checks against a Kafka cluster.
+
+Thin helpers over kafka-python's `KafkaAdminClient`, used by the local broker,
+the CLI and the tests:
+
+- `wait_until_ready(bootstrap, timeout_s)` blocks until a broker answers a
+  metadata request and lists at least one unfenced broker.
+- `create_topic(bootstrap, topic, partitions=6)` creates a topic if missing
+  (an existing topic is fine) and returns once metadata shows every partition
+  with a leader.
+- `partitions_for(bootstrap, topic)` counts a topic's partitions.
+
+Infrastructure failures raise `KafkaAdminError` with what was tried.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+PROBE_INTERVAL_S = 0.1
+
+
+class KafkaAdminError(Exception):
+    """The cluster cannot be reached or refuses an administrative request."""
+
+
+def _host_port(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise KafkaAdminError(f"bootstrap servers must look like HOST:PORT, got {bootstrap!r}")
+    return host.strip("[]"), int(port)
+
+
+def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """True when the first bootstrap server accepts a TCP connection."""
+    try:
+        with socket.create_connection(_host_port(bootstrap), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def admin_client(bootstrap: str, timeout_s: float = 10.0) -> Iterator[KafkaAdminClient]:
+    """A `KafkaAdminClient` for `bootstrap`, closed on exit."""
+    timeout_ms = max(int(timeout_s * 1000), 1000)
+    try:
+        client = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="refledger-admin",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+    except KafkaError as exc:
+        raise KafkaAdminError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """One probe: does a broker at `bootstrap` answer metadata with a live broker?"""
+    if not port_open(bootstrap, timeout_s=min(timeout_s, 1.0)):
+        return False
+    try:
+        with admin_client(bootstrap, timeout_s) as client:
+            cluster = client.describe_cluster()
+    except (KafkaAdminError, KafkaError, OSError):
+        return False
+    return any(not b.get("is_fenced", False) for b in cluster.get("brokers", []))
+
+
+def wait_until_ready(bootstrap: str, timeout_s: float = 60.0) -> None:
+    """Block until a broker at `bootstrap` answers metadata, or raise KafkaAdminError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if cluster_answers(bootstrap, timeout_s=max(min(remaining, 5.0), 0.5)):
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaAdminError(
+                f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s; "
+                "start one with `refledger broker start` or check the address"
+            )
+        time.sleep(PROBE_INTERVAL_S)
+
+
+def create_topic(
+    bootstrap: str, topic: str, partitions: int = 6, timeout_s: float = 30.0
+) -> None:
+    """Create `topic` with `partitions` partitions (replication 1) unless it exists.
+
+    Idempotent: an existing topic is accepted as it is. Returns once metadata
+    shows every partition of the topic with a leader.
+    """
+    with admin_client(bootstrap, timeout_s) as client:
+        try:
+            client.create_topics(
+                [NewTopic(topic, partitions, 1)], timeout_ms=int(timeout_s * 1000)
+            )
+        except TopicAlreadyExistsError:
+            pass
+        except KafkaError as exc:
+            raise KafkaAdminError(f"cannot create topic {topic!r} at {bootstrap}: {exc}") from exc
+        try:
+            client.wait_for_topics([topic], timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaAdminError(
+                f"topic {topic!r} at {bootstrap} has partitions without a leader: {exc}"
+            ) from exc
+
+
+def partitions_for(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """The number of partitions of `topic`; KafkaAdminError if it does not exist."""
+    with admin_client(bootstrap, timeout_s) as client:
+        try:
+            described = client.describe_topics([topic])
+        except KafkaError as exc:
+            raise KafkaAdminError(f"cannot describe topic {topic!r} at {bootstrap}: {exc}") from exc
+    for entry in described:
+        if entry.get("name") == topic and entry.get("error_code", 0) == 0:
+            return len(entry.get("partitions", []))
+    raise KafkaAdminError(f"topic {topic!r} does not exist at {bootstrap}")

@@ -1,0 +1,171 @@
+"""Read queries over a ledger file. Each takes a DuckDB cursor and returns
+plain JSON-able data, so the same function answers the CLI directly or
+through a running consumer (see `refledger.readside`)."""
+
+from __future__ import annotations
+
+import json
+
+MONEY_ACCOUNTS = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
+# Accounts whose displayed balance is the negated sum of their entries.
+NEGATED = frozenset({"owed_pending", "owed_payable", "paid_out", "swap_received"})
+BALANCE_COLUMNS = ("shop_id", "currency") + MONEY_ACCOUNTS
+SWAP_COLUMNS = ("shop_id", "currency", "swap_given", "swap_received")
+
+
+def stats(cur) -> dict:
+    [(events,)] = cur.execute("SELECT count(DISTINCT event_id) FROM events").fetchall()
+    [(read, skipped, stored, batches)] = cur.execute(
+        """SELECT coalesce(sum(events_read), 0), coalesce(sum(duplicates_skipped), 0),
+                  coalesce(sum(events_stored), 0), count(*) FROM batches"""
+    ).fetchall()
+    [(quarantined,)] = cur.execute("SELECT count(*) FROM quarantine").fetchall()
+    [(entries,)] = cur.execute("SELECT count(*) FROM entries").fetchall()
+    positions = cur.execute(
+        """SELECT topic, partition, arg_max(next_offset, batch_id) FROM positions
+           GROUP BY topic, partition ORDER BY topic, partition"""
+    ).fetchall()
+    by_reason = cur.execute(
+        "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
+    ).fetchall()
+    return {
+        "events": int(events),
+        "duplicates_skipped": int(skipped),
+        "quarantined": int(quarantined),
+        "positions": {f"{t}:{p}": int(o) for t, p, o in positions},
+        "events_read": int(read),
+        "events_stored": int(stored),
+        "entries": int(entries),
+        "batches": int(batches),
+        "quarantined_by_reason": {r: int(n) for r, n in by_reason},
+    }
+
+
+def balances(cur) -> list[dict]:
+    """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows."""
+    money_cols = ", ".join(
+        f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)::BIGINT"
+        for acc in MONEY_ACCOUNTS
+    )
+    money = cur.execute(
+        f"""SELECT shop_id, currency, {money_cols} FROM entries
+            WHERE currency <> 'CLICK' GROUP BY shop_id, currency ORDER BY shop_id, currency"""
+    ).fetchall()
+    swaps = cur.execute(
+        """SELECT shop_id,
+                  coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0)::BIGINT,
+                  -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)::BIGINT
+           FROM entries WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
+    ).fetchall()
+    rows = [dict(zip(BALANCE_COLUMNS, (shop, cur_, *map(int, nums)))) for shop, cur_, *nums in money]
+    rows += [{"shop_id": s, "currency": "CLICK", "swap_given": int(g), "swap_received": int(r)}
+             for s, g, r in swaps]
+    return rows
+
+
+def quarantine(cur, reason: str | None = None) -> list[dict]:
+    sql = """SELECT event_id, reason, position, topic, partition, "offset", stage, detail
+             FROM quarantine {where} ORDER BY batch_id, topic, partition, "offset" """
+    params = []
+    where = ""
+    if reason:
+        where, params = "WHERE reason = ?", [reason]
+    rows = cur.execute(sql.format(where=where), params).fetchall()
+    cols = ("event_id", "reason", "position", "topic", "partition", "offset", "stage", "detail")
+    return [dict(zip(cols, row)) for row in rows]
+
+
+def parked_refunds(cur) -> list[dict]:
+    """Refunds folded before their order arrived (SPEC §7), still waiting."""
+    rows = cur.execute(
+        """SELECT r.topic, r.partition, r."offset", r.event_id, r.order_id, r.merchant_shop_id,
+                  r.refund_id, r.amount_minor, r.currency, r.occurred_at
+           FROM events r
+           WHERE r.type = 'refund'
+             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.event_id = r.event_id
+                             AND q.topic = r.topic AND q.partition = r.partition AND q.stage = 'fold')
+             AND NOT EXISTS (SELECT 1 FROM events o WHERE o.type = 'order' AND o.topic = r.topic
+                             AND o.partition = r.partition AND o.order_id = r.order_id
+                             AND o.merchant_shop_id = r.merchant_shop_id
+                             AND NOT EXISTS (SELECT 1 FROM quarantine q2 WHERE q2.event_id = o.event_id
+                                             AND q2.topic = o.topic AND q2.partition = o.partition))
+           ORDER BY r.topic, r.partition, r."offset" """
+    ).fetchall()
+    cols = ("topic", "partition", "offset", "event_id", "order_id", "merchant_shop_id", "refund_id",
+            "amount_minor", "currency", "occurred_at")
+    return [dict(zip(cols, (*row[:9], row[9].isoformat(timespec="milliseconds") + "Z"))) for row in rows]
+
+
+ENTRY_FIELDS = ("seq", "entry_id", "txn_id", "event_id", "shop_id", "account", "counterparty_shop_id",
+                "currency", "amount", "subject", "role", "agreement_id", "agreement_version", "model",
+                "rate_bp", "click_event_id", "refund_id", "reason", "hash")
+
+
+def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dict]:
+    """Everything the ledger knows about an order: event, decisions, entries, refunds."""
+    where = "type = 'order' AND order_id = ?"
+    params = [order_id]
+    if merchant_shop_id:
+        where += " AND merchant_shop_id = ?"
+        params.append(merchant_shop_id)
+    orders = cur.execute(
+        f"""SELECT DISTINCT merchant_shop_id, topic, partition FROM events WHERE {where}
+            ORDER BY merchant_shop_id""", params).fetchall()
+    from schemas import codec
+
+    result = []
+    for merchant, topic, partition in orders:
+        order_rows = cur.execute(
+            """SELECT event_id, avro, "offset" FROM events WHERE type = 'order' AND order_id = ?
+               AND merchant_shop_id = ? AND topic = ? AND partition = ? ORDER BY "offset" """,
+            [order_id, merchant, topic, partition]).fetchall()
+        decisions = [_readable_times(json.loads(d)) for (d,) in cur.execute(
+            """SELECT decision FROM decisions WHERE order_id = ? AND merchant_shop_id = ?
+               AND topic = ? AND partition = ? ORDER BY batch_id, rowid""",
+            [order_id, merchant, topic, partition]).fetchall()]
+        entries = cur.execute(
+            f"""SELECT {", ".join(ENTRY_FIELDS)} FROM entries WHERE subject = ? AND topic = ? AND partition = ?
+                ORDER BY seq""",
+            [f"order:{merchant}:{order_id}", topic, partition]).fetchall()
+        refunds = cur.execute(
+            """SELECT event_id, refund_id, amount_minor, currency, occurred_at FROM events
+               WHERE type = 'refund' AND order_id = ? AND merchant_shop_id = ? AND topic = ? AND partition = ?
+               ORDER BY "offset" """, [order_id, merchant, topic, partition]).fetchall()
+        result.append({
+            "order_id": order_id,
+            "merchant_shop_id": merchant,
+            "log": f"{topic}:{partition}",
+            "order": [codec.record_to_json(codec.decode(avro)) for _eid, avro, _off in order_rows],
+            "winning_click": decisions[-1].get("winning_click_event_id") if decisions else None,
+            "decision": decisions[-1] if decisions else None,
+            "history": decisions,
+            "entries": [dict(zip(ENTRY_FIELDS, row)) for row in entries],
+            "refunds": [{"event_id": e, "refund_id": r, "amount_minor": a, "currency": c,
+                         "occurred_at": t.isoformat(timespec="milliseconds") + "Z"}
+                        for e, r, a, c, t in refunds],
+        })
+    return result
+
+
+TIME_KEYS = frozenset({"occurred_at", "order_occurred_at", "effective_from", "period_end"})
+
+
+def _readable_times(value):
+    """Epoch-millisecond times in fold decisions, as the ISO text of SPEC §2."""
+    from schemas import codec
+
+    if isinstance(value, dict):
+        return {k: codec.format_time(v) if k in TIME_KEYS and isinstance(v, int) else _readable_times(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable_times(v) for v in value]
+    return value
+
+
+QUERIES = {
+    "stats": stats,
+    "balances": balances,
+    "quarantine": quarantine,
+    "parked_refunds": parked_refunds,
+    "explain": explain,
+}

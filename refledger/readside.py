@@ -1,0 +1,168 @@
+"""Reading a ledger while `consume` writes it.
+
+DuckDB lets one process hold a database file for writing, and while it does,
+no other process may open the file, not even read-only. So the process that
+writes also answers reads: `consume` serves the read queries of
+`refledger.queries` on a local Unix socket, each on its own DuckDB cursor,
+which sees the last committed batch (DuckDB's MVCC snapshot), never a
+half-written one. The CLI first tries to open the file read-only; when the
+file is locked it asks the socket instead. Same query functions, same
+answers, no lock errors.
+
+The socket lives in the system temp directory under a name derived from the
+ledger's absolute path; the protocol is one JSON request line
+`{"query": name, "params": {...}}` and one JSON reply line
+`{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import tempfile
+import threading
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from refledger.queries import QUERIES
+
+log = logging.getLogger("refledger.readside")
+
+
+class ReadError(Exception):
+    """The ledger cannot be read (missing, locked with nobody answering, bad query)."""
+
+
+class _Unanswered(ReadError):
+    """The socket did not answer; the consumer may be starting or stopping."""
+
+
+def socket_path(db: str | Path) -> str:
+    digest = hashlib.sha256(str(Path(db).resolve()).encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"refledger-{digest}.sock")
+
+
+def _default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    timeout = 30  # a client that connects and says nothing does not hold a thread forever
+    def handle(self):
+        line = self.rfile.readline()
+        try:
+            request = json.loads(line)
+            func = QUERIES[request["query"]]
+            cur = self.server.connection.cursor()
+            try:
+                result = func(cur, **request.get("params", {}))
+            finally:
+                cur.close()
+            reply = {"ok": True, "result": result}
+        except Exception as exc:  # every failure goes back to the caller as text
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        self.wfile.write(json.dumps(reply, default=_default).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    # server_close() waits for the answers in flight, so the writer's connection
+    # is never closed under a reader's query
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+
+class ReadServer:
+    """Serves read queries on the writer's connection, in background threads."""
+
+    def __init__(self, db: str | Path, connection: duckdb.DuckDBPyConnection):
+        self.path = socket_path(db)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.server = _Server(self.path, _Handler)
+        self.server.connection = connection
+        self.thread = threading.Thread(target=self.server.serve_forever, name="readside", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _ask_socket(db: str | Path, name: str, params: dict):
+    path = socket_path(db)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(120)
+            sock.connect(path)
+            sock.sendall(json.dumps({"query": name, "params": params}).encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError as exc:
+        raise _Unanswered(f"ledger {db} is locked by another process and no consumer answers on {path}: {exc}")
+    if not chunks:
+        raise _Unanswered(f"ledger {db} is locked by another process whose socket {path} closed unanswered")
+    reply = json.loads(b"".join(chunks))
+    if not reply["ok"]:
+        raise ReadError(reply["error"])
+    return reply["result"]
+
+
+def _read_directly(db: str | Path, name: str, params: dict):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        result = QUERIES[name](con.cursor(), **params)
+        return json.loads(json.dumps(result, default=_default))
+    except duckdb.Error as exc:
+        raise ReadError(f"cannot read ledger {db}: {exc}") from exc
+    finally:
+        con.close()
+
+
+def query(db: str | Path, name: str, *, wait: float = 30.0, **params):
+    """Run a read query against a ledger file, whether or not a consumer holds it.
+
+    A consumer holds the file's lock a moment before its socket answers (start)
+    and a moment after it stops answering (shutdown); in those moments the
+    query retries, alternating between the file and the socket, for up to
+    `wait` seconds before it reports the ledger as unreadable.
+    """
+    if not Path(db).exists():
+        raise ReadError(f"no ledger at {db}")
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            return _read_directly(db, name, params)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise ReadError(f"cannot open ledger {db}: {exc}") from exc
+        try:
+            return _ask_socket(db, name, params)
+        except _Unanswered as exc:
+            if time.monotonic() >= deadline:
+                raise ReadError(str(exc)) from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)

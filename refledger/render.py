@@ -1,0 +1,75 @@
+"""Output for people (rich tables) and for programs (JSON, CSV), in one place."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Iterable, Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "json", "csv")
+
+
+def console(stderr: bool = False) -> Console:
+    """Terminal width on a terminal; wide enough for whole tables when piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def emit_json(value) -> None:
+    click.echo(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=False))
+
+
+def emit_csv(rows: Iterable[dict], columns: Sequence[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    click.echo(buf.getvalue(), nl=False)
+
+
+def emit_table(rows: Sequence[dict], columns: Sequence[str], *, title: str | None = None,
+               numeric: Iterable[str] = ()) -> None:
+    numeric = set(numeric)
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(col), col in numeric) for col in columns))
+    console().print(table)
+
+
+def _cell(value, numeric: bool) -> str:
+    if value is None:
+        return ""
+    if numeric and isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def emit(rows: Sequence[dict], fmt: str, columns: Sequence[str], *, title: str | None = None,
+         numeric: Iterable[str] = ()) -> None:
+    if fmt == "json":
+        emit_json(list(rows))
+    elif fmt == "csv":
+        emit_csv(rows, columns)
+    else:
+        emit_table(rows, columns, title=title, numeric=numeric)
+
+
+def progress(enabled: bool | None = None):
+    """A rich progress bar on stderr (disabled when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    console=console(stderr=True), disable=not enabled, transient=False)

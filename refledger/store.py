@@ -1,0 +1,323 @@
+"""The DuckDB ledger file: its tables, the one-transaction batch write, and reads.
+
+Every table is append-only. Nothing in refledger updates or deletes a row:
+the current position of a log is its latest `positions` row, a counter is
+the sum of its `batches` rows.
+
+Tables
+------
+events      every decoded, non-duplicate event of every log, in log order,
+            with its canonical Avro bytes (the source of truth for replay)
+quarantine  events that could not be folded, with raw bytes, position, reason
+entries     ledger entries posted by the fold (double entry, hash-chained)
+decisions   attribution decisions, for `explain`
+positions   next offset to read, per (topic, partition)
+batches     one row per committed batch: what it read, skipped, stored, quarantined
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+SCHEMA_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    event_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    occurred_at TIMESTAMP NOT NULL,
+    shop_id VARCHAR NOT NULL,
+    visitor_id VARCHAR,
+    merchant_shop_id VARCHAR,
+    order_id VARCHAR,
+    refund_id VARCHAR,
+    amount_minor BIGINT,
+    currency VARCHAR,
+    kafka_timestamp BIGINT,
+    content_hash BLOB NOT NULL,
+    avro BLOB NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    position VARCHAR NOT NULL,
+    event_id VARCHAR,
+    reason VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL,
+    stage VARCHAR NOT NULL,
+    raw BLOB NOT NULL,
+    content_hash BLOB,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS positions (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id BIGINT NOT NULL,
+    source VARCHAR NOT NULL,
+    events_read BIGINT NOT NULL,
+    duplicates_skipped BIGINT NOT NULL,
+    events_stored BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    entries_posted BIGINT NOT NULL
+);
+"""
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS entries (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    entry_id VARCHAR NOT NULL,
+    txn_id VARCHAR NOT NULL,
+    event_id VARCHAR NOT NULL,
+    shop_id VARCHAR NOT NULL,
+    account VARCHAR NOT NULL,
+    counterparty_shop_id VARCHAR,
+    currency VARCHAR NOT NULL,
+    amount BIGINT NOT NULL,
+    subject VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    agreement_id VARCHAR,
+    agreement_version BIGINT,
+    model VARCHAR,
+    rate_bp BIGINT,
+    click_event_id VARCHAR,
+    refund_id VARCHAR,
+    reason VARCHAR,
+    prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    event_id VARCHAR NOT NULL,
+    merchant_shop_id VARCHAR NOT NULL,
+    order_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+"""
+
+EVENT_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("offset", pa.int64()),
+    ("event_id", pa.string()),
+    ("type", pa.string()),
+    ("occurred_at", pa.timestamp("ms")),
+    ("shop_id", pa.string()),
+    ("visitor_id", pa.string()),
+    ("merchant_shop_id", pa.string()),
+    ("order_id", pa.string()),
+    ("refund_id", pa.string()),
+    ("amount_minor", pa.int64()),
+    ("currency", pa.string()),
+    ("kafka_timestamp", pa.int64()),
+    ("content_hash", pa.binary()),
+    ("avro", pa.binary()),
+)
+
+QUARANTINE_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("offset", pa.int64()),
+    ("position", pa.string()),
+    ("event_id", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("stage", pa.string()),
+    ("raw", pa.binary()),
+    ("content_hash", pa.binary()),
+)
+
+
+class StoreError(Exception):
+    """The ledger file cannot be opened, read or written."""
+
+
+@dataclass
+class BatchWrite:
+    """Everything one batch writes, as columns, committed together."""
+
+    source: str
+    events: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in EVENT_COLUMNS})
+    quarantine: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in QUARANTINE_COLUMNS})
+    extra_tables: dict[str, pa.Table] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    events_read: int = 0
+    duplicates_skipped: int = 0
+    entries_posted: int = 0
+
+    @property
+    def events_stored(self) -> int:
+        return len(self.events["event_id"])
+
+    @property
+    def quarantined(self) -> int:
+        return len(self.quarantine["reason"])
+
+    def add_quarantine(self, topic, partition, offset, position, event_id, reason, detail, stage, raw,
+                       content_hash=None):
+        q = self.quarantine
+        q["topic"].append(topic)
+        q["partition"].append(partition)
+        q["offset"].append(offset)
+        q["position"].append(position)
+        q["event_id"].append(event_id)
+        q["reason"].append(reason)
+        q["detail"].append(detail)
+        q["stage"].append(stage)
+        q["raw"].append(raw)
+        q["content_hash"].append(content_hash)
+
+
+def _arrow(columns: dict[str, list], spec) -> pa.Table:
+    return pa.table({name: pa.array(columns[name], type=typ) for name, typ in spec})
+
+
+def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
+    """Open the file, waiting out a reader that holds it for a moment."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+class LedgerStore:
+    """One ledger, one DuckDB file. Writers share one connection; each thread
+    gets its own cursor. `write_batch` is the only way rows get in."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = ""):
+        self.path = Path(path)
+        self.read_only = read_only
+        try:
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.con = _connect(self.path, read_only)
+            if not read_only:
+                self.con.execute(SCHEMA_DDL + LEDGER_DDL + extra_ddl)
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
+        self._write_lock = threading.Lock()
+        self._next_batch_id = None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def cursor(self):
+        return self.con.cursor()
+
+    # -- reading what the writer needs to resume ---------------------------
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        rows = self.cursor().execute(
+            """SELECT topic, partition, arg_max(next_offset, batch_id)
+               FROM positions GROUP BY topic, partition"""
+        ).fetchall()
+        return {(t, p): o for t, p, o in rows}
+
+    def dedup_index(self) -> list[tuple[str, str, int, bytes]]:
+        """(event_id, topic, partition, content_hash) of every stored event."""
+        return self.cursor().execute(
+            "SELECT event_id, topic, partition, content_hash FROM events"
+        ).fetchall()
+
+    def conflict_index(self) -> list[tuple[str, str, int, bytes]]:
+        """(event_id, topic, partition, content_hash) of every conflicting duplicate quarantined."""
+        return self.cursor().execute(
+            """SELECT event_id, topic, partition, content_hash FROM quarantine
+               WHERE reason = 'conflicting_duplicate' AND content_hash IS NOT NULL ORDER BY batch_id"""
+        ).fetchall()
+
+    def partition_events(self, topic: str, partition: int):
+        """The stored log of one partition, in order: (offset, avro bytes)."""
+        cur = self.cursor()
+        cur.execute(
+            """SELECT "offset", avro FROM events WHERE topic = ? AND partition = ?
+               ORDER BY "offset" """,
+            [topic, partition],
+        )
+        while True:
+            rows = cur.fetchmany(10_000)
+            if not rows:
+                return
+            yield from rows
+
+    def logs(self) -> list[tuple[str, int]]:
+        rows = self.cursor().execute(
+            "SELECT DISTINCT topic, partition FROM positions ORDER BY topic, partition"
+        ).fetchall()
+        return [(t, p) for t, p in rows]
+
+    # -- the one write path -------------------------------------------------
+
+    def write_batch(self, batch: BatchWrite) -> int:
+        """Commit a batch atomically; returns its batch id."""
+        with self._write_lock:
+            cur = self.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                batch_id = self._allocate_batch_id(cur)
+                if batch.events_stored:
+                    self._append(cur, "events", _arrow(batch.events, EVENT_COLUMNS), batch_id)
+                if batch.quarantined:
+                    self._append(cur, "quarantine", _arrow(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
+                for table, rows in batch.extra_tables.items():
+                    if rows.num_rows:
+                        self._append(cur, table, rows, batch_id)
+                if batch.positions:
+                    pos = pa.table({
+                        "topic": pa.array([k[0] for k in batch.positions], pa.string()),
+                        "partition": pa.array([k[1] for k in batch.positions], pa.int32()),
+                        "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
+                    })
+                    self._append(cur, "positions", pos, batch_id)
+                cur.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, batch.source, batch.events_read, batch.duplicates_skipped,
+                     batch.events_stored, batch.quarantined, batch.entries_posted],
+                )
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise StoreError(f"cannot write to ledger {self.path}: {exc}") from exc
+            finally:
+                cur.close()
+            self._next_batch_id = batch_id + 1
+            return batch_id
+
+    def _allocate_batch_id(self, cur) -> int:
+        if self._next_batch_id is None:
+            [(last,)] = cur.execute("SELECT coalesce(max(batch_id), 0) FROM batches").fetchall()
+            self._next_batch_id = last + 1
+        return self._next_batch_id
+
+    @staticmethod
+    def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:
+        names = ", ".join(f'"{n}"' for n in rows.column_names)
+        cur.register("incoming", rows)
+        try:
+            cur.execute(f"INSERT INTO {table} ({names}, batch_id) SELECT {names}, {batch_id} FROM incoming")
+        finally:
+            cur.unregister("incoming")

@@ -1,0 +1,335 @@
+"""Events between bytes, JSON Lines and records: the codec every source and sink uses.
+
+Wire format (Avro single-object encoding)::
+
+    C3 01 | fingerprint (8 bytes, little-endian CRC-64-AVRO of the writer schema's
+          |              Parsing Canonical Form) | Avro binary body
+
+``encode`` always writes with the current (newest) schema. ``decode`` looks the
+fingerprint up among all versions under ``schemas/v*/`` and resolves the body
+to the current schema. Both return or take a *record* (docs/architecture.md,
+"The record"): the JSON Lines layout with times as ``int`` epoch milliseconds,
+only the payload named by ``type`` present, agreement defaults filled, and
+``signature`` present only when the event carries one.
+
+Errors are values of two kinds, each with ``.reason`` the SPEC section 4 code:
+:class:`Undecodable` (bytes or text that cannot be read at all) and
+:class:`SchemaInvalid` (readable, but breaks the event shape; the message
+names the field).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from io import BytesIO
+from pathlib import Path
+
+import fastavro
+
+from schemas.conform import ConverterOptions, TimeForm, compile_converter
+from schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
+from schemas.jsonform import record_to_json_object
+from schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
+from schemas.timestamps import format_utc_millis, parse_utc_millis
+from schemas.versions import SchemaVersion, load_versions, strip_logical_types
+
+__all__ = [
+    "CURRENT_FINGERPRINT",
+    "CURRENT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "SCHEMA_VERSIONS",
+    "CodecError",
+    "ContainerEvent",
+    "SchemaInvalid",
+    "Undecodable",
+    "canonical_body",
+    "current_schema",
+    "decode",
+    "decode_many",
+    "encode",
+    "encode_unchecked",
+    "format_time",
+    "iter_container",
+    "parse_time",
+    "read_container",
+    "record_from_json",
+    "record_to_json",
+    "record_to_json_line",
+    "validate_record",
+    "write_container",
+]
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+SCHEMA_VERSIONS: tuple[SchemaVersion, ...] = load_versions()
+CURRENT_VERSION: SchemaVersion = SCHEMA_VERSIONS[-1]
+CURRENT_FINGERPRINT: bytes = CURRENT_VERSION.fingerprint
+_CURRENT_HEADER = MAGIC + CURRENT_FINGERPRINT
+
+
+def _parse_plain(version: SchemaVersion) -> dict:
+    """fastavro schema of a version with logical types stripped: times stay ``int`` millis."""
+    return fastavro.parse_schema(strip_logical_types(version.schema()))
+
+
+def _build_readers() -> Mapping[bytes, tuple[dict, dict | None]]:
+    """One (writer schema, reader schema or None when no resolution is needed) per fingerprint."""
+    readers: dict[bytes, tuple[dict, dict | None]] = {}
+    current = _parse_plain(CURRENT_VERSION)
+    for version in SCHEMA_VERSIONS:
+        if version.fingerprint == CURRENT_FINGERPRINT:
+            readers[version.fingerprint] = (current, None)
+        else:
+            readers.setdefault(version.fingerprint, (_parse_plain(version), current))
+    return readers
+
+
+_READERS = _build_readers()
+_PLAIN_WRITER = _READERS[CURRENT_FINGERPRINT][0]
+_DOCUMENTED_CURRENT = fastavro.parse_schema(CURRENT_VERSION.schema())
+
+_FROM_JSON = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.TEXT))
+_FROM_RECORD = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS))
+_CANONICAL = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS, sort_maps=True))
+
+
+def current_schema() -> dict:
+    """The current schema, parsed by fastavro, docs and logical types kept (a fresh copy)."""
+    return copy.deepcopy(_DOCUMENTED_CURRENT)
+
+
+# ---------------------------------------------------------------- single-object messages
+
+
+def _write_body(stream: BytesIO, datum: dict) -> bytes:
+    fastavro.schemaless_writer(stream, _PLAIN_WRITER, datum)
+    return stream.getvalue()
+
+
+def _checked_datum(record: Mapping, converter=_FROM_RECORD) -> dict:
+    datum = converter(record)
+    check_shape(datum)
+    return datum
+
+
+def validate_record(record: Mapping) -> dict:
+    """A checked copy of ``record`` in normal form (defaults filled); raises :class:`SchemaInvalid`."""
+    return datum_to_record(_checked_datum(record))
+
+
+def encode(record: Mapping) -> bytes:
+    """Single-object Avro message of a record under the current schema; raises :class:`SchemaInvalid`."""
+    stream = BytesIO()
+    stream.write(_CURRENT_HEADER)
+    return _write_body(stream, _checked_datum(record))
+
+
+def encode_unchecked(record: Mapping) -> bytes:
+    """Single-object message of a record without the shape rules, for tests and tools that need bad input.
+
+    Types must still fit the schema (fastavro raises otherwise).
+    """
+    datum = dict.fromkeys(PAYLOAD_TYPES + OPTIONAL_ENVELOPE_FIELDS)
+    datum.update(record)
+    stream = BytesIO()
+    stream.write(_CURRENT_HEADER)
+    return _write_body(stream, datum)
+
+
+def _read_datum(data: bytes) -> dict:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise Undecodable(f"expected bytes, got {type(data).__name__}")
+    if len(data) < HEADER_SIZE:
+        raise Undecodable(f"too short for a single-object message: {len(data)} bytes, need at least {HEADER_SIZE}")
+    if data[:2] != MAGIC:
+        raise Undecodable(f"bad magic {bytes(data[:2]).hex()}, expected c301 (Avro single-object encoding)")
+    writer_and_reader = _READERS.get(bytes(data[2:HEADER_SIZE]))
+    if writer_and_reader is None:
+        raise Undecodable(f"unknown schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+    stream = BytesIO(data)
+    stream.seek(HEADER_SIZE)
+    try:
+        datum = fastavro.schemaless_reader(stream, *writer_and_reader)
+    except Exception as error:  # any failure to read the body means the bytes are not an event
+        raise Undecodable(f"unreadable Avro body: {type(error).__name__}: {error}") from None
+    if stream.tell() != len(data):
+        raise Undecodable(f"{len(data) - stream.tell()} trailing bytes after the Avro body")
+    return datum
+
+
+def decode(data: bytes) -> dict:
+    """The record in a single-object message written with any known schema version.
+
+    Raises :class:`Undecodable` or :class:`SchemaInvalid`.
+    """
+    datum = _read_datum(data)
+    check_shape(datum)
+    return datum_to_record(datum)
+
+
+def decode_many(messages: Iterable[bytes]) -> list[dict | CodecError]:
+    """Decode a batch: one record, or the :class:`CodecError` it raised, per message, in order."""
+    results: list[dict | CodecError] = []
+    append = results.append
+    for message in messages:
+        try:
+            append(decode(message))
+        except CodecError as error:
+            append(error)
+    return results
+
+
+def canonical_body(record: Mapping) -> bytes:
+    """Avro body of the record under the current schema, map keys sorted.
+
+    Equal for two encodings (JSON line, Avro of any version) of the same
+    event, different when any field differs: the comparison behind SPEC
+    section 4 ``conflicting_duplicate``.
+    """
+    return _write_body(BytesIO(), _checked_datum(record, _CANONICAL))
+
+
+# ---------------------------------------------------------------- JSON Lines
+
+
+def parse_time(text: str, field: str = "occurred_at") -> int:
+    """Epoch milliseconds of a UTC time in JSON Lines text form; :class:`SchemaInvalid` names ``field``."""
+    if type(text) is not str:
+        raise invalid(field, f"expected a UTC time string, got {type(text).__name__}")
+    try:
+        return parse_utc_millis(text)
+    except ValueError as error:
+        raise invalid(field, str(error)) from None
+
+
+def format_time(millis: int) -> str:
+    """JSON Lines text form (``2026-11-01T10:00:00.000Z``) of epoch milliseconds."""
+    return format_utc_millis(millis)
+
+
+def _parse_json(line: str | bytes | bytearray) -> object:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise Undecodable(f"not valid JSON: {error}") from None
+
+
+def record_from_json(obj_or_line: Mapping | str | bytes | bytearray) -> dict:
+    """The record of a JSON Lines event, given as one line of text or as the parsed object.
+
+    Invalid JSON raises :class:`Undecodable`; JSON of the wrong shape raises
+    :class:`SchemaInvalid` naming the field. Times must be UTC text with at most
+    millisecond precision (see :mod:`schemas.timestamps`).
+    """
+    obj = _parse_json(obj_or_line) if isinstance(obj_or_line, (str, bytes, bytearray)) else obj_or_line
+    return datum_to_record(_checked_datum(obj, _FROM_JSON))
+
+
+def record_to_json(record: Mapping) -> dict:
+    """The JSON Lines object of a record (times as ``...T..:..:...mmmZ`` text)."""
+    return record_to_json_object(validate_record(record))
+
+
+def record_to_json_line(record: Mapping) -> str:
+    """One JSON Lines line (no trailing newline) for a record."""
+    return json.dumps(record_to_json(record), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- Avro container files
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One event read from a container file.
+
+    ``index`` counts events from 0 in file order. ``message`` is the event as a
+    single-object message under the current schema (the bytes to keep when it
+    is quarantined; empty when the file could not be read at that point).
+    Exactly one of ``record`` and ``error`` is set.
+    """
+
+    index: int
+    message: bytes
+    record: dict | None
+    error: CodecError | None
+
+
+def _times_to_millis(value: object) -> object:
+    """Undo fastavro's logical-type conversion of container data: datetimes back to epoch millis."""
+    if isinstance(value, dict):
+        return {key: _times_to_millis(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_times_to_millis(item) for item in value]
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // _ONE_MS
+    return value
+
+
+def _container_event(index: int, datum: dict) -> ContainerEvent:
+    datum = _times_to_millis(datum)
+    stream = BytesIO()
+    stream.write(_CURRENT_HEADER)
+    message = _write_body(stream, datum)
+    try:
+        check_shape(datum)
+    except SchemaInvalid as error:
+        return ContainerEvent(index, message, None, error)
+    return ContainerEvent(index, message, datum_to_record(datum), None)
+
+
+def iter_container(path: str | os.PathLike) -> Iterator[ContainerEvent]:
+    """Every event of an Avro container file written with any known schema version, errors included.
+
+    A file or block that cannot be read yields one :class:`Undecodable` event and ends the iteration.
+    """
+    index = 0
+    with open(path, "rb") as stream:
+        try:
+            for datum in fastavro.reader(stream, reader_schema=_DOCUMENTED_CURRENT):
+                yield _container_event(index, datum)
+                index += 1
+        except Exception as error:  # a broken header or block: nothing after it can be trusted
+            problem = f"unreadable Avro container at event {index}: {type(error).__name__}: {error}"
+            yield ContainerEvent(index, b"", None, Undecodable(problem))
+
+
+def read_container(path: str | os.PathLike) -> Iterator[dict]:
+    """The records of an Avro container file; raises the first :class:`CodecError` met."""
+    for event in iter_container(path):
+        if event.error is not None:
+            raise event.error
+        yield event.record
+
+
+def write_container(path: str | os.PathLike, records: Iterable[Mapping], *, codec: str = "deflate") -> int:
+    """Write records to an Avro container file under the current schema; returns how many.
+
+    Every record is checked first (:class:`SchemaInvalid` leaves no file behind).
+    """
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    count = 0
+
+    def checked() -> Iterator[dict]:
+        nonlocal count
+        for record in records:
+            yield _checked_datum(record)
+            count += 1
+
+    try:
+        with open(partial, "wb") as stream:
+            fastavro.writer(stream, _DOCUMENTED_CURRENT, checked(), codec=codec, validator=False)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count

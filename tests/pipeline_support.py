@@ -1,0 +1,59 @@
+"""Helpers for tests that drive the pipeline against a real broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from producers.publisher import AlliancePublisher
+from refledger.kafka_admin import create_topic
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+
+
+def publish(bootstrap: str, topic: str, records, partitions: int = 6) -> int:
+    create_topic(bootstrap, topic, partitions)
+    with AlliancePublisher(bootstrap, topic) as pub:
+        for record in records:
+            pub.publish(record)
+        sent = pub.sent
+    return sent
+
+
+def send_raw(bootstrap: str, topic: str, values, partition: int = 0) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for value in values:
+        producer.send(topic, value=value, partition=partition)
+    producer.flush()
+    producer.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> dict[int, list[tuple[int, bytes]]]:
+    """Every message of the topic, per partition, as (offset, value), in order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    out = {tp.partition: [] for tp in parts}
+    while any(consumer.position(tp) < end[tp] for tp in parts):
+        for tp, records in consumer.poll(timeout_ms=1000, max_records=10_000).items():
+            out[tp.partition].extend((r.offset, r.value) for r in records)
+    consumer.close()
+    return out
+
+
+def stored_log(con, topic: str) -> dict[int, list[tuple[int, str]]]:
+    rows = con.execute(
+        'SELECT partition, "offset", event_id FROM events WHERE topic = ? ORDER BY partition, "offset"',
+        [topic]).fetchall()
+    out: dict[int, list[tuple[int, str]]] = {}
+    for partition, offset, event_id in rows:
+        out.setdefault(partition, []).append((offset, event_id))
+    return out
+
+
+def stats_json(runner_result) -> dict:
+    return json.loads(runner_result.output)

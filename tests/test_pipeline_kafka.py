@@ -1,0 +1,112 @@
+"""The event pipeline against a real Apache Kafka broker (never skipped)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from consumers.batch import LogProcessor
+from consumers.kafka_consumer import LedgerConsumer
+from producers.simulate import SimulationConfig, simulate
+from refledger.cli import cli
+from refledger.store import LedgerStore
+from schemas import codec
+from tests.pipeline_support import SCENARIOS, publish, read_topic, send_raw, stored_log
+
+pytestmark = pytest.mark.kafka
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_produce_then_consume_stores_every_event_once(kafka_bootstrap, kafka_topic, tmp_path):
+    db = tmp_path / "night-market.duckdb"
+    source = SCENARIOS / "night-market.jsonl"
+    run_cli("produce", source, "--bootstrap-servers", kafka_bootstrap, "--topic", kafka_topic)
+    consumed = json.loads(run_cli("consume", "--bootstrap-servers", kafka_bootstrap, "--db", db,
+                                  "--topic", kafka_topic, "--group", f"{kafka_topic}-g",
+                                  "--until-idle", 4, "--format", "json").output)
+    stats = json.loads(run_cli("stats", "--db", db, "--format", "json").output)
+
+    lines = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    distinct_ids = {line["event_id"] for line in lines}
+    on_kafka = read_topic(kafka_bootstrap, kafka_topic)
+    # c-1 comes three times: once, once more identical (skipped), once different (quarantined).
+    assert stats["events"] == len(distinct_ids)
+    assert stats["duplicates_skipped"] == 1
+    assert consumed["events_read"] == sum(len(v) for v in on_kafka.values())
+    assert stats["positions"] == {f"{kafka_topic}:{p}": len(msgs) for p, msgs in on_kafka.items()}
+    reasons = {(q["event_id"], q["reason"])
+               for q in json.loads(run_cli("quarantine", "--db", db, "--format", "json").output)}
+    assert ("c-1", "conflicting_duplicate") in reasons
+    # Every partition holds its own copy of the alliance events, in log order.
+    con = duckdb.connect(str(db), read_only=True)
+    for partition, rows in stored_log(con, kafka_topic).items():
+        ids = [eid for _, eid in rows]
+        assert ids[:3] == ["m-1", "m-2", "m-3"], partition
+        offsets = [o for o, _ in rows]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    con.close()
+
+
+def test_two_group_members_split_the_partitions_without_loss_or_duplicate(kafka_bootstrap, kafka_topic,
+                                                                          tmp_path):
+    records = list(simulate(SimulationConfig(seed=3, events=6000, bad_rate=0.0)))
+    publish(kafka_bootstrap, kafka_topic, records)
+    on_kafka = read_topic(kafka_bootstrap, kafka_topic)
+
+    store = LedgerStore(tmp_path / "ledger.duckdb")
+    processor = LogProcessor(store, None, source="test")
+    lock = threading.Lock()
+    members = [LedgerConsumer(kafka_bootstrap, processor, topic=kafka_topic, group=f"{kafka_topic}-g",
+                              until_idle=6, lock=lock, client_id=f"member-{i}") for i in range(2)]
+    threads = [threading.Thread(target=m.run) for m in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert all(m.summary.events_read > 0 for m in members), "both members must get partitions"
+    assert sum(m.summary.events_read for m in members) == sum(len(v) for v in on_kafka.values())
+    stored = stored_log(store.con, kafka_topic)
+    expected = {p: [(off, codec.decode(value)["event_id"]) for off, value in msgs]
+                for p, msgs in on_kafka.items()}
+    assert stored == expected
+    store.close()
+
+
+def _schema_invalid_message() -> bytes:
+    """Well-formed Avro whose payload does not match its type."""
+    record = codec.record_from_json(json.loads((SCENARIOS / "baby-care.jsonl").read_text().splitlines()[5]))
+    broken = dict(record)
+    broken["type"] = "order"  # a click payload under type "order"
+    return codec.encode_unchecked(broken)
+
+
+def test_bad_bytes_are_quarantined_and_consumption_goes_on(kafka_bootstrap, kafka_topic, tmp_path):
+    good = [codec.record_from_json(line) for line in (SCENARIOS / "baby-care.jsonl").read_text().splitlines()]
+    publish(kafka_bootstrap, kafka_topic, good[:6])
+    unknown_fingerprint = b"\xc3\x01" + struct.pack("<q", 1234567) + b"\x02ab"
+    send_raw(kafka_bootstrap, kafka_topic, [b"not avro at all", unknown_fingerprint, _schema_invalid_message()],
+             partition=0)
+    publish(kafka_bootstrap, kafka_topic, good[6:])
+
+    db = tmp_path / "ledger.duckdb"
+    run_cli("consume", "--bootstrap-servers", kafka_bootstrap, "--db", db, "--topic", kafka_topic,
+            "--group", f"{kafka_topic}-g", "--until-idle", 4)
+    rows = json.loads(run_cli("quarantine", "--db", db, "--format", "json").output)
+    decode_stage = [r for r in rows if r["stage"] == "decode"]
+    assert [r["reason"] for r in decode_stage] == ["undecodable", "undecodable", "schema_invalid"]
+    assert all(r["position"].startswith(f"{kafka_topic}:0:") for r in decode_stage)
+    stats = json.loads(run_cli("stats", "--db", db, "--format", "json").output)
+    assert stats["events"] == len({r["event_id"] for r in good})
+    on_kafka = read_topic(kafka_bootstrap, kafka_topic)
+    assert stats["positions"][f"{kafka_topic}:0"] == len(on_kafka[0])

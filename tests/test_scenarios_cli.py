@@ -1,0 +1,61 @@
+"""Every worked scenario, ingested through the CLI, gives exactly its expected balances.
+
+New scenarios dropped into ../shared/scenarios/ are picked up automatically.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from refledger.cli import cli
+from tests.pipeline_support import SCENARIOS
+
+SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
+
+
+def nonzero(rows):
+    return sorted((r for r in rows if any(v for k, v in r.items() if k not in ("shop_id", "currency"))),
+                  key=lambda r: (r["shop_id"], r["currency"]))
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_there_are_scenarios():
+    assert len(SCENARIO_FILES) >= 3
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_scenario_balances(scenario, tmp_path):
+    db = tmp_path / f"{scenario.stem}.duckdb"
+    run("ingest", scenario, "--db", db)
+    got = json.loads(run("balances", "--db", db, "--format", "json"))
+    expected = json.loads(scenario.with_name(f"{scenario.stem}.expected-balances.json").read_text())
+    assert nonzero(got) == nonzero(expected)
+
+    expected_q = scenario.with_name(f"{scenario.stem}.expected-quarantine.json")
+    if expected_q.exists():
+        rows = json.loads(run("quarantine", "--db", db, "--format", "json"))
+        assert [{"event_id": r["event_id"], "reason": r["reason"]} for r in rows] == json.loads(expected_q.read_text())
+        assert all(r["position"].startswith(f"{scenario.name}:") for r in rows)
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_ingesting_again_changes_nothing(scenario, tmp_path):
+    db = tmp_path / "again.duckdb"
+    run("ingest", scenario, "--db", db)
+    first = run("balances", "--db", db, "--format", "json")
+    stats_first = json.loads(run("stats", "--db", db, "--format", "json"))
+    run("ingest", scenario, "--db", db)
+    assert run("balances", "--db", db, "--format", "json") == first
+    stats_again = json.loads(run("stats", "--db", db, "--format", "json"))
+    assert stats_again["events"] == stats_first["events"]
+    # Every line is an identical re-delivery now, the conflicting one included.
+    assert stats_again["duplicates_skipped"] == stats_first["duplicates_skipped"] + stats_first["events_read"]
+    assert stats_again["quarantined"] == stats_first["quarantined"]
