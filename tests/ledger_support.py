@@ -14,7 +14,7 @@ from pathlib import Path
 from ledger.balances import balances
 from ledger.fold import PartitionFold
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+from tests.scenario_files import SCENARIOS
 TIME_FIELDS = {"agreement": ("effective_from",), "settlement": ("period_end",)}
 AGREEMENT_OPTIONAL = ("rate_bp", "amount_minor", "currency")
 

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from producers.publisher import AlliancePublisher
 from refledger.kafka_admin import create_topic
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+from tests.scenario_files import SCENARIOS
 
 
 def publish(bootstrap: str, topic: str, records, partitions: int = 6) -> int:

@@ -42,7 +42,7 @@ from schemas.shape import PAYLOAD_TYPES, SHOP_EVENT_TYPES
 from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 from schemas.versions import strip_logical_types
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+from tests.scenario_files import SCENARIOS
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
 SCENARIO_LINES = [
     pytest.param(line, id=f"{path.stem}:{number}")
