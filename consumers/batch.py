@@ -58,8 +58,14 @@ def decode_message(msg: Message) -> dict:
     raise ValueError(f"unknown message kind {msg.kind!r}")
 
 
-# Stored events are single-object messages of their canonical body, current schema.
-CANONICAL_HEADER = codec.MAGIC + codec.CURRENT_FINGERPRINT
+def decode_canonical(msg: Message) -> tuple[dict, bytes]:
+    """The record and its canonical single-object message (what the events table stores)."""
+    if msg.kind == AVRO:
+        return codec.decode_canonical(msg.value)
+    record = decode_message(msg)
+    return record, codec.canonical_message(record)
+
+
 
 
 def content_hash(canonical: bytes) -> bytes:
@@ -159,12 +165,11 @@ class LogProcessor:
             batch.events_read += 1
             batch.positions[(msg.topic, msg.partition)] = msg.offset + 1
             try:
-                record = decode_message(msg)
+                record, canonical = decode_canonical(msg)
             except codec.CodecError as exc:
                 batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(),
                                      _readable_event_id(msg), exc.reason, str(exc), "decode", msg.raw_bytes())
                 continue
-            canonical = CANONICAL_HEADER + codec.canonical_body(record)
             digest = content_hash(canonical)
             event_id = record["event_id"]
             verdict = self.dedup.check(event_id, msg.topic, msg.partition, digest)

@@ -7,7 +7,10 @@ The commit protocol, per poll:
    committed offsets are never used to decide where to read.
 2. Poll a batch and turn it into one `BatchWrite` (decode, dedup, fold).
 3. Commit the batch to DuckDB in one transaction: events, quarantine rows,
-   entries, decisions, next positions and the batch counters.
+   entries, decisions, next positions and the batch counters. The commit
+   runs on a writer thread (DuckDB works outside the GIL) while the next
+   batch is polled and folded; at most one commit is in flight, and it is
+   awaited before the next one starts, before any rebalance and before exit.
 4. Only then commit the same offsets to Kafka, so lag tools see progress.
    A failure here is harmless: DuckDB already holds the truth.
 5. On SIGINT/SIGTERM, finish the current batch, commit it, and exit 0.
@@ -22,6 +25,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -78,11 +82,12 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         self.member = member
 
     def on_partitions_revoked(self, revoked):
-        # Every batch is committed to DuckDB before the next poll, so there is
-        # nothing in flight to flush here.
+        # the batch in flight is committed before its partitions can move
+        self.member.finish_pending()
         self.member.assigned.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
+        self.member.finish_pending()
         self.member.assigned.update(assigned)
         self.member.seek_assigned(assigned)
 
@@ -113,6 +118,8 @@ class LedgerConsumer:
         self.assigned: set[TopicPartition] = set()
         self.summary = ConsumeSummary()
         self._stop = threading.Event()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._pending: tuple[Future, object] | None = None
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group,
@@ -157,18 +164,20 @@ class LedgerConsumer:
                         break
                     continue
                 last_event = now
-                self._fold_and_commit(polled)
+                self._fold_and_submit(polled)
                 if now - last_report >= 5:
                     self._report(now - started)
                     last_report = now
             else:
                 self.summary.stopped_by = "signal"
+            self.finish_pending()
         finally:
             self.summary.seconds = time.monotonic() - started
+            self._writer.shutdown(wait=True)
             self.consumer.close(autocommit=False)
         return self.summary
 
-    def _fold_and_commit(self, polled) -> None:
+    def _fold_and_submit(self, polled) -> None:
         messages = [
             Message(r.topic, r.partition, r.offset, r.value, AVRO, r.timestamp)
             for records in polled.values()
@@ -176,7 +185,16 @@ class LedgerConsumer:
         ]
         with self.lock:
             batch = self.processor.process(messages)
-            self.processor.commit(batch)
+        self.finish_pending()
+        self._pending = (self._writer.submit(self.processor.commit, batch), batch)
+
+    def finish_pending(self) -> None:
+        """Wait for the batch in flight to be in DuckDB, then tell Kafka. Raises what the commit raised."""
+        if self._pending is None:
+            return
+        future, batch = self._pending
+        self._pending = None
+        future.result()
         self.summary.add(batch)
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)

@@ -39,6 +39,8 @@ from schemas.timestamps import format_utc_millis, parse_utc_millis
 from schemas.versions import SchemaVersion, load_versions, strip_logical_types
 
 __all__ = [
+    "canonical_message",
+    "decode_canonical",
     "CURRENT_FINGERPRINT",
     "CURRENT_VERSION",
     "HEADER_SIZE",
@@ -194,6 +196,38 @@ def canonical_body(record: Mapping) -> bytes:
     section 4 ``conflicting_duplicate``.
     """
     return _write_body(BytesIO(), _checked_datum(record, _CANONICAL))
+
+
+def canonical_message(record: Mapping) -> bytes:
+    """Single-object message of the record's canonical body (current schema, map keys sorted)."""
+    return _CURRENT_HEADER + canonical_body(record)
+
+
+def _maps_sorted(datum: dict) -> bool:
+    agreement = datum.get("agreement")
+    if not agreement:
+        return True
+    rates = agreement.get("category_rates_bp")
+    return not rates or len(rates) < 2 or list(rates) == sorted(rates)
+
+
+def decode_canonical(data: bytes) -> tuple[dict, bytes]:
+    """The record of a single-object message and its canonical message.
+
+    A message written with the current schema whose maps are in key order
+    already is its canonical form, so its bytes are returned as they are and
+    nothing is re-encoded (the fast path of every live event). Encoders that
+    pad varints or split arrays into several blocks are not supported by the
+    fast path: such bytes are kept as received, so a re-delivery of the same
+    event in other bytes is a conflicting duplicate, quarantined, never lost.
+    Messages of older versions are resolved and re-encoded.
+    """
+    datum = _read_datum(data)
+    check_shape(datum)
+    record = datum_to_record(datum)
+    if data[2:HEADER_SIZE] == CURRENT_FINGERPRINT and _maps_sorted(datum):
+        return record, bytes(data)
+    return record, canonical_message(record)
 
 
 # ---------------------------------------------------------------- JSON Lines
