@@ -42,6 +42,9 @@ DECISION_COLUMNS = (
 )
 
 def _jsonable(value):
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
     if is_dataclass(value):
         return {k: _jsonable(v) for k, v in asdict(value).items()}
     if isinstance(value, (tuple, list)):
