@@ -30,10 +30,13 @@ def local_bootstrap(port: int) -> str:
 @click.command()
 @click.option("--db", default="refledger-demo.duckdb", show_default=True, type=click.Path(dir_okay=False),
               help="The demo ledger (replaced on each run).")
-@click.option("--events", default=50_000, show_default=True, help="How many simulated events.")
+@click.option("--days", default=35, show_default=True,
+              help="Days of alliance traffic; month ends bring a settlement, so payable balances appear.")
+@click.option("--visitors", default=600, show_default=True, help="Visitors browsing the alliance's shops.")
+@click.option("--events", default=None, type=int, help="Exactly this many events instead of --days of traffic.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--port", default=9092, show_default=True, help="Port of the local broker, if one is started.")
-def demo(db, events, seed, port):
+def demo(db, days, visitors, events, seed, port):
     """Run the whole job: broker, simulated alliance, Kafka, ledger, balances.
 
     Uses $KAFKA_BOOTSTRAP_SERVERS when set, otherwise starts (or reuses) a
@@ -41,7 +44,7 @@ def demo(db, events, seed, port):
     alliance's traffic as Avro, folds it into a fresh DuckDB ledger exactly
     once, and shows what arrived and each shop's balances.
 
-    Example: refledger demo --events 20000
+    Example: refledger demo --days 60 --visitors 1000
     """
     from consumers.kafka_consumer import consume
     from producers.simulate import SimulationConfig, simulate
@@ -61,9 +64,12 @@ def demo(db, events, seed, port):
         if stale.exists():
             stale.unlink()
 
-    out.print(f"[bold]1.[/bold] simulating {events:,} events of an alliance (seed {seed}) → {topic} @ {bootstrap}")
-    published = publish_records(simulate(SimulationConfig(seed=seed, events=events)), bootstrap, topic)
-    out.print(f"   published {published:,} Kafka messages (alliance events go to every partition)")
+    config = SimulationConfig(seed=seed, visitors=visitors, days=days, events=events)
+    size = f"{events:,} events" if events else f"{days} days of {visitors:,} visitors"
+    out.print(f"[bold]1.[/bold] simulating {size} of an alliance (seed {seed}) → {topic} @ {bootstrap}")
+    events, published = publish_records(simulate(config), bootstrap, topic)
+    out.print(f"   published {events:,} events as {published:,} Kafka messages "
+              "(alliance events go to every partition)")
 
     out.print(f"[bold]2.[/bold] consuming {topic} into {db} (exactly once, stops after 5 s idle)")
     store, processor = _processor(db, f"kafka:{topic}")
@@ -81,5 +87,20 @@ def demo(db, events, seed, port):
     ctx.invoke(stats, db=db, fmt="table")
     out.print("[bold]4.[/bold] balances")
     ctx.invoke(balances, db=db, fmt="table")
-    out.print(f"Look closer: refledger explain --db {db} --order ORDER_ID · "
+    order = _an_attributed_order(db) or "ORDER_ID"
+    out.print(f"Look closer: refledger explain --db {db} --order {order} · "
               f"refledger quarantine --db {db} · refledger balances --db {db} --format json")
+
+
+def _an_attributed_order(db) -> str | None:
+    """An order that earned a referrer something, to point the reader at."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute(
+            """SELECT split_part(subject, ':', 3) FROM entries
+               WHERE role = 'commission' AND subject LIKE 'order:%' ORDER BY seq LIMIT 1""").fetchall()
+    finally:
+        con.close()
+    return rows[0][0] if rows else None

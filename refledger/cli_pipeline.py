@@ -107,8 +107,8 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic)
         count = write_event_file(generate(cfg), Path(out))
         click.echo(f"wrote {count:,} events to {out}")
     else:
-        count = publish_records(generate(cfg), bootstrap_servers, topic)
-        click.echo(f"published {count:,} events to {topic}")
+        count, messages = publish_records(generate(cfg), bootstrap_servers, topic)
+        click.echo(f"published {count:,} events to {topic} as {messages:,} Kafka messages")
 
 
 def write_event_file(records, path: Path) -> int:
@@ -126,7 +126,8 @@ def write_event_file(records, path: Path) -> int:
     return count
 
 
-def publish_records(records, bootstrap_servers: str, topic: str, partitions: int = 6) -> int:
+def publish_records(records, bootstrap_servers: str, topic: str, partitions: int = 6) -> tuple[int, int]:
+    """Publish records; returns (events, Kafka messages): alliance events become one message per partition."""
     from producers.publisher import AlliancePublisher, PublishError
     from refledger.kafka_admin import create_topic
 
@@ -144,7 +145,7 @@ def publish_records(records, bootstrap_servers: str, topic: str, partitions: int
             bar.update(task, completed=count)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc
-    return count
+    return count, pub.sent
 
 
 @click.command()
