@@ -212,6 +212,9 @@ class LogProcessor:
             batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), record["event_id"],
                                  outcome.quarantine, _fold_detail(outcome), "fold", msg.raw_bytes())
         rows.add(msg.topic, msg.partition, outcome)
+        if record["type"] == "settlement" and outcome.quarantine is None:
+            rows.checkpoint(msg.topic, msg.partition, record["event_id"], record["settlement"]["period_end"],
+                            fold.journal.seq, fold.chain_head)
         for event_id, reason in getattr(outcome, "late_quarantines", ()):
             batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), event_id, reason,
                                  f"event {event_id}, folded earlier, rejected when {record['event_id']} arrived",

@@ -41,6 +41,16 @@ DECISION_COLUMNS = (
     ("decision", pa.string()),
 )
 
+CHECKPOINT_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("event_id", pa.string()),
+    ("period_end", pa.timestamp("ms")),
+    ("entries", pa.int64()),
+    ("head", pa.string()),
+)
+
+
 def _jsonable(value):
     to_dict = getattr(value, "to_dict", None)
     if to_dict is not None:
@@ -60,7 +70,13 @@ class LedgerRows:
     def __init__(self):
         self.entries = {name: [] for name, _ in ENTRY_COLUMNS}
         self.decisions = {name: [] for name, _ in DECISION_COLUMNS}
+        self.checkpoints = {name: [] for name, _ in CHECKPOINT_COLUMNS}
         self.entry_count = 0
+
+    def checkpoint(self, topic: str, partition: int, event_id: str, period_end, entries: int, head: str) -> None:
+        """The chain head of a partition right after it folded a settlement."""
+        for name, value in zip(self.checkpoints, (topic, partition, event_id, period_end, entries, head)):
+            self.checkpoints[name].append(value)
 
     def add(self, topic: str, partition: int, outcome) -> None:
         cols = self.entries
@@ -86,4 +102,6 @@ class LedgerRows:
             out["entries"] = pa.table({n: pa.array(self.entries[n], type=t) for n, t in ENTRY_COLUMNS})
         if self.decisions["order_id"]:
             out["decisions"] = pa.table({n: pa.array(self.decisions[n], type=t) for n, t in DECISION_COLUMNS})
+        if self.checkpoints["head"]:
+            out["checkpoints"] = pa.table({n: pa.array(self.checkpoints[n], type=t) for n, t in CHECKPOINT_COLUMNS})
         return out

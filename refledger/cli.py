@@ -10,6 +10,7 @@ from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from replay.cli_archive import archive
+from replay.cli_audit import checkpoints, replay, statement, verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +27,7 @@ def cli():
 
 
 for command in (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-                archive):
+                archive, replay, verify, checkpoints, statement):
     cli.add_command(command)
 
 

@@ -196,7 +196,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @db_option
 @click.option("--partition", default=0, show_default=True,
               help="The partition these files form (to mirror one Kafka partition's log).")
@@ -204,13 +204,14 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 def ingest(files, db, partition, fmt):
     """Fold JSON Lines or Avro event files into the ledger, without Kafka.
 
-    The files form one partition, in file order. Bad events are quarantined
-    and counted; the exit status is non-zero only when a file or the ledger
-    cannot be read or written.
+    The files form one partition, in file order. A directory written by
+    `refledger archive` is read as its topic's partitions instead, each in
+    offset order. Bad events are quarantined and counted; the exit status is
+    non-zero only when a file or the ledger cannot be read or written.
 
     Example: refledger ingest baby-care.jsonl --db baby-care.duckdb
     """
-    from consumers.ingest import ingest_files
+    from consumers.ingest import ingest_archive, ingest_files
     from producers.files import EventFileError
     from refledger.store import StoreError
 
@@ -221,8 +222,16 @@ def ingest(files, db, partition, fmt):
     try:
         with progress() as bar:
             task = bar.add_task("ingesting", total=None, rate="")
-            summary = ingest_files(files, processor, partition=partition,
-                                   on_batch=lambda s: bar.update(task, completed=s.events_read))
+            tick = lambda s: bar.update(task, completed=s.events_read)  # noqa: E731
+            archives = [f for f in files if Path(f).is_dir()]
+            if archives and len(archives) != len(files):
+                raise EventFileError("give either event files or one archive directory, not both")
+            if len(archives) > 1:
+                raise EventFileError("give one archive directory at a time")
+            if archives:
+                summary = ingest_archive(archives[0], processor, on_batch=tick)
+            else:
+                summary = ingest_files(files, processor, partition=partition, on_batch=tick)
     except (EventFileError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -162,10 +162,79 @@ def _readable_times(value):
     return value
 
 
+def checkpoints(cur) -> list[dict]:
+    """Chain heads recorded when each settlement was folded, per log, oldest first."""
+    return [
+        {"topic": t, "partition": int(p), "settlement_event_id": e, "period_end": pe.isoformat() + "Z",
+         "entries": int(n), "head": h}
+        for t, p, e, pe, n, h in cur.execute(
+            """SELECT topic, partition, event_id, period_end, entries, head FROM checkpoints
+               ORDER BY batch_id, topic, partition""").fetchall()
+    ]
+
+
+# -- the ledger as of one committed batch, page by page ----------------------------------------
+#
+# `replay` copies the live ledger before comparing with it. Every table is
+# append-only and a batch commits whole, so the rows with batch_id <= B are
+# one consistent cut however long the copy takes and whatever a running
+# consumer commits meanwhile. Pages follow rowid (insertion order).
+
+_ENTRY_COLUMNS = ("topic, partition, seq, entry_id, txn_id, event_id, shop_id, account, counterparty_shop_id, "
+                  "currency, amount, subject, role, agreement_id, agreement_version, model, rate_bp, "
+                  "click_event_id, refund_id, reason, prev_hash, hash")
+_SNAPSHOT_SELECTS = {
+    "entries": f"SELECT {_ENTRY_COLUMNS}, batch_id FROM entries",
+    "events": """SELECT topic, partition, "offset", event_id, type, kafka_timestamp,
+                        epoch_ms(occurred_at) AS occurred_ms, {value} AS avro, batch_id FROM events""",
+    "quarantine": """SELECT topic, partition, "offset", position, event_id, reason, stage,
+                            CASE WHEN stage = 'decode' THEN {value} END AS raw, batch_id FROM quarantine""",
+}
+# (bytes copied with_values, bytes copied otherwise): agreements are few and a what-if needs them
+_SNAPSHOT_VALUES = {"events": ("avro", "CASE WHEN type = 'agreement' THEN avro END"),
+                    "quarantine": ("raw", "NULL::BLOB")}
+
+
+def snapshot_select(table: str, with_values: bool) -> str:
+    """The SELECT that copies `table` (entries, events or quarantine) for replay; all bytes only when asked."""
+    if table not in _SNAPSHOT_SELECTS:
+        raise ValueError(f"no snapshot of table {table!r}")
+    every, some = _SNAPSHOT_VALUES.get(table, ("NULL", "NULL"))
+    return _SNAPSHOT_SELECTS[table].format(value=every if with_values else some)
+
+
+def snapshot_head(cur) -> dict:
+    """The latest committed batch and each log's next offset as of it."""
+    [(batch_id,)] = cur.execute("SELECT coalesce(max(batch_id), 0) FROM batches").fetchall()
+    positions = cur.execute(
+        """SELECT topic, partition, arg_max(next_offset, batch_id) FROM positions WHERE batch_id <= ?
+           GROUP BY topic, partition ORDER BY topic, partition""", [batch_id]).fetchall()
+    return {"batch_id": int(batch_id), "positions": [[t, int(p), int(o)] for t, p, o in positions]}
+
+
+def snapshot_page(cur, table: str, batch_id: int, after_rowid: int = -1, limit: int = 20_000,
+                  with_values: bool = False) -> list[list]:
+    """Up to `limit` rows of `table` written by batches <= batch_id, after `after_rowid`; rowid first."""
+    sql = snapshot_select(table, with_values).replace("SELECT", "SELECT rowid,", 1)
+    rows = cur.execute(f"{sql} WHERE batch_id <= ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                       [batch_id, after_rowid, limit]).fetchall()
+    return [list(row) for row in rows]
+
+
+def statement(cur, shop_id: str, period: str) -> dict:
+    from replay.statement import statement as build
+
+    return build(cur, shop_id, period)
+
+
 QUERIES = {
     "stats": stats,
+    "statement": statement,
+    "checkpoints": checkpoints,
     "balances": balances,
     "quarantine": quarantine,
     "parked_refunds": parked_refunds,
     "explain": explain,
+    "snapshot_head": snapshot_head,
+    "snapshot_page": snapshot_page,
 }

@@ -101,6 +101,15 @@ CREATE TABLE IF NOT EXISTS entries (
     hash VARCHAR NOT NULL,
     batch_id BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    event_id VARCHAR NOT NULL,
+    period_end TIMESTAMP NOT NULL,
+    entries BIGINT NOT NULL,
+    head VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS decisions (
     topic VARCHAR NOT NULL,
     partition INTEGER NOT NULL,

@@ -1,0 +1,281 @@
+"""Rebuild a ledger from its history into a scratch ledger and compare it with the live one.
+
+    live ledger ──copy as of its last committed batch──▶ live copy       (replay.snapshot)
+    history: Kafka | archive | stored events ──▶ LogReads             (replay.history)
+        ──▶ [--until: each log as it stood at T]                       (history.until_prefix)
+        ──▶ [--agreements: what-if versions replaced or added]         (replay.whatif)
+        ──▶ LogProcessor + PartitionFold, the code `consume` runs ──▶ rebuilt ledger
+    live copy × rebuilt ──▶ Comparison: entries, chain heads, balances,
+                            positions, quarantine                      (replay.compare)
+
+Both scratch files live in a temporary directory removed afterwards (the
+rebuilt ledger can be kept with `keep`). The live ledger is only ever
+opened read-only, or read through a running consumer's socket.
+
+Topic and partition numbers are the source's own, so entries, entry ids and
+chain heads of the two ledgers can be compared row by row. Each log is read
+up to the offset the live ledger had stored (see `replay.history`).
+
+Modes and what they promise
+---------------------------
+* compare (default): identical entries (every column but `batch_id`), chain
+  heads, balances, positions and quarantine → `identical`.
+* until: the log as it stood at a time (see `history.until_prefix`); the
+  rebuilt ledger's balances are the balances as of then, and its entries
+  must equal the live entries caused by the same log prefix.
+* what-if: the log with agreement versions replaced or added (see
+  `replay.whatif`); the balance changes against the live ledger are the
+  answer, nothing is expected to be identical.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import duckdb
+
+from consumers.batch import LogProcessor
+from consumers.ingest import INGEST_TOPIC, IngestSummary
+from replay.compare import Comparison, compare
+from replay.history import (
+    LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
+from replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
+from replay.whatif import WhatIf, read_agreements
+
+EVENTS, KAFKA = "events", "kafka"
+BATCH_SIZE = 5000
+COUNTS = ("events_read", "events_stored", "duplicates_skipped", "quarantined", "entries_posted", "batches")
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a replay read, folded and found."""
+
+    ledger: str
+    source: str                              # "events", "kafka" or the archive directory
+    topics: tuple[str, ...]
+    snapshot: SnapshotInfo
+    until_ms: int | None
+    what_if: tuple[dict, ...]                # one per what-if agreement: where it went
+    what_if_quarantined: tuple[dict, ...]    # what-if events the fold quarantined
+    counts: dict                             # events read / stored / ... by the rebuild
+    positions: tuple[tuple[str, int, int], ...]   # next offset per log the rebuild reached
+    fold_seconds: float
+    seconds: float
+    comparison: Comparison
+    balances: tuple[dict, ...]               # the rebuilt ledger's balances (SPEC §11 shape)
+    kept: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "what-if" if self.what_if else "until" if self.until_ms is not None else "compare"
+
+    @property
+    def identical(self) -> bool:
+        return self.comparison.identical
+
+    @property
+    def exit_code(self) -> int:
+        """0 identical (or a what-if, which answers a question rather than checks), 1 different."""
+        return 0 if self.mode == "what-if" or self.identical else 1
+
+    @property
+    def events_per_second(self) -> int:
+        return int(self.counts["events_read"] / self.fold_seconds) if self.fold_seconds > 0 else 0
+
+    def as_dict(self) -> dict:
+        from schemas import codec
+
+        return {
+            "ledger": self.ledger, "mode": self.mode, "source": self.source, "topics": list(self.topics),
+            "until": codec.format_time(self.until_ms) if self.until_ms is not None else None,
+            "identical": self.identical,
+            "snapshot": {**asdict(self.snapshot), "positions": [list(p) for p in self.snapshot.positions],
+                         "seconds": round(self.snapshot.seconds, 3)},
+            **self.counts,
+            "positions": [list(p) for p in self.positions],
+            "fold_seconds": round(self.fold_seconds, 3), "seconds": round(self.seconds, 3),
+            "events_per_second": self.events_per_second,
+            "what_if": list(self.what_if), "what_if_quarantined": list(self.what_if_quarantined),
+            "comparison": self.comparison.as_dict(),
+            "balances": list(self.balances),
+            "kept": self.kept,
+        }
+
+
+def parse_until(text: str) -> int:
+    """Epoch milliseconds of --until: ISO 8601 (a time without offset is UTC), a date (its 00:00 UTC),
+    or epoch milliseconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d{10,}", text):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ReplayError(f"--until: not an ISO 8601 time: {text!r} (e.g. 2026-11-15T00:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | None = None,
+            topic: str | None = None, until_ms: int | None = None, agreements: str | Path | None = None,
+            keep: str | Path | None = None, batch_size: int = BATCH_SIZE,
+            on_progress: Callable[[int], None] | None = None, wait: float = 30.0) -> ReplayReport:
+    """Rebuild the ledger at `db` from `source` into a scratch ledger and compare.
+
+    `source`: "events" (the ledger's stored log), "kafka" (needs
+    `bootstrap_servers`) or an archive directory. Raises ReplayError when the
+    history or the ledger cannot be read; differences are in the report.
+    """
+    started = time.monotonic()
+    what_if_agreements = read_agreements(agreements) if agreements is not None else None
+    keep_path = _check_keep(db, keep)
+    with tempfile.TemporaryDirectory(prefix="refledger-replay-") as scratch:
+        con = duckdb.connect(str(Path(scratch) / "live-copy.duckdb"))
+        try:
+            snapshot = take_snapshot(db, con, with_values=source == EVENTS, wait=wait)
+            topics, reads = _history(con, snapshot, source, bootstrap_servers, topic)
+            if until_ms is not None:
+                reads = until_prefix(reads, until_ms)
+            what_if = None
+            if what_if_agreements is not None:
+                what_if = WhatIf(what_if_agreements, _stored_agreements(con))
+                reads = what_if.apply(reads)
+            rebuilt = keep_path or Path(scratch) / "rebuilt.duckdb"
+            fold_started = time.monotonic()
+            counts, positions = fold_history(reads, rebuilt, batch_size=batch_size, on_progress=on_progress)
+            fold_seconds = time.monotonic() - fold_started
+            balances, quarantined = _read_rebuilt(rebuilt, what_if.positions() if what_if else set())
+            comparison = compare(con, rebuilt, topics, cut=until_ms is not None)
+        except duckdb.Error as exc:
+            raise ReplayError(f"replay failed in its scratch ledger: {exc}") from exc
+        finally:
+            con.close()
+    return ReplayReport(
+        ledger=str(db), source=source, topics=tuple(topics), snapshot=snapshot, until_ms=until_ms,
+        what_if=tuple(u.as_dict() for u in what_if.uses) if what_if else (),
+        what_if_quarantined=quarantined, counts=counts, positions=positions, fold_seconds=fold_seconds,
+        seconds=time.monotonic() - started, comparison=comparison, balances=balances,
+        kept=str(keep_path) if keep_path else None)
+
+
+def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int = BATCH_SIZE,
+                 on_progress: Callable[[int], None] | None = None,
+                 ) -> tuple[dict, tuple[tuple[str, int, int], ...]]:
+    """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch.
+
+    Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
+    from ledger.fold import PartitionFold
+    from refledger.store import LedgerStore, StoreError
+
+    try:
+        store = LedgerStore(path)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+    summary = IngestSummary()
+    try:
+        processor = LogProcessor(store, PartitionFold, source="replay")
+        for chunk in _chunks((read.message for read in reads), batch_size):
+            batch = processor.process(chunk)
+            processor.commit(batch)
+            summary.add(batch)
+            if on_progress:
+                on_progress(summary.events_read)
+        positions = tuple((t, p, o) for (t, p), o in sorted(processor.positions.items()))
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+    finally:
+        store.close()
+    return {name: getattr(summary, name) for name in COUNTS}, positions
+
+
+def _chunks(messages: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for msg in messages:
+        chunk.append(msg)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_keep(db, keep) -> Path | None:
+    if keep is None:
+        return None
+    keep = Path(keep)
+    if keep.exists():
+        raise ReplayError(f"{keep} exists; the rebuilt ledger is kept in a new file")
+    if keep.resolve() == Path(db).resolve():
+        raise ReplayError("the rebuilt ledger cannot be kept in the live ledger's file")
+    return keep
+
+
+def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | None,
+             topic: str | None) -> tuple[list[str], Iterator[LogRead]]:
+    """The topics a replay from `source` covers, and their log reads."""
+    upto = snapshot.upto()
+    if source == EVENTS:
+        topics = [t for t in snapshot.topics() if topic is None or t == topic]
+        if topic is not None and not topics:
+            raise ReplayError(f"the ledger holds no log of topic {topic!r}")
+        return topics, stored_history(con, topics)
+    first = first_offsets(con)
+    if source == KAFKA:
+        if not bootstrap_servers:
+            raise ReplayError("--source kafka needs --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS)")
+        name = topic or _ledger_topic(snapshot.topics(), "Kafka")
+        return [name], kafka_history(bootstrap_servers, name, upto, first)
+    if not Path(source).is_dir():
+        raise ReplayError(f"--source is 'events', 'kafka' or an archive directory; {source} is none of these")
+    found = archive_topics(source, topic)
+    if len(found) > 1:
+        found = [(root, name) for root, name in found if name in snapshot.topics()]
+    if len(found) != 1:
+        raise ReplayError(f"{source} holds archives of several topics; name one with --topic")
+    root, name = found[0]
+    return [name], archive_history(root, name, upto, first)
+
+
+def _ledger_topic(topics: list[str], where: str) -> str:
+    candidates = [t for t in topics if t != INGEST_TOPIC]
+    if len(candidates) != 1:
+        held = ", ".join(candidates) or "none"
+        raise ReplayError(f"the ledger holds {len(candidates)} {where} topics ({held}); name one with --topic")
+    return candidates[0]
+
+
+def _stored_agreements(con) -> list[dict]:
+    from schemas import codec
+
+    rows = con.execute("SELECT DISTINCT avro FROM live_events WHERE type = 'agreement'").fetchall()
+    return [codec.decode(avro) for (avro,) in rows]
+
+
+def _read_rebuilt(path: Path, what_if_positions: set[str]) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    """The rebuilt ledger's balances, and the what-if events its fold quarantined."""
+    from refledger.queries import balances
+
+    rebuilt = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = balances(rebuilt.cursor())
+        quarantined = rebuilt.execute(
+            """SELECT position, event_id, reason, detail, topic, partition FROM quarantine
+               WHERE list_contains(?, position) ORDER BY position, topic, partition""",
+            [sorted(what_if_positions)]).fetchall()
+    finally:
+        rebuilt.close()
+    seen: dict[tuple[str, str], dict] = {}
+    for position, event_id, reason, detail, _topic, _partition in quarantined:
+        row = seen.setdefault((position, reason), {"position": position, "event_id": event_id, "reason": reason,
+                                                   "detail": detail, "logs": 0})
+        row["logs"] += 1
+    return tuple(rows), tuple(seen.values())

@@ -1,0 +1,178 @@
+"""What `refledger verify` checks, each check a function over a read-only ledger.
+
+* chains: every log's entries have seq 0, 1, 2, … with no gap or repeat, each
+  entry's prev_hash is the hash before it (GENESIS first), and each hash
+  recomputes from the entry's canonical bytes (`ledger.chain`).
+* balanced (SPEC §12.1): every transaction sums to zero per currency or unit,
+  and across the alliance Σ earned = Σ owed per currency (swap credits:
+  Σ given = Σ received).
+* accounted (SPEC §12.6): events read = events stored + duplicates skipped +
+  events quarantined before the fold, from the tables themselves, and the
+  batch counters agree with the rows.
+* checkpoints: each recorded settlement checkpoint names an entry count and a
+  head that the chain still has.
+* since a saved checkpoint file: the ledger extends it (the entry at each
+  saved head still has that hash, so nothing before it was rewritten).
+
+Each problem names where it is: log, seq and entry id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ledger.chain import GENESIS, canonical_values, chain_hash
+from ledger.entries import CLICK, CREDIT_ACCOUNTS
+from refledger.queries import checkpoints
+
+HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
+          "amount", "subject", "role", "agreement_id", "agreement_version", "model", "rate_bp",
+          "click_event_id", "refund_id", "reason")
+EARNED = ("earned_pending", "earned_payable", "received")
+OWED = ("owed_pending", "owed_payable", "paid_out")
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.where}: {self.detail}"
+
+
+def check_chains(con) -> tuple[list[Problem], dict[str, dict]]:
+    """Recompute every chain; returns the problems and, per log, its entry count and head."""
+    problems: list[Problem] = []
+    heads: dict[str, dict] = {}
+    cols = ", ".join(f'"{c}"' for c in HASHED)
+    cur = con.cursor()
+    cur.execute(f"SELECT topic, partition, {cols}, prev_hash, hash FROM entries ORDER BY topic, partition, seq")
+    log = None
+    expected_seq, prev, broken = 0, GENESIS, False
+    while rows := cur.fetchmany(10_000):
+        for row in rows:
+            key = f"{row[0]}:{row[1]}"
+            values, prev_hash, digest = row[2:20], row[20], row[21]
+            if key != log:
+                log, expected_seq, prev, broken = key, 0, GENESIS, False
+            seq, entry_id = values[2], values[0]
+            where = f"{key} seq {seq} entry {entry_id}"
+            if not broken:
+                if seq != expected_seq:
+                    what = (f"entries seq {expected_seq}..{seq - 1} are missing" if seq > expected_seq
+                            else f"seq {seq} appears again after seq {expected_seq - 1} (entries reordered or repeated)")
+                    problems.append(Problem("chain", where, what))
+                    broken = True
+                elif prev_hash != prev:
+                    problems.append(Problem("chain", where, f"prev_hash {prev_hash[:12]}… does not link to the "
+                                                            f"entry before it ({prev[:12]}…)"))
+                    broken = True
+                elif chain_hash(prev, canonical_values(values)) != digest:
+                    problems.append(Problem("chain", where, "hash does not match the entry's content "
+                                                            "(a field was changed after it was written)"))
+                    broken = True
+            expected_seq = seq + 1
+            prev = digest
+            heads[key] = {"entries": seq + 1, "head": digest}
+    return problems, heads
+
+
+def check_balanced(con) -> list[Problem]:
+    problems = [
+        Problem("balanced", f"transaction {txn} ({currency})", f"entries sum to {total}, not 0")
+        for txn, currency, total in con.execute(
+            """SELECT txn_id, currency, sum(amount) FROM entries GROUP BY txn_id, currency
+               HAVING sum(amount) <> 0 ORDER BY txn_id, currency""").fetchall()
+    ]
+    totals: dict[str, dict[str, int]] = {}
+    for currency, account, total in con.execute(
+            "SELECT currency, account, sum(amount) FROM entries GROUP BY currency, account").fetchall():
+        shown = -int(total) if account in CREDIT_ACCOUNTS else int(total)
+        side = "earned" if account in EARNED or account == "swap_given" else "owed"
+        totals.setdefault(currency, {"earned": 0, "owed": 0})[side] += shown
+    for currency, sides in sorted(totals.items()):
+        if sides["earned"] != sides["owed"]:
+            what = "swap credits given ≠ received" if currency == CLICK else "Σ earned ≠ Σ owed"
+            problems.append(Problem("balanced", f"currency {currency}",
+                                    f"{what}: {sides['earned']} vs {sides['owed']}"))
+    return problems
+
+
+def check_accounted(con) -> list[Problem]:
+    [(read, skipped, stored_counted)] = con.execute(
+        """SELECT coalesce(sum(events_read), 0), coalesce(sum(duplicates_skipped), 0),
+                  coalesce(sum(events_stored), 0) FROM batches""").fetchall()
+    [(stored,)] = con.execute("SELECT count(*) FROM events").fetchall()
+    [(pre_fold,)] = con.execute("SELECT count(*) FROM quarantine WHERE stage = 'decode'").fetchall()
+    problems = []
+    if read != stored + skipped + pre_fold:
+        problems.append(Problem("accounted", "all logs",
+                                f"{read} events read ≠ {stored} stored + {skipped} duplicates skipped + "
+                                f"{pre_fold} quarantined before the fold"))
+    if stored_counted != stored:
+        problems.append(Problem("accounted", "events table",
+                                f"batches say {stored_counted} events were stored, the table holds {stored}"))
+    for topic, partition, offset, n in con.execute(
+            """SELECT topic, partition, "offset", count(*) FROM (
+                   SELECT topic, partition, "offset" FROM events
+                   UNION ALL SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'decode')
+               GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 20""").fetchall():
+        problems.append(Problem("accounted", f"{topic}:{partition} offset {offset}",
+                                f"this message is accounted {n} times"))
+    return problems
+
+
+def check_recorded_checkpoints(con) -> list[Problem]:
+    return _extends(con, checkpoints(con.cursor()), "checkpoint")
+
+
+def since_checkpoint(con, saved: Iterable[dict]) -> list[Problem]:
+    """The ledger extends every saved checkpoint: each saved head is still at its place in the chain."""
+    return _extends(con, list(saved), "since-checkpoint")
+
+
+def _extends(con, saved: list[dict], check: str) -> list[Problem]:
+    problems = []
+    for cp in saved:
+        log = f"{cp['topic']}:{cp['partition']}"
+        where = f"{log} after {cp['entries']} entries (settlement {cp.get('settlement_event_id', '?')})"
+        if cp["entries"] == 0:
+            continue
+        found = con.execute(
+            "SELECT entry_id, hash FROM entries WHERE topic = ? AND partition = ? AND seq = ?",
+            [cp["topic"], cp["partition"], cp["entries"] - 1]).fetchall()
+        if not found:
+            problems.append(Problem(check, where, "the ledger no longer has the entry this checkpoint ends at"))
+        elif found[0][1] != cp["head"]:
+            problems.append(Problem(check, f"{where}, entry {found[0][0]}",
+                                    f"head was {cp['head'][:16]}…, the ledger now has {found[0][1][:16]}…: "
+                                    "history before the checkpoint was rewritten"))
+    return problems
+
+
+def read_checkpoint_file(path: str | Path) -> list[dict]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    items = data["checkpoints"] if isinstance(data, dict) else data
+    for cp in items:
+        missing = {"topic", "partition", "entries", "head"} - set(cp)
+        if missing:
+            raise ValueError(f"{path}: a checkpoint lacks {', '.join(sorted(missing))}")
+    return items
+
+
+def verify(con, *, saved_checkpoints: list[dict] | None = None) -> dict:
+    """Every check; returns {"ok", "problems", "logs", "checks"}."""
+    chain_problems, heads = check_chains(con)
+    problems = chain_problems + check_balanced(con) + check_accounted(con)
+    problems += check_recorded_checkpoints(con)
+    checks = ["chain", "balanced", "accounted", "checkpoint"]
+    if saved_checkpoints is not None:
+        problems += since_checkpoint(con, saved_checkpoints)
+        checks.append("since-checkpoint")
+    return {"ok": not problems, "checks": checks, "logs": heads, "problems": [asdict(p) for p in problems],
+            "messages": [str(p) for p in problems]}
