@@ -81,13 +81,16 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
     def __init__(self, member: "LedgerConsumer"):
         self.member = member
 
+    # Listeners run on kafka-python's IO thread, which must not call blocking
+    # consumer APIs: they only wait for the ledger; Kafka hears of it later.
+
     def on_partitions_revoked(self, revoked):
-        # the batch in flight is committed before its partitions can move
-        self.member.finish_pending()
+        # the batch in flight is in DuckDB before its partitions can move
+        self.member.await_ledger()
         self.member.assigned.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
-        self.member.finish_pending()
+        self.member.await_ledger()
         self.member.assigned.update(assigned)
         self.member.seek_assigned(assigned)
 
@@ -120,6 +123,7 @@ class LedgerConsumer:
         self._stop = threading.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self._pending: tuple[Future, object] | None = None
+        self._committed: list = []  # in DuckDB, not yet told to Kafka
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group,
@@ -188,23 +192,33 @@ class LedgerConsumer:
         self.finish_pending()
         self._pending = (self._writer.submit(self.processor.commit, batch), batch)
 
-    def finish_pending(self) -> None:
-        """Wait for the batch in flight to be in DuckDB, then tell Kafka. Raises what the commit raised."""
+    def await_ledger(self) -> None:
+        """Wait until the batch in flight is in DuckDB. Raises what its commit raised."""
         if self._pending is None:
             return
         future, batch = self._pending
         self._pending = None
         future.result()
-        self.summary.add(batch)
+        self._committed.append(batch)
+
+    def finish_pending(self) -> None:
+        """Wait for the batch in flight to be in DuckDB, then tell Kafka (main thread only)."""
+        self.await_ledger()
+        committed, self._committed = self._committed, []
+        for batch in committed:
+            self.summary.add(batch)
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)
+            for batch in committed
             for (topic, partition), next_offset in batch.positions.items()
+            if TopicPartition(topic, partition) in self.assigned
         }
-        try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:  # DuckDB holds the position; Kafka's copy is advisory
-            log.warning("Kafka offset commit failed after the ledger committed: %s", exc)
-        if self.on_batch:
+        if offsets:
+            try:
+                self.consumer.commit(offsets)
+            except KafkaError as exc:  # DuckDB holds the position; Kafka's copy is advisory
+                log.warning("Kafka offset commit failed after the ledger committed: %s", exc)
+        if committed and self.on_batch:
             self.on_batch(self.summary)
 
     def lag(self) -> int | None:

@@ -10,7 +10,8 @@ from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from replay.cli_archive import archive
-from replay.cli_audit import checkpoints, replay, statement, verify
+from replay.cli_audit import checkpoints, statement, verify
+from replay.cli_replay import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

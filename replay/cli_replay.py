@@ -84,9 +84,9 @@ def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, ke
 def _render(report) -> None:
     out = console()
     counts = report.counts
-    out.print(f"replayed {counts['events_read']:,} messages of {', '.join(report.topics) or 'no topic'} from "
-              f"{report.source} ({counts['events_stored']:,} events stored, {counts['quarantined']:,} quarantined, "
-              f"{counts['entries_posted']:,} entries) in {report.fold_seconds:.1f}s, "
+    out.print(f"replayed {counts.events_read:,} messages of {', '.join(report.topics) or 'no topic'} from "
+              f"{report.source} ({counts.events_stored:,} events stored, {counts.quarantined:,} quarantined, "
+              f"{counts.entries_posted:,} entries) in {report.fold_seconds:.1f}s, "
               f"{report.events_per_second:,} events/s; live ledger read as of batch {report.snapshot.batch_id} "
               f"(from the {report.snapshot.via})")
     if report.kept:
@@ -100,7 +100,11 @@ def _render(report) -> None:
         until = codec.format_time(report.until_ms)
         emit([r for r in report.balances if r["currency"] != "CLICK"], "table", ("shop_id", "currency") + MONEY,
              title=f"balances as the log stood at {until}", numeric=MONEY)
-    _render_comparison(report.comparison, out)
+        swaps = [r for r in report.balances if r["currency"] == "CLICK"]
+        if swaps:
+            emit(swaps, "table", ("shop_id", "swap_given", "swap_received"), title=f"swap credits at {until}",
+                 numeric=("swap_given", "swap_received"))
+    _render_comparison(report.comparison, out, report.mode)
 
 
 def _render_what_if(report) -> None:
@@ -118,7 +122,7 @@ def _render_what_if(report) -> None:
         out.print("no balance would change")
 
 
-def _render_comparison(comparison, out) -> None:
+def _render_comparison(comparison, out, mode: str) -> None:
     heads = [{"log": f"{h.topic}:{h.partition}", "live_entries": h.live_entries,
               "rebuilt_entries": h.rebuilt_entries, "live_head": (h.live_head or "")[:16],
               "rebuilt_head": (h.rebuilt_head or "")[:16], "same": "yes" if h.same else "NO"} for h in comparison.heads]
@@ -126,8 +130,12 @@ def _render_comparison(comparison, out) -> None:
          title="chain heads", numeric=("live_entries", "rebuilt_entries"))
     if comparison.identical:
         total = sum(h.live_entries for h in comparison.heads)
-        out.print(f"[green]identical[/green]: {total:,} entries in {len(comparison.heads)} chains, "
-                  "same chain heads, balances, positions and quarantine")
+        if mode == "until":
+            out.print(f"[green]identical[/green] to the {total:,} live entries that this part of the log caused, "
+                      f"in {len(comparison.heads)} chains")
+        else:
+            out.print(f"[green]identical[/green]: {total:,} entries in {len(comparison.heads)} chains, "
+                      "same chain heads, balances, positions and quarantine")
         return
     out.print("[red]DIFFERENT[/red]")
     for diff in comparison.first_differences:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -50,7 +50,18 @@ from replay.whatif import WhatIf, read_agreements
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
-COUNTS = ("events_read", "events_stored", "duplicates_skipped", "quarantined", "entries_posted", "batches")
+
+
+@dataclass(frozen=True, slots=True)
+class FoldCounts:
+    """What the rebuild read and did, counted as `consume` and `ingest` count it."""
+
+    events_read: int = 0
+    events_stored: int = 0
+    duplicates_skipped: int = 0
+    quarantined: int = 0
+    entries_posted: int = 0
+    batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class ReplayReport:
     until_ms: int | None
     what_if: tuple[dict, ...]                # one per what-if agreement: where it went
     what_if_quarantined: tuple[dict, ...]    # what-if events the fold quarantined
-    counts: dict                             # events read / stored / ... by the rebuild
+    counts: FoldCounts
     positions: tuple[tuple[str, int, int], ...]   # next offset per log the rebuild reached
     fold_seconds: float
     seconds: float
@@ -87,7 +98,7 @@ class ReplayReport:
 
     @property
     def events_per_second(self) -> int:
-        return int(self.counts["events_read"] / self.fold_seconds) if self.fold_seconds > 0 else 0
+        return int(self.counts.events_read / self.fold_seconds) if self.fold_seconds > 0 else 0
 
     def as_dict(self) -> dict:
         from schemas import codec
@@ -98,7 +109,7 @@ class ReplayReport:
             "identical": self.identical,
             "snapshot": {**asdict(self.snapshot), "positions": [list(p) for p in self.snapshot.positions],
                          "seconds": round(self.snapshot.seconds, 3)},
-            **self.counts,
+            **asdict(self.counts),
             "positions": [list(p) for p in self.positions],
             "fold_seconds": round(self.fold_seconds, 3), "seconds": round(self.seconds, 3),
             "events_per_second": self.events_per_second,
@@ -169,7 +180,7 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
 
 def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int = BATCH_SIZE,
                  on_progress: Callable[[int], None] | None = None,
-                 ) -> tuple[dict, tuple[tuple[str, int, int], ...]]:
+                 ) -> tuple[FoldCounts, tuple[tuple[str, int, int], ...]]:
     """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
@@ -194,7 +205,9 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
         raise ReplayError(str(exc)) from exc
     finally:
         store.close()
-    return {name: getattr(summary, name) for name in COUNTS}, positions
+    counts = FoldCounts(summary.events_read, summary.events_stored, summary.duplicates_skipped,
+                        summary.quarantined, summary.entries_posted, summary.batches)
+    return counts, positions
 
 
 def _chunks(messages: Iterator, size: int) -> Iterator[list]:
@@ -227,7 +240,7 @@ def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | 
         topics = [t for t in snapshot.topics() if topic is None or t == topic]
         if topic is not None and not topics:
             raise ReplayError(f"the ledger holds no log of topic {topic!r}")
-        return topics, stored_history(con, topics)
+        return topics, stored_history(con, topics) if topics else iter(())
     first = first_offsets(con)
     if source == KAFKA:
         if not bootstrap_servers:
