@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -163,6 +164,7 @@ class LedgerConsumer:
                 polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
                 now = time.monotonic()
                 if not polled:
+                    self.finish_pending()  # nothing to fold meanwhile: settle the batch in flight now
                     if self.until_idle is not None and now - last_event >= self.until_idle:
                         self.summary.stopped_by = "idle"
                         break
@@ -261,6 +263,22 @@ def consume(
     on_batch: Callable[[ConsumeSummary], None] | None = None,
 ) -> ConsumeSummary:
     """Run `members` group members in this process, sharing one ledger."""
+    # Three threads share the GIL here: the poll loop, kafka-python's IO thread
+    # and the ledger writer. A shorter switch interval hands the GIL back to the
+    # writer and the IO thread within a millisecond instead of five, which
+    # keeps DuckDB and the fetches going while the loop folds.
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
+                        members=members, max_records=max_records, handle_signals=handle_signals,
+                        instance_id=instance_id, on_batch=on_batch)
+    finally:
+        sys.setswitchinterval(previous_interval)
+
+
+def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members, max_records, handle_signals,
+             instance_id, on_batch) -> ConsumeSummary:
     lock = threading.Lock()
     group_members = [
         LedgerConsumer(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
