@@ -1,4 +1,4 @@
-"""Pipeline benchmark: producer, bare consume+decode loop, and `consume` into DuckDB.
+"""Pipeline benchmark: producer, bare consume+decode loop, `consume` into DuckDB, and exact replay.
 
 All figures come from one run on the same topic, so their ratios mean
 something on any machine:
@@ -131,6 +131,15 @@ def main() -> None:
             engine_s = ledger_consume(bootstrap, topic, sent, work / "engine.duckdb", PartitionFold)
             results["consume_engine_events_per_s"] = int(sent / engine_s)
             results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
+
+            from replay.replayer import rebuild
+
+            say("refledger replay: exact rebuild from the stored events, compared with the live ledger")
+            report = rebuild(work / "engine.duckdb", "events")
+            if not report.identical:
+                raise SystemExit("replay differs from the live ledger: the benchmark's ledger is wrong")
+            results["replay_fold_events_per_s"] = int(report.events_per_second)
+            results["ratio_replay_over_consume_engine"] = round(report.events_per_second * engine_s / sent, 3)
     finally:
         if started_broker is not None:
             broker.stop(started_broker.directory)
