@@ -27,8 +27,9 @@ def verify(db, checkpoint_file, fmt):
     """Recompute every hash chain and check the ledger's invariants.
 
     Chains (seq, links, hashes), balanced transactions and Σ earned = Σ owed
-    (SPEC §12.1), every event read accounted for once (§12.6), recorded
-    checkpoints, and with --since-checkpoint that history before an
+    (SPEC §12.1), every event read accounted for once (§12.6), each shop's
+    totals against an independent set-based SQL recomputation from the
+    stored events, recorded checkpoints, and with --since-checkpoint that history before an
     auditor's saved checkpoint was not rewritten. Exit 0, or 1 naming each
     problem and where it is.
 
