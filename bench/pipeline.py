@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from consumers.batch import LogProcessor  # noqa: E402
-from consumers.kafka_consumer import consume  # noqa: E402
+from consumers.kafka_consumer import FETCH_CONFIG, MAX_POLL_RECORDS, consume  # noqa: E402
 from producers.publisher import AlliancePublisher  # noqa: E402
 from producers.simulate import SimulationConfig, simulate  # noqa: E402
 from refledger import broker  # noqa: E402
@@ -54,15 +54,14 @@ def produce(bootstrap: str, topic: str, records) -> tuple[int, float]:
 def bare_consume_decode(bootstrap: str, topic: str, total: int) -> float:
     """kafka-python poll loop + Avro decode of every message, nothing else."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+                             max_poll_records=MAX_POLL_RECORDS, **FETCH_CONFIG)
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     seen = 0
     first = None
     while seen < total:
-        for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+        for records in consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS).values():
             if first is None:
                 first = time.perf_counter()
             for r in records:

@@ -40,6 +40,9 @@ from consumers.batch import AVRO, LogProcessor, Message
 log = logging.getLogger("refledger.consume")
 
 DEFAULT_TOPIC = "shop-events"
+# Fetch sizing, shared with the benchmark's bare loop so both read alike.
+FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
+MAX_POLL_RECORDS = 5000
 DEFAULT_GROUP = "refledger"
 
 
@@ -107,7 +110,7 @@ class LedgerConsumer:
         topic: str = DEFAULT_TOPIC,
         group: str = DEFAULT_GROUP,
         until_idle: float | None = None,
-        max_records: int = 5000,
+        max_records: int = MAX_POLL_RECORDS,
         lock: threading.Lock | None = None,
         on_batch: Callable[[ConsumeSummary], None] | None = None,
         client_id: str = "refledger-consume",
@@ -133,8 +136,7 @@ class LedgerConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **FETCH_CONFIG,
             fetch_min_bytes=1,
             fetch_max_wait_ms=200,
             session_timeout_ms=10_000,
@@ -257,7 +259,7 @@ def consume(
     group: str = DEFAULT_GROUP,
     until_idle: float | None = None,
     members: int = 1,
-    max_records: int = 5000,
+    max_records: int = MAX_POLL_RECORDS,
     handle_signals: bool = True,
     instance_id: str | None = None,
     on_batch: Callable[[ConsumeSummary], None] | None = None,

@@ -36,6 +36,7 @@ from schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from schemas.jsonform import record_to_json_object
 from schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
 from schemas.timestamps import format_utc_millis, parse_utc_millis
+from schemas.traffic import read_traffic
 from schemas.versions import SchemaVersion, load_versions, strip_logical_types
 
 __all__ = [
@@ -220,8 +221,13 @@ def decode_canonical(data: bytes) -> tuple[dict, bytes]:
     pad varints or split arrays into several blocks are not supported by the
     fast path: such bytes are kept as received, so a re-delivery of the same
     event in other bytes is a conflicting duplicate, quarantined, never lost.
-    Messages of older versions are resolved and re-encoded.
+    Messages of older versions are resolved and re-encoded. Current-schema
+    views and clicks, most of the traffic, are read by the fixed-layout
+    reader of ``schemas.traffic`` (same record, a third of the time).
     """
+    record = read_traffic(data, CURRENT_FINGERPRINT) if type(data) is bytes else None
+    if record is not None:
+        return record, data
     datum = _read_datum(data)
     check_shape(datum)
     record = datum_to_record(datum)

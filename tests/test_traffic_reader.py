@@ -1,0 +1,76 @@
+"""The fixed-layout reader for views and clicks (`schemas.traffic`) answers exactly like the codec.
+
+It may decline (None) whenever it likes, sending the message down the
+general path; it may never return a record the codec would not, nor a
+different one, nor accept bytes the codec rejects.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import codec
+from schemas.errors import CodecError
+from schemas.traffic import read_traffic
+from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+
+ids = st.text(min_size=1, max_size=70)  # past 63 bytes a string's length takes two bytes
+
+
+@st.composite
+def traffic(draw):
+    kind = draw(st.sampled_from(["view", "click"]))
+    referrer = draw(ids)
+    record = {"event_id": draw(st.text(min_size=1, max_size=64)), "type": kind,
+              "occurred_at": draw(st.integers(MIN_MILLIS, MAX_MILLIS)), "alliance_id": draw(ids),
+              "shop_id": referrer, "visitor_id": draw(ids),
+              kind: {"referrer_shop_id": referrer, "merchant_shop_id": draw(ids), "placement_id": draw(ids)}}
+    if draw(st.booleans()):
+        record["signature"] = draw(st.text(max_size=90))
+    return record
+
+
+def codec_answer(data: bytes):
+    try:
+        return codec.decode(data)
+    except CodecError:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(traffic())
+def test_a_view_or_click_reads_as_the_codec_reads_it(record):
+    data = codec.encode(record)
+    fast = read_traffic(data, codec.CURRENT_FINGERPRINT)
+    assert fast == codec.decode(data)
+    assert list(fast) == list(codec.decode(data)), "same fields in the same order"
+    assert codec.decode_canonical(data) == (fast, data)
+
+
+@settings(max_examples=600, deadline=None)
+@given(traffic(), st.data())
+def test_damaged_bytes_are_declined_or_read_exactly_as_the_codec_reads_them(record, data):
+    raw = bytearray(codec.encode(record))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[:data.draw(st.integers(0, len(raw)))] + bytes(data.draw(st.binary(max_size=3)))
+    damaged = bytes(raw)
+    fast = read_traffic(damaged, codec.CURRENT_FINGERPRINT)
+    if fast is not None:
+        assert fast == codec_answer(damaged)
+
+
+def test_other_events_and_versions_are_left_to_the_codec():
+    order = {"event_id": "o-1", "type": "order", "occurred_at": 0, "alliance_id": "a", "shop_id": "m",
+             "visitor_id": "v", "order": {"order_id": "o1", "merchant_shop_id": "m", "currency": "CNY",
+                                          "lines": [{"sku": "s", "category": "c", "quantity": 1,
+                                                     "unit_price_minor": 5}], "total_minor": 5}}
+    assert read_traffic(codec.encode(order), codec.CURRENT_FINGERPRINT) is None
+    click = {"event_id": "c-1", "type": "click", "occurred_at": 0, "alliance_id": "a", "shop_id": "r",
+             "visitor_id": "v", "click": {"referrer_shop_id": "r", "merchant_shop_id": "m", "placement_id": "p"}}
+    data = codec.encode(click)
+    assert read_traffic(data, b"\x00" * 8) is None, "another fingerprint goes the general way"
+    assert read_traffic(data + b"\x00", codec.CURRENT_FINGERPRINT) is None, "trailing bytes"
