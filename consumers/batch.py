@@ -22,6 +22,7 @@ from typing import Callable, Iterable, NamedTuple
 from schemas import codec
 
 from consumers.ledger_rows import LedgerRows
+from ledger.fold import NOTHING
 from refledger.store import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
@@ -159,7 +160,7 @@ class LogProcessor:
     def process(self, messages: Iterable[Message]) -> BatchWrite:
         batch = BatchWrite(source=self.source)
         rows = LedgerRows()
-        ev = batch.events
+        add_event = batch.events.append
         for msg in messages:
             batch.events_read += 1
             batch.positions[(msg.topic, msg.partition)] = msg.offset + 1
@@ -181,23 +182,18 @@ class LogProcessor:
                                      f"event id {event_id} was already stored with other content",
                                      "decode", msg.raw_bytes(), digest)
                 continue
-            ev["topic"].append(msg.topic)
-            ev["partition"].append(msg.partition)
-            ev["offset"].append(msg.offset)
-            ev["event_id"].append(event_id)
-            ev["type"].append(record["type"])
-            ev["occurred_at"].append(record["occurred_at"])
-            ev["shop_id"].append(record["shop_id"])
-            ev["visitor_id"].append(record.get("visitor_id"))
-            payload = record[record["type"]]
-            ev["merchant_shop_id"].append(payload.get("merchant_shop_id"))
-            ev["order_id"].append(payload.get("order_id"))
-            ev["refund_id"].append(payload.get("refund_id"))
-            ev["amount_minor"].append(payload.get("amount_minor", payload.get("total_minor")))
-            ev["currency"].append(payload.get("currency"))
-            ev["kafka_timestamp"].append(msg.timestamp)
-            ev["content_hash"].append(digest)
-            ev["avro"].append(canonical)
+            kind = record["type"]
+            payload = record[kind]
+            if kind == "view" or kind == "click":  # no order, refund, amount or currency
+                add_event((msg.topic, msg.partition, msg.offset, event_id, kind, record["occurred_at"],
+                           record["shop_id"], record["visitor_id"], payload["merchant_shop_id"], None, None,
+                           None, None, msg.timestamp, digest, canonical))
+            else:
+                add_event((msg.topic, msg.partition, msg.offset, event_id, kind, record["occurred_at"],
+                           record["shop_id"], record.get("visitor_id"), payload.get("merchant_shop_id"),
+                           payload.get("order_id"), payload.get("refund_id"),
+                           payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
+                           msg.timestamp, digest, canonical))
             fold = self.fold_for(msg.topic, msg.partition)
             if fold is not None:
                 self._fold_one(fold, record, msg, batch, rows)
@@ -207,6 +203,8 @@ class LogProcessor:
 
     def _fold_one(self, fold, record: dict, msg: Message, batch: BatchWrite, rows: LedgerRows) -> None:
         outcome = fold.apply(record)
+        if outcome is NOTHING and record["type"] != "settlement":
+            return  # most views and many clicks: nothing to write
         if outcome.quarantine is not None:
             batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), record["event_id"],
                                  outcome.quarantine, _fold_detail(outcome), "fold", msg.raw_bytes())

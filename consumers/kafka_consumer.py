@@ -128,6 +128,7 @@ class LedgerConsumer:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self._pending: tuple[Future, object] | None = None
         self._committed: list = []  # in DuckDB, not yet told to Kafka
+        self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group,
@@ -167,6 +168,7 @@ class LedgerConsumer:
                 now = time.monotonic()
                 if not polled:
                     self.finish_pending()  # nothing to fold meanwhile: settle the batch in flight now
+                    self._checkpoint_when_idle()
                     if self.until_idle is not None and now - last_event >= self.until_idle:
                         self.summary.stopped_by = "idle"
                         break
@@ -195,6 +197,14 @@ class LedgerConsumer:
             batch = self.processor.process(messages)
         self.finish_pending()
         self._pending = (self._writer.submit(self.processor.commit, batch), batch)
+        self._unchecked_batches += 1
+
+    def _checkpoint_when_idle(self) -> None:
+        """Nothing came: a good moment to fold DuckDB's write-ahead log into the file (on the
+        writer thread, so the loop keeps polling; a batch arriving meanwhile queues behind it)."""
+        if self._unchecked_batches:
+            self._unchecked_batches = 0
+            self._writer.submit(self.processor.store.checkpoint)
 
     def await_ledger(self) -> None:
         """Wait until the batch in flight is in DuckDB. Raises what its commit raised."""

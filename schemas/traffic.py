@@ -97,9 +97,24 @@ def read_traffic(data: bytes, current_fingerprint: bytes) -> dict | None:
             if data[i] != 2:
                 return None
             i += 1
-        referrer, i = _text(data, i)
-        merchant, i = _text(data, i)
-        placement, i = _text(data, i)
+        x = data[i]
+        if x < 0x80:
+            start, i = i + 1, i + 1 + (x >> 1)
+            referrer = data[start:i].decode()
+        else:
+            referrer, i = _text(data, i)
+        x = data[i]
+        if x < 0x80:
+            start, i = i + 1, i + 1 + (x >> 1)
+            merchant = data[start:i].decode()
+        else:
+            merchant, i = _text(data, i)
+        x = data[i]
+        if x < 0x80:
+            start, i = i + 1, i + 1 + (x >> 1)
+            placement = data[start:i].decode()
+        else:
+            placement, i = _text(data, i)
         if not kind:
             if data[i] != 0:
                 return None

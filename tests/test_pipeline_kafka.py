@@ -80,6 +80,9 @@ def test_two_group_members_split_the_partitions_without_loss_or_duplicate(kafka_
     expected = {p: [(off, codec.decode(value)["event_id"]) for off, value in msgs]
                 for p, msgs in on_kafka.items()}
     assert stored == expected
+    wal = tmp_path / "ledger.duckdb.wal"
+    assert store.checkpoint_seconds > 0, "idle members fold the write-ahead log into the file"
+    assert not wal.exists() or wal.stat().st_size == 0
     store.close()
 
 
