@@ -77,7 +77,7 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
     seconds spent afterwards folding DuckDB's write-ahead log into the file (the consumer
     checkpoints once it is idle, then closes)."""
     store = LedgerStore(db)
-    processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}")
+    processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}", fold_worker=True)
     marks = {}
 
     def on_batch(summary):
@@ -88,6 +88,7 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
 
     consume(bootstrap, processor, topic=topic, group=f"{db.stem}-{time.time_ns()}", until_idle=3,
             handle_signals=False, on_batch=on_batch)
+    processor.close()
     started = time.perf_counter()
     store.close()  # folds what the idle checkpoint left in the write-ahead log into the file
     return marks["last"] - marks["first"], store.checkpoint_seconds + time.perf_counter() - started

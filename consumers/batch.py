@@ -22,7 +22,7 @@ from typing import Callable, Iterable, NamedTuple
 from schemas import codec
 
 from consumers.ledger_rows import LedgerRows
-from ledger.fold import NOTHING
+from consumers.fold_worker import FoldWorker, fold_record
 from refledger.store import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
@@ -124,8 +124,12 @@ class DedupIndex:
 class LogProcessor:
     """Folds messages from any number of logs into one ledger store."""
 
-    def __init__(self, store: LedgerStore, fold_factory: Callable | None = None, *, source: str = "kafka"):
+    def __init__(self, store: LedgerStore, fold_factory: Callable | None = None, *, source: str = "kafka",
+                 fold_worker: bool = False):
+        """``fold_worker``: fold in a child process (`consumers.fold_worker`) while this one reads."""
         self.store = store
+        self.use_worker = fold_worker and fold_factory is not None
+        self.worker = None
         self.source = source
         self.fold_factory = fold_factory
         self.positions: dict[tuple[str, int], int] = store.positions()
@@ -135,6 +139,12 @@ class LogProcessor:
         for event_id, topic, partition, digest in store.conflict_index():
             self.dedup.check(event_id, topic, partition, digest)
         self._folds: dict[tuple[str, int], object] = {}
+
+    def close(self) -> None:
+        """Stop the fold process, if there is one."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
@@ -161,6 +171,11 @@ class LogProcessor:
         batch = BatchWrite(source=self.source)
         rows = LedgerRows()
         add_event = batch.events.append
+        late: list[tuple] = []  # fold-stage quarantine rows of the event just folded
+        jobs = [] if self.use_worker else None
+        if jobs is not None and self.worker is None:
+            self.worker = FoldWorker(self.fold_factory)
+        worker = self.worker
         for msg in messages:
             batch.events_read += 1
             batch.positions[(msg.topic, msg.partition)] = msg.offset + 1
@@ -194,37 +209,38 @@ class LogProcessor:
                            payload.get("order_id"), payload.get("refund_id"),
                            payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                            msg.timestamp, digest, canonical))
+            if jobs is not None:
+                if not worker.knows(msg.topic, msg.partition):
+                    worker.init_partition(msg.topic, msg.partition,
+                                          [avro for _o, avro in self.store.partition_events(msg.topic, msg.partition)])
+                value = msg.value
+                jobs.append((msg.topic, msg.partition, msg.offset, msg.position, canonical,
+                             None if canonical is value else bytes(value)))
+                continue
             fold = self.fold_for(msg.topic, msg.partition)
             if fold is not None:
-                self._fold_one(fold, record, msg, batch, rows)
+                fold_record(fold, record, msg.topic, msg.partition, msg.offset, msg.where(), msg.raw_bytes(),
+                            late, rows)
+                for row in late:
+                    batch.add_quarantine(*row)
+                late.clear()
+        if jobs:
+            batch.fold_job = worker.submit(jobs)
         batch.extra_tables.update(rows.tables())
         batch.entries_posted = rows.entry_count
         return batch
 
-    def _fold_one(self, fold, record: dict, msg: Message, batch: BatchWrite, rows: LedgerRows) -> None:
-        outcome = fold.apply(record)
-        if outcome is NOTHING and record["type"] != "settlement":
-            return  # most views and many clicks: nothing to write
-        if outcome.quarantine is not None:
-            batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), record["event_id"],
-                                 outcome.quarantine, _fold_detail(outcome), "fold", msg.raw_bytes())
-        rows.add(msg.topic, msg.partition, outcome)
-        if record["type"] == "settlement" and outcome.quarantine is None:
-            rows.checkpoint(msg.topic, msg.partition, record["event_id"], record["settlement"]["period_end"],
-                            fold.journal.seq, fold.chain_head)
-        for event_id, reason in getattr(outcome, "late_quarantines", ()):
-            batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), event_id, reason,
-                                 f"event {event_id}, folded earlier, rejected when {record['event_id']} arrived",
-                                 "fold", b"")
-
     def commit(self, batch: BatchWrite) -> int:
+        if batch.fold_job is not None:  # the fold process's part of the batch
+            folded = self.worker.result(batch.fold_job)
+            for row in folded.quarantine:
+                batch.add_quarantine(*row)
+            batch.extra_tables.update(folded.tables)
+            batch.entries_posted = folded.entries_posted
+            batch.fold_job = None
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
         return batch_id
-
-
-def _fold_detail(outcome) -> str:
-    return getattr(outcome, "detail", None) or outcome.quarantine
 
 
 def _readable_event_id(msg: Message) -> str | None:

@@ -13,13 +13,13 @@ from refledger.options import bootstrap_option, db_option, format_option, topic_
 from refledger.render import console, emit, emit_json, progress
 
 
-def _processor(db: str, source: str):
+def _processor(db: str, source: str, fold_worker: bool = False):
     from consumers.batch import LogProcessor
     from ledger.fold import PartitionFold
     from refledger.store import LedgerStore
 
     store = LedgerStore(db)
-    return store, LogProcessor(store, PartitionFold, source=source)
+    return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker)
 
 
 def _summary_table(summary: dict, title: str) -> None:
@@ -178,7 +178,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
-        store, processor = _processor(db, f"kafka:{topic}")
+        store, processor = _processor(db, f"kafka:{topic}", fold_worker=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -188,6 +188,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
+        processor.close()
         store.close()
     if fmt == "json":
         emit_json(summary.as_dict())

@@ -176,6 +176,7 @@ class BatchWrite:
     events_read: int = 0
     duplicates_skipped: int = 0
     entries_posted: int = 0
+    fold_job: int | None = None  # a job of the fold process whose rows belong to this batch
 
     @property
     def events_stored(self) -> int:

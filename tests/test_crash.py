@@ -57,13 +57,14 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap, 
         for _ in range(KILLS):
             proc = start_consumer(kafka_bootstrap, kafka_topic, db, log)
             before = max(events_read(db), 0) if db.exists() else 0
-            target = before + rng.randint(1, total // (KILLS + 2))
+            # small steps, watched closely: the consumer reads tens of thousands of events a second
+            target = before + rng.randint(1, total // (3 * KILLS))
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
                 if events_read(db) >= target:
                     break
-                time.sleep(rng.uniform(0.01, 0.2))
-            time.sleep(rng.uniform(0, 0.3))  # land anywhere inside a batch, too
+                time.sleep(rng.uniform(0.005, 0.05))
+            time.sleep(rng.uniform(0, 0.1))  # land anywhere inside a batch, too
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             con = duckdb.connect(str(db), read_only=True)

@@ -1,0 +1,88 @@
+"""The fold in a child process (`consumers.fold_worker`), as `consume` runs it.
+
+The ledger must be the same entry for entry as with the fold in-process; a
+failure in the child must surface in the parent with its traceback; and a
+child whose parent is gone must end by itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import pytest
+
+from consumers.batch import LogProcessor
+from consumers.fold_worker import FoldWorker, FoldWorkerError
+from consumers.ingest import ingest_files
+from ledger.fold import PartitionFold
+from producers.simulate import SimulationConfig, simulate
+from refledger.cli_pipeline import write_event_file
+from refledger.store import LedgerStore
+from tests.scenario_files import SCENARIOS
+
+ENTRY_COLUMNS = "topic, partition, seq, entry_id, txn_id, event_id, shop_id, account, amount, hash"
+
+
+def ledger(path, files, *, fold_worker: bool, batch_size: int = 700):
+    store = LedgerStore(path)
+    processor = LogProcessor(store, PartitionFold, source="test", fold_worker=fold_worker)
+    try:
+        ingest_files(files, processor, batch_size=batch_size)
+    finally:
+        processor.close()
+        store.close()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return (con.execute(f"SELECT {ENTRY_COLUMNS} FROM entries ORDER BY topic, partition, seq").fetchall(),
+                con.execute("""SELECT topic, partition, "offset", event_id, reason, stage FROM quarantine
+                               ORDER BY ALL""").fetchall(),
+                con.execute("SELECT topic, partition, event_id, entries, head FROM checkpoints ORDER BY ALL")
+                .fetchall())
+    finally:
+        con.close()
+
+
+def test_the_fold_process_writes_the_same_ledger_as_the_fold_in_process(tmp_path):
+    events = tmp_path / "alliance.jsonl"
+    write_event_file(simulate(SimulationConfig(seed=21, visitors=300, days=35)), events)
+    files = [SCENARIOS / "night-market.jsonl", events]  # quarantines, payouts, a settlement
+    in_process = ledger(tmp_path / "a.duckdb", files, fold_worker=False)
+    in_child = ledger(tmp_path / "b.duckdb", files, fold_worker=True)
+    entries, quarantine, checkpoints = in_child
+    assert len(entries) > 1000 and quarantine and checkpoints
+    assert in_child == in_process
+
+
+class ExplodingFold(PartitionFold):
+    """A fold with a bug: the child must report it, not hang or write half a batch."""
+
+    def apply(self, record):
+        if record["type"] == "order":
+            raise ZeroDivisionError("a bug in the fold")
+        return super().apply(record)
+
+
+def test_a_failure_in_the_fold_process_surfaces_with_its_traceback(tmp_path):
+    store = LedgerStore(tmp_path / "ledger.duckdb")
+    processor = LogProcessor(store, ExplodingFold, source="test", fold_worker=True)
+    try:
+        with pytest.raises(FoldWorkerError, match="ZeroDivisionError: a bug in the fold"):
+            ingest_files([SCENARIOS / "baby-care.jsonl"], processor)
+    finally:
+        processor.close()
+        store.close()
+    con = duckdb.connect(str(tmp_path / "ledger.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM events").fetchone() == (0,), "the batch was not written"
+    con.close()
+
+
+def test_the_fold_process_ends_when_its_parent_goes_away():
+    worker = FoldWorker(PartitionFold)
+    child = worker._process
+    worker._jobs.close()  # what the parent's death does to the child's stdin
+    deadline = time.monotonic() + 20
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.poll() == 0
+    worker._results.close()
