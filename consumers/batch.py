@@ -214,8 +214,12 @@ class LogProcessor:
                     worker.init_partition(msg.topic, msg.partition,
                                           [avro for _o, avro in self.store.partition_events(msg.topic, msg.partition)])
                 value = msg.value
+                traffic = None
+                if kind == "view" or kind == "click":
+                    traffic = (kind, event_id, record["occurred_at"], record["shop_id"], record["visitor_id"],
+                               payload["referrer_shop_id"], payload["merchant_shop_id"], payload["placement_id"])
                 jobs.append((msg.topic, msg.partition, msg.offset, msg.position, canonical,
-                             None if canonical is value else bytes(value)))
+                             None if canonical is value else bytes(value), traffic))
                 continue
             fold = self.fold_for(msg.topic, msg.partition)
             if fold is not None:

@@ -38,8 +38,10 @@ from consumers.ledger_rows import LedgerRows
 from ledger.fold import NOTHING
 from schemas import codec
 
-# (topic, partition, offset, position, canonical bytes, raw bytes or None when equal)
-Job = tuple[str, int, int, str, bytes, "bytes | None"]
+# (topic, partition, offset, position, canonical bytes, raw bytes or None when equal, traffic):
+# traffic is None, or for a view or click the fields the fold needs, so the child decodes nothing:
+# (kind, event_id, occurred_at, shop_id, visitor_id, referrer_shop_id, merchant_shop_id, placement_id)
+Job = tuple[str, int, int, str, bytes, "bytes | None", "tuple | None"]
 
 
 class FoldWorkerError(RuntimeError):
@@ -92,11 +94,21 @@ def _serve(jobs, results, fold_factory) -> None:
                 _, job_id, items = message
                 quarantine: list[tuple] = []
                 rows = LedgerRows()
-                for topic, partition, offset, position, canonical, raw in items:
+                for topic, partition, offset, position, canonical, raw, traffic in items:
+                    fold = folds[(topic, partition)]
+                    if traffic is not None:
+                        outcome = fold.apply_traffic(*traffic)
+                        if outcome is NOTHING:
+                            continue
+                        if outcome.quarantine is not None:
+                            quarantine.append((topic, partition, offset, position or f"{topic}:{partition}:{offset}",
+                                               traffic[1], outcome.quarantine, outcome.detail or outcome.quarantine,
+                                               "fold", raw if raw is not None else canonical))
+                        rows.add(topic, partition, outcome)
+                        continue
                     record, _ = codec.decode_canonical(canonical)
-                    fold_record(folds[(topic, partition)], record, topic, partition, offset,
-                                position or f"{topic}:{partition}:{offset}", raw if raw is not None else canonical,
-                                quarantine, rows)
+                    fold_record(fold, record, topic, partition, offset, position or f"{topic}:{partition}:{offset}",
+                                raw if raw is not None else canonical, quarantine, rows)
                 _write(results, (job_id, "ok", quarantine, rows.tables(), rows.entry_count))
         except Exception:  # report it; the parent decides (a fold never raises for bad data)
             _write(results, (message[1] if kind == "fold" else None, "error", traceback.format_exc()))

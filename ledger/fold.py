@@ -148,8 +148,16 @@ class PartitionFold:
         if not (type(event_id) is str and type(at) is int and type(shop) is str and type(referrer) is str
                 and type(merchant) is str and (visitor is None or type(visitor) is str)):
             return None
-        fingerprint = _VIEW if kind == "view" else (
-            "click", at, shop, visitor, referrer, merchant, payload.get("placement_id"))
+        return self.apply_traffic(kind, event_id, at, shop, visitor, referrer, merchant, payload.get("placement_id"))
+
+    def apply_traffic(self, kind: str, event_id: str, at: int, shop: str, visitor: str | None, referrer: str,
+                      merchant: str, placement: str | None) -> FoldOutcome:
+        """Fold a view or click given as its fields: exactly what ``apply`` does with its record.
+
+        For callers that hold the fields already (the consumer's fold process
+        gets them this way, without a record to decode).
+        """
+        fingerprint = _VIEW if kind == "view" else ("click", at, shop, visitor, referrer, merchant, placement)
         prior = self._seen.get(event_id, _UNSEEN)
         if prior is not _UNSEEN:
             if prior == fingerprint:
