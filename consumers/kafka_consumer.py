@@ -9,8 +9,9 @@ The commit protocol, per poll:
 3. Commit the batch to DuckDB in one transaction: events, quarantine rows,
    entries, decisions, next positions and the batch counters. The commit
    runs on a writer thread (DuckDB works outside the GIL) while the next
-   batch is polled and folded; at most one commit is in flight, and it is
-   awaited before the next one starts, before any rebalance and before exit.
+   batches are polled and folded; at most two commits are in flight, in
+   order, all awaited before any rebalance, when a poll comes back empty and
+   before exit.
 4. Only then commit the same offsets to Kafka, so lag tools see progress.
    A failure here is harmless: DuckDB already holds the truth.
 5. On SIGINT/SIGTERM, finish the current batch, commit it, and exit 0.
@@ -26,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -40,6 +42,9 @@ from consumers.batch import AVRO, LogProcessor, Message
 log = logging.getLogger("refledger.consume")
 
 DEFAULT_TOPIC = "shop-events"
+# Batches committed on the writer thread while the next ones are read: two in flight let the
+# fold process start on a batch while DuckDB still writes the one before.
+MAX_IN_FLIGHT = 2
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000
@@ -126,7 +131,8 @@ class LedgerConsumer:
         self.summary = ConsumeSummary()
         self._stop = threading.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
-        self._pending: tuple[Future, object] | None = None
+        self._pending: deque[tuple[Future, object]] = deque()  # commits in flight, oldest first
+        self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = KafkaConsumer(
@@ -195,8 +201,8 @@ class LedgerConsumer:
         ]
         with self.lock:
             batch = self.processor.process(messages)
-        self.finish_pending()
-        self._pending = (self._writer.submit(self.processor.commit, batch), batch)
+        self.finish_pending(keep=MAX_IN_FLIGHT - 1)
+        self._pending.append((self._writer.submit(self.processor.commit, batch), batch))
         self._unchecked_batches += 1
 
     def _checkpoint_when_idle(self) -> None:
@@ -206,18 +212,20 @@ class LedgerConsumer:
             self._unchecked_batches = 0
             self._writer.submit(self.processor.store.checkpoint)
 
-    def await_ledger(self) -> None:
-        """Wait until the batch in flight is in DuckDB. Raises what its commit raised."""
-        if self._pending is None:
-            return
-        future, batch = self._pending
-        self._pending = None
-        future.result()
-        self._committed.append(batch)
+    def await_ledger(self, keep: int = 0) -> None:
+        """Wait until all but ``keep`` batches in flight are in DuckDB, oldest first.
+        Raises what a commit raised."""
+        with self._pending_lock:
+            while len(self._pending) > keep:
+                future, batch = self._pending[0]
+                future.result()
+                self._pending.popleft()
+                self._committed.append(batch)
 
-    def finish_pending(self) -> None:
-        """Wait for the batch in flight to be in DuckDB, then tell Kafka (main thread only)."""
-        self.await_ledger()
+    def finish_pending(self, keep: int = 0) -> None:
+        """Wait for the batches in flight (all but ``keep``) to be in DuckDB, then tell Kafka
+        (main thread only)."""
+        self.await_ledger(keep)
         committed, self._committed = self._committed, []
         for batch in committed:
             self.summary.add(batch)
