@@ -21,6 +21,7 @@ exited or was killed), so a crashed consumer leaves no process behind.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -110,6 +111,10 @@ def _serve(jobs, results, fold_factory) -> None:
                     fold_record(fold, record, topic, partition, offset, position or f"{topic}:{partition}:{offset}",
                                 raw if raw is not None else canonical, quarantine, rows)
                 _write(results, (job_id, "ok", quarantine, rows.tables(), rows.entry_count))
+                # The fold's state only grows and holds millions of objects; without this every
+                # full collection walks all of them again. What a job leaves behind is freed by
+                # reference counting (it builds no cycles), so nothing is kept that should go.
+                gc.freeze()
         except Exception:  # report it; the parent decides (a fold never raises for bad data)
             _write(results, (message[1] if kind == "fold" else None, "error", traceback.format_exc()))
 
