@@ -22,7 +22,7 @@ from typing import Callable, Iterable, NamedTuple
 from schemas import codec
 
 from consumers.ledger_rows import LedgerRows
-from consumers.fold_worker import FoldWorker, fold_record
+from consumers.fold_worker import FoldWorker, fold_record, rebuilt_fold
 from refledger.store import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
@@ -155,15 +155,15 @@ class LogProcessor:
         key = (topic, partition)
         fold = self._folds.get(key)
         if fold is None and self.fold_factory is not None:
-            fold = self.fold_factory()
-            replayed = 0
-            for _offset, avro in self.store.partition_events(topic, partition):
-                fold.apply(codec.decode(avro))
-                replayed += 1
-            if replayed:
-                log.info("rebuilt fold state of %s:%d from %d stored events", topic, partition, replayed)
-            self._folds[key] = fold
+            stored = self._stored(topic, partition)
+            fold = self._folds[key] = rebuilt_fold(self.fold_factory, stored)
         return fold
+
+    def _stored(self, topic: str, partition: int) -> list[bytes]:
+        stored = [avro for _offset, avro in self.store.partition_events(topic, partition)]
+        if stored:
+            log.info("rebuilding fold state of %s:%d from %d stored events", topic, partition, len(stored))
+        return stored
 
     # -- the batch -----------------------------------------------------------
 
@@ -211,8 +211,7 @@ class LogProcessor:
                            msg.timestamp, digest, canonical))
             if jobs is not None:
                 if not worker.knows(msg.topic, msg.partition):
-                    worker.init_partition(msg.topic, msg.partition,
-                                          [avro for _o, avro in self.store.partition_events(msg.topic, msg.partition)])
+                    worker.init_partition(msg.topic, msg.partition, self._stored(msg.topic, msg.partition))
                 value = msg.value
                 traffic = None
                 if kind == "view" or kind == "click":

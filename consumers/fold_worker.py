@@ -56,23 +56,37 @@ class FoldResult:
     entries_posted: int
 
 
-def fold_record(fold, record: dict, topic: str, partition: int, offset: int, where: str, raw: bytes,
-                quarantine: list, rows: LedgerRows) -> None:
-    """Fold one stored record and collect what it writes (the same in-process and in the child)."""
-    outcome = fold.apply(record)
-    if outcome is NOTHING and record["type"] != "settlement":
+def rebuilt_fold(fold_factory, stored):
+    """A partition's fold state, from its stored events (their entries are in the ledger already)."""
+    fold = fold_factory()
+    for avro in stored:
+        fold.apply(codec.decode(avro))
+    return fold
+
+
+def fold_record(fold, record: dict | None, topic: str, partition: int, offset: int, where: str, raw: bytes,
+                quarantine: list, rows: LedgerRows, traffic: tuple | None = None) -> None:
+    """Fold one stored event and collect what it writes (the same in-process and in the child).
+
+    The event is its record, or for a view or click its fields (``traffic``, the arguments of
+    ``PartitionFold.apply_traffic``) with no record.
+    """
+    if traffic is not None:
+        outcome, kind, event_id = fold.apply_traffic(*traffic), traffic[0], traffic[1]
+    else:
+        outcome, kind, event_id = fold.apply(record), record["type"], record["event_id"]
+    if outcome is NOTHING and kind != "settlement":
         return  # most views and many clicks: nothing to write
     if outcome.quarantine is not None:
-        quarantine.append((topic, partition, offset, where, record["event_id"], outcome.quarantine,
+        quarantine.append((topic, partition, offset, where, event_id, outcome.quarantine,
                            getattr(outcome, "detail", None) or outcome.quarantine, "fold", raw))
     rows.add(topic, partition, outcome)
-    if record["type"] == "settlement" and outcome.quarantine is None:
-        rows.checkpoint(topic, partition, record["event_id"], record["settlement"]["period_end"],
+    if kind == "settlement" and outcome.quarantine is None:
+        rows.checkpoint(topic, partition, event_id, record["settlement"]["period_end"],
                         fold.journal.seq, fold.chain_head)
-    for event_id, reason in getattr(outcome, "late_quarantines", ()):
-        quarantine.append((topic, partition, offset, where, event_id, reason,
-                           f"event {event_id}, folded earlier, rejected when {record['event_id']} arrived",
-                           "fold", b""))
+    for late_id, reason in getattr(outcome, "late_quarantines", ()):
+        quarantine.append((topic, partition, offset, where, late_id, reason,
+                           f"event {late_id}, folded earlier, rejected when {event_id} arrived", "fold", b""))
 
 
 def _serve(jobs, results, fold_factory) -> None:
@@ -88,28 +102,16 @@ def _serve(jobs, results, fold_factory) -> None:
         try:
             if kind == "init":
                 _, topic, partition, stored = message
-                fold = folds[(topic, partition)] = fold_factory()
-                for avro in stored:
-                    fold.apply(codec.decode(avro))
+                folds[(topic, partition)] = rebuilt_fold(fold_factory, stored)
             elif kind == "fold":
                 _, job_id, items = message
                 quarantine: list[tuple] = []
                 rows = LedgerRows()
                 for topic, partition, offset, position, canonical, raw, traffic in items:
-                    fold = folds[(topic, partition)]
-                    if traffic is not None:
-                        outcome = fold.apply_traffic(*traffic)
-                        if outcome is NOTHING:
-                            continue
-                        if outcome.quarantine is not None:
-                            quarantine.append((topic, partition, offset, position or f"{topic}:{partition}:{offset}",
-                                               traffic[1], outcome.quarantine, outcome.detail or outcome.quarantine,
-                                               "fold", raw if raw is not None else canonical))
-                        rows.add(topic, partition, outcome)
-                        continue
-                    record, _ = codec.decode_canonical(canonical)
-                    fold_record(fold, record, topic, partition, offset, position or f"{topic}:{partition}:{offset}",
-                                raw if raw is not None else canonical, quarantine, rows)
+                    record = None if traffic is not None else codec.decode_canonical(canonical)[0]
+                    fold_record(folds[(topic, partition)], record, topic, partition, offset,
+                                position or f"{topic}:{partition}:{offset}", raw if raw is not None else canonical,
+                                quarantine, rows, traffic)
                 _write(results, (job_id, "ok", quarantine, rows.tables(), rows.entry_count))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by

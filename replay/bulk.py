@@ -59,6 +59,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from schemas import codec
+from schemas.traffic import read_long
 
 DAY_MS = 86_400_000
 ORDERS = "('order')"
@@ -87,22 +88,7 @@ class Recomputed:
 # -- 2. decoding the payloads SQL cannot read -----------------------------------------------
 
 
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    """The zig-zag varint at b[i] (an Avro int or long) and the index after it."""
-    x = b[i]
-    if x < 0x80:
-        return (x >> 1) ^ -(x & 1), i + 1
-    n, shift = x & 0x7F, 7
-    while True:
-        i += 1
-        x = b[i]
-        n |= (x & 0x7F) << shift
-        if x < 0x80:
-            return (n >> 1) ^ -(n & 1), i + 1
-        shift += 7
-
-
-def order_lines(b: bytes, v=_varint) -> tuple[str, str, list[tuple[str, int, int]]] | None:
+def order_lines(b: bytes, v=read_long) -> tuple[str, str, list[tuple[str, int, int]]] | None:
     """(order_id, merchant, [(category, quantity, unit_price_minor)]) read straight from a stored order.
 
     Stored events are single-object messages of the current schema, so the

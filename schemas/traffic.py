@@ -25,7 +25,8 @@ _KINDS = ("view", "click")  # the first two symbols of the EventType enum
 _NULL_BRANCHES = bytes(7)   # order … adjustment: union branch 0 (null), one byte each
 
 
-def _long(b: bytes, i: int) -> tuple[int, int]:
+def read_long(b: bytes, i: int) -> tuple[int, int]:
+    """The zig-zag varint at b[i] (an Avro int or long) and the index after it."""
     x = b[i]
     if x < 0x80:
         return (x >> 1) ^ -(x & 1), i + 1
@@ -42,7 +43,7 @@ def _long(b: bytes, i: int) -> tuple[int, int]:
 
 
 def _text(b: bytes, i: int) -> tuple[str, int]:
-    n, i = _long(b, i)
+    n, i = read_long(b, i)
     end = i + n
     if n < 0 or end > len(b):
         raise ValueError("string runs past the message")
@@ -66,7 +67,7 @@ def read_traffic(data: bytes, current_fingerprint: bytes) -> dict | None:
         if kind != 0 and kind != 2:   # view (0) or click (1), zig-zag encoded
             return None
         kind >>= 1
-        occurred_at, i = _long(data, i + 1)
+        occurred_at, i = read_long(data, i + 1)
         x = data[i]
         if x < 0x80:
             start, i = i + 1, i + 1 + (x >> 1)
