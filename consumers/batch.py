@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple
 
 from schemas import codec
@@ -119,6 +120,36 @@ class DedupIndex:
 
     def __len__(self) -> int:
         return len(self._content)
+
+
+COUNTERS = ("events_read", "events_stored", "duplicates_skipped", "quarantined", "entries_posted", "batches")
+
+
+@dataclass
+class BatchCounts:
+    """What committed batches read and did, counted alike by `consume`, `ingest` and replay."""
+
+    events_read: int = 0
+    events_stored: int = 0
+    duplicates_skipped: int = 0
+    quarantined: int = 0
+    entries_posted: int = 0
+    batches: int = 0
+
+    def add(self, batch: BatchWrite) -> None:
+        self.events_read += batch.events_read
+        self.events_stored += batch.events_stored
+        self.duplicates_skipped += batch.duplicates_skipped
+        self.quarantined += batch.quarantined
+        self.entries_posted += batch.entries_posted
+        self.batches += 1
+
+    def merge(self, other: "BatchCounts") -> None:
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTERS}
 
 
 class LogProcessor:

@@ -12,33 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from consumers.batch import LogProcessor
+from consumers.batch import BatchCounts, LogProcessor
 from producers.files import EventFileError, file_kind, read_messages
 
 INGEST_TOPIC = "ingest"
 
 
 @dataclass
-class IngestSummary:
+class IngestSummary(BatchCounts):
     files: list[str] = field(default_factory=list)
-    events_read: int = 0
-    events_stored: int = 0
-    duplicates_skipped: int = 0
-    quarantined: int = 0
-    entries_posted: int = 0
-    batches: int = 0
-
-    def add(self, batch) -> None:
-        self.events_read += batch.events_read
-        self.events_stored += batch.events_stored
-        self.duplicates_skipped += batch.duplicates_skipped
-        self.quarantined += batch.quarantined
-        self.entries_posted += batch.entries_posted
-        self.batches += 1
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("files", "events_read", "events_stored", "duplicates_skipped",
-                                              "quarantined", "entries_posted", "batches")}
+        return {"files": self.files, **self.counts()}
 
 
 def check_readable(paths: Iterable[str | Path]) -> list[Path]:

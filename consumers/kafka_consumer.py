@@ -37,7 +37,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import AVRO, LogProcessor, Message
+from consumers.batch import AVRO, BatchCounts, LogProcessor, Message
 
 log = logging.getLogger("refledger.consume")
 
@@ -52,34 +52,15 @@ DEFAULT_GROUP = "refledger"
 
 
 @dataclass
-class ConsumeSummary:
-    events_read: int = 0
-    events_stored: int = 0
-    duplicates_skipped: int = 0
-    quarantined: int = 0
-    entries_posted: int = 0
-    batches: int = 0
+class ConsumeSummary(BatchCounts):
     seconds: float = 0.0
     stopped_by: str = "idle"
     assigned: set = field(default_factory=set)
 
-    def add(self, batch) -> None:
-        self.events_read += batch.events_read
-        self.events_stored += batch.events_stored
-        self.duplicates_skipped += batch.duplicates_skipped
-        self.quarantined += batch.quarantined
-        self.entries_posted += batch.entries_posted
-        self.batches += 1
-
     def as_dict(self) -> dict:
         rate = self.events_read / self.seconds if self.seconds > 0 else 0.0
         return {
-            "events_read": self.events_read,
-            "events_stored": self.events_stored,
-            "duplicates_skipped": self.duplicates_skipped,
-            "quarantined": self.quarantined,
-            "entries_posted": self.entries_posted,
-            "batches": self.batches,
+            **self.counts(),
             "seconds": round(self.seconds, 3),
             "events_per_second": int(rate),
             "stopped_by": self.stopped_by,
@@ -319,8 +300,6 @@ def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members,
         t.join()
     total = ConsumeSummary(stopped_by=summaries[0].stopped_by if summaries else "idle")
     for s in summaries:
-        for name in ("events_read", "events_stored", "duplicates_skipped", "quarantined",
-                     "entries_posted", "batches"):
-            setattr(total, name, getattr(total, name) + getattr(s, name))
+        total.merge(s)
         total.seconds = max(total.seconds, s.seconds)
     return total

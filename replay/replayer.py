@@ -40,8 +40,8 @@ from typing import Callable, Iterable, Iterator
 
 import duckdb
 
-from consumers.batch import LogProcessor
-from consumers.ingest import INGEST_TOPIC, IngestSummary
+from consumers.batch import BatchCounts, LogProcessor
+from consumers.ingest import INGEST_TOPIC
 from replay.compare import Comparison, compare
 from replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
@@ -50,18 +50,6 @@ from replay.whatif import WhatIf, read_agreements
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
-
-
-@dataclass(frozen=True, slots=True)
-class FoldCounts:
-    """What the rebuild read and did, counted as `consume` and `ingest` count it."""
-
-    events_read: int = 0
-    events_stored: int = 0
-    duplicates_skipped: int = 0
-    quarantined: int = 0
-    entries_posted: int = 0
-    batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +63,7 @@ class ReplayReport:
     until_ms: int | None
     what_if: tuple[dict, ...]                # one per what-if agreement: where it went
     what_if_quarantined: tuple[dict, ...]    # what-if events the fold quarantined
-    counts: FoldCounts
+    counts: BatchCounts                      # what the rebuild read and did, as `consume` counts it
     positions: tuple[tuple[str, int, int], ...]   # next offset per log the rebuild reached
     fold_seconds: float
     seconds: float
@@ -180,7 +168,7 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
 
 def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int = BATCH_SIZE,
                  on_progress: Callable[[int], None] | None = None,
-                 ) -> tuple[FoldCounts, tuple[tuple[str, int, int], ...]]:
+                 ) -> tuple[BatchCounts, tuple[tuple[str, int, int], ...]]:
     """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
@@ -191,22 +179,20 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
         store = LedgerStore(path)
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
-    summary = IngestSummary()
+    counts = BatchCounts()
     try:
         processor = LogProcessor(store, PartitionFold, source="replay")
         for chunk in _chunks((read.message for read in reads), batch_size):
             batch = processor.process(chunk)
             processor.commit(batch)
-            summary.add(batch)
+            counts.add(batch)
             if on_progress:
-                on_progress(summary.events_read)
+                on_progress(counts.events_read)
         positions = tuple((t, p, o) for (t, p), o in sorted(processor.positions.items()))
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
     finally:
         store.close()
-    counts = FoldCounts(summary.events_read, summary.events_stored, summary.duplicates_skipped,
-                        summary.quarantined, summary.entries_posted, summary.batches)
     return counts, positions
 
 
