@@ -48,7 +48,7 @@ class Message(NamedTuple):
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
 
     def raw_bytes(self) -> bytes:
-        return bytes(self.value)
+        return b"" if self.value is None else bytes(self.value)  # a Kafka record may have no value
 
 
 def decode_message(msg: Message) -> dict:
@@ -198,63 +198,78 @@ class LogProcessor:
 
     # -- the batch -----------------------------------------------------------
 
-    def process(self, messages: Iterable[Message]) -> BatchWrite:
+    def process(self, messages: Iterable[Message], *, kafka_records: bool = False) -> BatchWrite:
+        """One batch of messages, decided and folded, ready for `commit`.
+
+        ``kafka_records``: the messages are kafka-python ``ConsumerRecord``s (Avro values,
+        positioned by topic:partition:offset), read as they are rather than copied into
+        ``Message``s first.
+        """
         batch = BatchWrite(source=self.source)
         rows = LedgerRows()
         add_event = batch.events.append
+        positions = batch.positions
+        check = self.dedup.check
         late: list[tuple] = []  # fold-stage quarantine rows of the event just folded
         jobs = [] if self.use_worker else None
-        if jobs is not None and self.worker is None:
-            self.worker = FoldWorker(self.fold_factory)
-        worker = self.worker
+        if jobs is not None:
+            if self.worker is None:
+                self.worker = FoldWorker(self.fold_factory)
+            worker = self.worker
+            batch.fold_raws = raws = []
         for msg in messages:
+            topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
             batch.events_read += 1
-            batch.positions[(msg.topic, msg.partition)] = msg.offset + 1
-            try:
-                record, canonical = decode_canonical(msg)
-            except codec.CodecError as exc:
-                batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(),
-                                     _readable_event_id(msg), exc.reason, str(exc), "decode", msg.raw_bytes())
-                continue
+            positions[(topic, partition)] = offset + 1
+            position = "" if kafka_records else msg.position
+            # views and clicks (nine events in ten) as their fields, everything else as a record
+            fields = codec.traffic_fields(value) if kafka_records or msg.kind == AVRO else None
+            if fields is not None:
+                record, canonical, event_id = None, value, fields[1]
+            else:
+                if kafka_records:
+                    msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
+                try:
+                    record, canonical = decode_canonical(msg)
+                except codec.CodecError as exc:
+                    batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
+                                         exc.reason, str(exc), "decode", msg.raw_bytes())
+                    continue
+                event_id = record["event_id"]
             digest = content_hash(canonical)
-            event_id = record["event_id"]
-            verdict = self.dedup.check(event_id, msg.topic, msg.partition, digest)
+            verdict = check(event_id, topic, partition, digest)
             if verdict == "duplicate":
                 batch.duplicates_skipped += 1
                 continue
             if verdict == "conflict":
-                batch.add_quarantine(msg.topic, msg.partition, msg.offset, msg.where(), event_id,
-                                     "conflicting_duplicate",
-                                     f"event id {event_id} was already stored with other content",
-                                     "decode", msg.raw_bytes(), digest)
+                batch.add_quarantine(topic, partition, offset, position or f"{topic}:{partition}:{offset}", event_id,
+                                     "conflicting_duplicate", f"event id {event_id} was already stored with other content",
+                                     "decode", bytes(value), digest)
                 continue
-            kind = record["type"]
-            payload = record[kind]
-            if kind == "view" or kind == "click":  # no order, refund, amount or currency
-                add_event((msg.topic, msg.partition, msg.offset, event_id, kind, record["occurred_at"],
-                           record["shop_id"], record["visitor_id"], payload["merchant_shop_id"], None, None,
-                           None, None, msg.timestamp, digest, canonical))
+            if fields is not None:  # no order, refund, amount or currency
+                kind, _, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+                event = (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id, merchant,
+                         None, None, None, None, msg.timestamp, digest, canonical)
             else:
-                add_event((msg.topic, msg.partition, msg.offset, event_id, kind, record["occurred_at"],
-                           record["shop_id"], record.get("visitor_id"), payload.get("merchant_shop_id"),
-                           payload.get("order_id"), payload.get("refund_id"),
-                           payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
-                           msg.timestamp, digest, canonical))
-            if jobs is not None:
-                if not worker.knows(msg.topic, msg.partition):
-                    worker.init_partition(msg.topic, msg.partition, self._stored(msg.topic, msg.partition))
-                value = msg.value
-                traffic = None
-                if kind == "view" or kind == "click":
-                    traffic = (kind, event_id, record["occurred_at"], record["shop_id"], record["visitor_id"],
-                               payload["referrer_shop_id"], payload["merchant_shop_id"], payload["placement_id"])
-                jobs.append((msg.topic, msg.partition, msg.offset, msg.position, canonical,
-                             None if canonical is value else bytes(value), traffic))
+                kind = record["type"]
+                payload = record[kind]
+                event = (topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
+                         record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("order_id"),
+                         payload.get("refund_id"), payload.get("amount_minor", payload.get("total_minor")),
+                         payload.get("currency"), msg.timestamp, digest, canonical)
+            if jobs is not None:  # the fold process folds it and turns the event rows into columns
+                if not worker.knows(topic, partition):
+                    worker.init_partition(topic, partition, self._stored(topic, partition))
+                jobs.append((event, position, record, None if fields is None else (referrer, placement)))
+                raws.append(value)
                 continue
-            fold = self.fold_for(msg.topic, msg.partition)
+            add_event(event)
+            fold = self.fold_for(topic, partition)
             if fold is not None:
-                fold_record(fold, record, msg.topic, msg.partition, msg.offset, msg.where(), msg.raw_bytes(),
-                            late, rows)
+                traffic = None if fields is None else (kind, event_id, occurred_at, shop_id, visitor_id, referrer,
+                                                       merchant, placement)
+                fold_record(fold, record, topic, partition, offset, position or f"{topic}:{partition}:{offset}",
+                            bytes(value), late, rows, traffic)
                 for row in late:
                     batch.add_quarantine(*row)
                 late.clear()
@@ -267,11 +282,15 @@ class LogProcessor:
     def commit(self, batch: BatchWrite) -> int:
         if batch.fold_job is not None:  # the fold process's part of the batch
             folded = self.worker.result(batch.fold_job)
+            raws = batch.fold_raws
             for row in folded.quarantine:
+                if type(row[8]) is int:  # the fold process names the job; its bytes are here
+                    row = (*row[:8], bytes(raws[row[8]]))
                 batch.add_quarantine(*row)
+            batch.events_table = folded.tables.pop("events", None)
             batch.extra_tables.update(folded.tables)
             batch.entries_posted = folded.entries_posted
-            batch.fold_job = None
+            batch.fold_job = batch.fold_raws = None
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
         return batch_id

@@ -9,7 +9,9 @@ in one DuckDB transaction once the child's part has come back. The child
 never touches the ledger file: it holds one `PartitionFold` per partition,
 built from the stored events the parent sends when it first meets the
 partition, and it answers each job with the fold's quarantine rows and Arrow
-tables. The fold is deterministic, so the ledger is the same entry for entry
+tables: entries, decisions, checkpoints, and the job's event rows turned into
+columns (work taken off the main process, whose interpreter lock is the
+busier one). The fold is deterministic, so the ledger is the same entry for entry
 as with the fold in-process (`ingest` and `replay` keep it in-process).
 
 The child is `python -m consumers.fold_worker FACTORY`: jobs arrive on its
@@ -37,12 +39,15 @@ import pyarrow as pa
 
 from consumers.ledger_rows import LedgerRows
 from ledger.fold import NOTHING
+from refledger.columns import EVENT_COLUMNS, arrow_rows
 from schemas import codec
 
-# (topic, partition, offset, position, canonical bytes, raw bytes or None when equal, traffic):
-# traffic is None, or for a view or click the fields the fold needs, so the child decodes nothing:
-# (kind, event_id, occurred_at, shop_id, visitor_id, referrer_shop_id, merchant_shop_id, placement_id)
-Job = tuple[str, int, int, str, bytes, "bytes | None", "tuple | None"]
+# One event of a job: (event row in EVENT_COLUMNS order, position, record, traffic). A view or
+# click comes as no record and traffic = (referrer_shop_id, placement_id), the rest of what the
+# fold needs being in its event row; any other event as its decoded record and no traffic. The
+# child decodes nothing. Its quarantine rows name the event by its index in the job where the
+# raw bytes go: the parent, which holds them, puts them back.
+Job = tuple[tuple, str, "dict | None", "tuple[str, str | None] | None"]
 
 
 class FoldWorkerError(RuntimeError):
@@ -52,7 +57,7 @@ class FoldWorkerError(RuntimeError):
 @dataclass
 class FoldResult:
     quarantine: list[tuple]            # add_quarantine arguments, in order
-    tables: dict[str, pa.Table]        # entries, decisions, checkpoints
+    tables: dict[str, pa.Table]        # events, entries, decisions, checkpoints
     entries_posted: int
 
 
@@ -64,12 +69,12 @@ def rebuilt_fold(fold_factory, stored):
     return fold
 
 
-def fold_record(fold, record: dict | None, topic: str, partition: int, offset: int, where: str, raw: bytes,
-                quarantine: list, rows: LedgerRows, traffic: tuple | None = None) -> None:
+def fold_record(fold, record: dict | None, topic: str, partition: int, offset: int, where: str,
+                raw: "bytes | int", quarantine: list, rows: LedgerRows, traffic: tuple | None = None) -> None:
     """Fold one stored event and collect what it writes (the same in-process and in the child).
 
     The event is its record, or for a view or click its fields (``traffic``, the arguments of
-    ``PartitionFold.apply_traffic``) with no record.
+    ``PartitionFold.apply_traffic``) with no record. ``raw`` goes into its quarantine rows as it is.
     """
     if traffic is not None:
         outcome, kind, event_id = fold.apply_traffic(*traffic), traffic[0], traffic[1]
@@ -107,12 +112,17 @@ def _serve(jobs, results, fold_factory) -> None:
                 _, job_id, items = message
                 quarantine: list[tuple] = []
                 rows = LedgerRows()
-                for topic, partition, offset, position, canonical, raw, traffic in items:
-                    record = None if traffic is not None else codec.decode_canonical(canonical)[0]
+                events = []
+                for index, (event, position, record, traffic) in enumerate(items):
+                    events.append(event)
+                    topic, partition, offset = event[0], event[1], event[2]
+                    if traffic is not None:  # kind, event_id, occurred_at, shop, visitor, referrer, merchant, placement
+                        traffic = (event[4], event[3], event[5], event[6], event[7], traffic[0], event[8], traffic[1])
                     fold_record(folds[(topic, partition)], record, topic, partition, offset,
-                                position or f"{topic}:{partition}:{offset}", raw if raw is not None else canonical,
-                                quarantine, rows, traffic)
-                _write(results, (job_id, "ok", quarantine, rows.tables(), rows.entry_count))
+                                position or f"{topic}:{partition}:{offset}", index, quarantine, rows, traffic)
+                tables = rows.tables()
+                tables["events"] = arrow_rows(events, EVENT_COLUMNS)
+                _write(results, (job_id, "ok", quarantine, tables, rows.entry_count))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
                 # reference counting (it builds no cycles), so nothing is kept that should go.

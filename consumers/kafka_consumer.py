@@ -30,6 +30,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable
 
 from kafka import KafkaConsumer, TopicPartition
@@ -37,7 +38,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import AVRO, BatchCounts, LogProcessor, Message
+from consumers.batch import BatchCounts, LogProcessor
 
 log = logging.getLogger("refledger.consume")
 
@@ -175,13 +176,8 @@ class LedgerConsumer:
         return self.summary
 
     def _fold_and_submit(self, polled) -> None:
-        messages = [
-            Message(r.topic, r.partition, r.offset, r.value, AVRO, r.timestamp)
-            for records in polled.values()
-            for r in records
-        ]
         with self.lock:
-            batch = self.processor.process(messages)
+            batch = self.processor.process(chain.from_iterable(polled.values()), kafka_records=True)
         self.finish_pending(keep=MAX_IN_FLIGHT - 1)
         self._pending.append((self._writer.submit(self.processor.commit, batch), batch))
         self._unchecked_batches += 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, is_dataclass
 
+import orjson
 import pyarrow as pa
+
+from refledger.columns import arrow_columns, arrow_rows
 
 ENTRY_COLUMNS = (
     ("topic", pa.string()),
@@ -68,7 +70,7 @@ class LedgerRows:
     """Collects the entries and decisions of one batch, column by column."""
 
     def __init__(self):
-        self.entries = {name: [] for name, _ in ENTRY_COLUMNS}
+        self.entries: list[tuple] = []  # rows in ENTRY_COLUMNS order
         self.decisions = {name: [] for name, _ in DECISION_COLUMNS}
         self.checkpoints = {name: [] for name, _ in CHECKPOINT_COLUMNS}
         self.entry_count = 0
@@ -79,13 +81,10 @@ class LedgerRows:
             self.checkpoints[name].append(value)
 
     def add(self, topic: str, partition: int, outcome) -> None:
-        cols = self.entries
-        for entry in outcome.entries:
-            cols["topic"].append(topic)
-            cols["partition"].append(partition)
-            for name, _ in ENTRY_COLUMNS[2:]:
-                cols[name].append(getattr(entry, name))
-            self.entry_count += 1
+        add_entry = self.entries.append
+        for entry in outcome.entries:  # an Entry: entry_id, txn_id, seq, event_id, … (seq goes first here)
+            add_entry((topic, partition, entry[2], entry[0], entry[1], *entry[3:]))
+        self.entry_count += len(outcome.entries)
         dec = self.decisions
         for decision in outcome.decisions:
             body = _jsonable(decision)
@@ -94,14 +93,14 @@ class LedgerRows:
             dec["event_id"].append(body.get("event_id") or "")
             dec["merchant_shop_id"].append(body.get("merchant_shop_id") or "")
             dec["order_id"].append(body.get("order_id") or "")
-            dec["decision"].append(json.dumps(body, sort_keys=True, ensure_ascii=False))
+            dec["decision"].append(orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode())
 
     def tables(self) -> dict[str, pa.Table]:
         out = {}
         if self.entry_count:
-            out["entries"] = pa.table({n: pa.array(self.entries[n], type=t) for n, t in ENTRY_COLUMNS})
+            out["entries"] = arrow_rows(self.entries, ENTRY_COLUMNS)
         if self.decisions["order_id"]:
-            out["decisions"] = pa.table({n: pa.array(self.decisions[n], type=t) for n, t in DECISION_COLUMNS})
+            out["decisions"] = arrow_columns(self.decisions, DECISION_COLUMNS)
         if self.checkpoints["head"]:
-            out["checkpoints"] = pa.table({n: pa.array(self.checkpoints[n], type=t) for n, t in CHECKPOINT_COLUMNS})
+            out["checkpoints"] = arrow_columns(self.checkpoints, CHECKPOINT_COLUMNS)
         return out

@@ -9,7 +9,7 @@ from merchant M posts R ``earned_pending`` +C and M ``owed_pending`` −C.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 EARNED_PENDING = "earned_pending"
 EARNED_PAYABLE = "earned_payable"
@@ -29,9 +29,12 @@ CREDIT_ACCOUNTS = frozenset({OWED_PENDING, OWED_PAYABLE, PAID_OUT, SWAP_RECEIVED
 CLICK = "CLICK"  # the unit of swap credits
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One line of the ledger. Append-only; ``hash`` chains it to the one before."""
+class Entry(NamedTuple):
+    """One line of the ledger. Append-only; ``hash`` chains it to the one before.
+
+    A named tuple: immutable, and cheap to make by the million (a frozen
+    dataclass of twenty fields costs several times as much to build).
+    """
 
     entry_id: str
     txn_id: str
@@ -58,7 +61,7 @@ class Entry:
         return {name: getattr(self, name) for name in ENTRY_FIELDS}
 
 
-ENTRY_FIELDS = tuple(Entry.__dataclass_fields__)
+ENTRY_FIELDS = Entry._fields
 
 
 # One side of a posting before it is sealed into the chain:

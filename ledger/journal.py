@@ -12,6 +12,8 @@ from __future__ import annotations
 from ledger.chain import GENESIS, canonical_values, chain_hash
 from ledger.entries import EARNED_PAYABLE, Basis, Entry, Leg, make_entry_id, make_txn_id
 
+_new = tuple.__new__  # an Entry from a tuple of its fields, without the named tuple's Python-level __new__
+
 
 class Journal:
     """Entries of one partition, in chain order (only the head and indexes are kept)."""
@@ -21,29 +23,27 @@ class Journal:
     def __init__(self):
         self.head = GENESIS
         self.seq = 0
-        # Per order subject, its entries as plain tuples of field values: tuples of
-        # strings and ints are not walked by the garbage collector, Entry objects are.
-        self._by_subject: dict[str, tuple[tuple, ...]] = {}
+        # Per order subject, its entries (tuples of strings and ints, which the garbage
+        # collector stops walking).
+        self._by_subject: dict[str, tuple[Entry, ...]] = {}
         self._payable: dict[tuple[str, str, str], int] = {}
 
     def post(self, event_id: str, subject: str, role: str, legs: tuple[Leg, ...], basis: Basis,
              qualifier: str | None = None) -> list[Entry]:
         txn_id = make_txn_id(event_id, subject, role, qualifier)
         sealed = []
-        kept = []
         for shop, account, counterparty, currency, amount in legs:
             values = (make_entry_id(txn_id, account), txn_id, self.seq, event_id, shop, account,
                       counterparty, currency, amount, subject, role, *basis)
             prev = self.head
             self.head = digest = chain_hash(prev, canonical_values(values))
             self.seq += 1
-            sealed.append(Entry(*values, prev, digest))
-            kept.append(values + (prev, digest))
+            sealed.append(_new(Entry, (*values, prev, digest)))
             if account == EARNED_PAYABLE:
                 key = (counterparty, shop, currency)
                 self._payable[key] = self._payable.get(key, 0) + amount
         if subject.startswith("order:"):
-            self._by_subject[subject] = self._by_subject.get(subject, ()) + tuple(kept)
+            self._by_subject[subject] = self._by_subject.get(subject, ()) + tuple(sealed)
         return sealed
 
     def payable_owed(self, merchant: str, referrer: str, currency: str) -> int:
@@ -52,4 +52,4 @@ class Journal:
 
     def entries_for(self, subject: str) -> tuple[Entry, ...]:
         """Every entry posted for an order subject (``order:<merchant>:<order_id>``)."""
-        return tuple(Entry(*values) for values in self._by_subject.get(subject, ()))
+        return self._by_subject.get(subject, ())

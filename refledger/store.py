@@ -26,6 +26,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from refledger.columns import EVENT_COLUMNS, QUARANTINE_COLUMNS, arrow_columns, arrow_rows
+
 log = logging.getLogger("refledger.store")
 
 SCHEMA_DDL = """
@@ -124,39 +126,6 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
-EVENT_COLUMNS = (
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("offset", pa.int64()),
-    ("event_id", pa.string()),
-    ("type", pa.string()),
-    ("occurred_at", pa.timestamp("ms")),
-    ("shop_id", pa.string()),
-    ("visitor_id", pa.string()),
-    ("merchant_shop_id", pa.string()),
-    ("order_id", pa.string()),
-    ("refund_id", pa.string()),
-    ("amount_minor", pa.int64()),
-    ("currency", pa.string()),
-    ("kafka_timestamp", pa.int64()),
-    ("content_hash", pa.binary()),
-    ("avro", pa.binary()),
-)
-
-QUARANTINE_COLUMNS = (
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("offset", pa.int64()),
-    ("position", pa.string()),
-    ("event_id", pa.string()),
-    ("reason", pa.string()),
-    ("detail", pa.string()),
-    ("stage", pa.string()),
-    ("raw", pa.binary()),
-    ("content_hash", pa.binary()),
-)
-
-
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
 
 
@@ -170,6 +139,7 @@ class BatchWrite:
 
     source: str
     events: list[tuple] = field(default_factory=list)  # one tuple per event, in EVENT_COLUMNS order
+    events_table: pa.Table | None = None  # or the same as columns, made by the fold process
     quarantine: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in QUARANTINE_COLUMNS})
     extra_tables: dict[str, pa.Table] = field(default_factory=dict)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -177,10 +147,11 @@ class BatchWrite:
     duplicates_skipped: int = 0
     entries_posted: int = 0
     fold_job: int | None = None  # a job of the fold process whose rows belong to this batch
+    fold_raws: list | None = None  # the job's events as received (for the fold's quarantine rows)
 
     @property
     def events_stored(self) -> int:
-        return len(self.events)
+        return len(self.events) if self.events_table is None else self.events_table.num_rows
 
     @property
     def quarantined(self) -> int:
@@ -199,14 +170,6 @@ class BatchWrite:
         q["stage"].append(stage)
         q["raw"].append(raw)
         q["content_hash"].append(content_hash)
-
-
-def _arrow_rows(rows: list[tuple], spec) -> pa.Table:
-    return pa.table({name: pa.array(column, type=typ) for (name, typ), column in zip(spec, zip(*rows))})
-
-
-def _arrow(columns: dict[str, list], spec) -> pa.Table:
-    return pa.table({name: pa.array(columns[name], type=typ) for name, typ in spec})
 
 
 def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
@@ -302,9 +265,11 @@ class LedgerStore:
                 cur.execute("BEGIN TRANSACTION")
                 batch_id = self._allocate_batch_id(cur)
                 if batch.events_stored:
-                    self._append(cur, "events", _arrow_rows(batch.events, EVENT_COLUMNS), batch_id)
+                    events = batch.events_table
+                    self._append(cur, "events", arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events,
+                                 batch_id)
                 if batch.quarantined:
-                    self._append(cur, "quarantine", _arrow(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
+                    self._append(cur, "quarantine", arrow_columns(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
                 for table, rows in batch.extra_tables.items():
                     if rows.num_rows:
                         self._append(cur, table, rows, batch_id)

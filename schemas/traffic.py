@@ -8,7 +8,7 @@ three times faster than the general resolving decoder, and the consumer
 spends most of its time decoding.
 
 ``read_traffic(data)`` returns exactly the record ``codec.decode(data)``
-returns, or None whenever the message is anything else or anything is
+returns (``read_traffic_fields`` the same as a flat tuple), or None whenever the message is anything else or anything is
 unusual (another fingerprint or type, a shape rule broken, bad UTF-8,
 trailing bytes): the caller then takes the general path, which decodes or
 rejects it with the right reason. A property test holds the two readers to
@@ -50,8 +50,11 @@ def _text(b: bytes, i: int) -> tuple[str, int]:
     return b[i:end].decode("utf-8"), end
 
 
-def read_traffic(data: bytes, current_fingerprint: bytes) -> dict | None:
-    """The record of a current-schema view or click message, or None (use the general decoder)."""
+def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None:
+    """A current-schema view or click message as the tuple ``(type, event_id, occurred_at,
+    alliance_id, shop_id, visitor_id, referrer_shop_id, merchant_shop_id, placement_id,
+    signature)``, or None (use the general decoder). The consumer takes the fields as they are,
+    without building a record."""
     if len(data) < HEADER_SIZE + 12 or data[2:HEADER_SIZE] != current_fingerprint or data[:2] != b"\xc3\x01":
         return None
     # Strings shorter than 64 bytes (nearly all ids) have a one-byte length; the rest go through _text.
@@ -134,7 +137,15 @@ def read_traffic(data: bytes, current_fingerprint: bytes) -> dict | None:
         return None
     if i != len(data) or not 0 < len(event_id) <= EVENT_ID_MAX_CHARS or not MIN_MILLIS <= occurred_at <= MAX_MILLIS:
         return None
-    name = _KINDS[kind]
+    return _KINDS[kind], event_id, occurred_at, alliance_id, shop_id, visitor_id, referrer, merchant, placement, signature
+
+
+def read_traffic(data: bytes, current_fingerprint: bytes) -> dict | None:
+    """The record of a current-schema view or click message, or None (use the general decoder)."""
+    fields = read_traffic_fields(data, current_fingerprint)
+    if fields is None:
+        return None
+    name, event_id, occurred_at, alliance_id, shop_id, visitor_id, referrer, merchant, placement, signature = fields
     record = {"event_id": event_id, "type": name, "occurred_at": occurred_at, "alliance_id": alliance_id,
               "shop_id": shop_id, "visitor_id": visitor_id,
               name: {"referrer_shop_id": referrer, "merchant_shop_id": merchant, "placement_id": placement}}
