@@ -14,13 +14,15 @@ entries, decisions and next positions of the batch, committed together.
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import blake2b
 import json
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple
 
 from schemas import codec
+from schemas.codec import CURRENT_FINGERPRINT
+from schemas.traffic import read_traffic_fields
 
 from consumers.ledger_rows import LedgerRows
 from consumers.fold_worker import FoldWorker, fold_record, rebuilt_fold
@@ -69,10 +71,6 @@ def decode_canonical(msg: Message) -> tuple[dict, bytes]:
 
 
 
-def content_hash(canonical: bytes) -> bytes:
-    return hashlib.blake2b(canonical, digest_size=16).digest()
-
-
 class DedupIndex:
     """Which event ids exist, with which content, in which logs.
 
@@ -83,39 +81,34 @@ class DedupIndex:
 
     def __init__(self):
         self._content: dict[str, bytes] = {}
-        self._logs: dict[str, int] = {}
-        self._log_bits: dict[tuple[str, int], int] = {}
-        self._conflicts: dict[tuple[str, bytes], int] = {}
+        self._first_log: dict[str, tuple[str, int]] = {}   # the log an event id was first stored in
+        self._more_logs: dict[str, set[tuple[str, int]]] = {}  # further logs holding the same event
+        self._conflicts: dict[tuple[str, bytes], set[tuple[str, int]]] = {}
 
-    def _bit(self, topic: str, partition: int) -> int:
-        key = (topic, partition)
-        bit = self._log_bits.get(key)
-        if bit is None:
-            bit = self._log_bits[key] = 1 << len(self._log_bits)
-        return bit
-
-    def check(self, event_id: str, topic: str, partition: int, digest: bytes) -> str:
-        """'new', 'duplicate' or 'conflict'; records the event when new.
+    def check(self, event_id: str, log: tuple[str, int], digest: bytes) -> str:
+        """'new', 'duplicate' or 'conflict' for an event arriving in ``log`` (topic, partition);
+        records the event when new.
 
         A conflicting event delivered again, identical, into the same log is
         a duplicate of the first conflicting delivery, so re-reading a log
         quarantines nothing twice."""
         known = self._content.get(event_id)
-        bit = self._bit(topic, partition)
-        if known is None:
+        if known is None:  # nearly every event: one lookup, two stores
             self._content[event_id] = digest
-            self._logs[event_id] = bit
+            self._first_log[event_id] = log
             return "new"
         if known != digest:
-            seen_in = self._conflicts.get((event_id, digest), 0)
-            if seen_in & bit:
+            seen_in = self._conflicts.setdefault((event_id, digest), set())
+            if log in seen_in:
                 return "duplicate"
-            self._conflicts[(event_id, digest)] = seen_in | bit
+            seen_in.add(log)
             return "conflict"
-        logs = self._logs[event_id]
-        if logs & bit:
+        if self._first_log[event_id] == log:
             return "duplicate"
-        self._logs[event_id] = logs | bit
+        more = self._more_logs.setdefault(event_id, set())
+        if log in more:
+            return "duplicate"
+        more.add(log)
         return "new"
 
     def __len__(self) -> int:
@@ -166,9 +159,9 @@ class LogProcessor:
         self.positions: dict[tuple[str, int], int] = store.positions()
         self.dedup = DedupIndex()
         for event_id, topic, partition, digest in store.dedup_index():
-            self.dedup.check(event_id, topic, partition, digest)
+            self.dedup.check(event_id, (topic, partition), digest)
         for event_id, topic, partition, digest in store.conflict_index():
-            self.dedup.check(event_id, topic, partition, digest)
+            self.dedup.check(event_id, (topic, partition), digest)
         self._folds: dict[tuple[str, int], object] = {}
 
     def close(self) -> None:
@@ -217,13 +210,16 @@ class LogProcessor:
                 self.worker = FoldWorker(self.fold_factory)
             worker = self.worker
             batch.fold_raws = raws = []
+        read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
-            batch.events_read += 1
-            positions[(topic, partition)] = offset + 1
+            read += 1
+            log_key = (topic, partition)
+            positions[log_key] = offset + 1
             position = "" if kafka_records else msg.position
             # views and clicks (nine events in ten) as their fields, everything else as a record
-            fields = codec.traffic_fields(value) if kafka_records or msg.kind == AVRO else None
+            fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
+                      and (kafka_records or msg.kind == AVRO) else None)
             if fields is not None:
                 record, canonical, event_id = None, value, fields[1]
             else:
@@ -236,45 +232,47 @@ class LogProcessor:
                                          exc.reason, str(exc), "decode", msg.raw_bytes())
                     continue
                 event_id = record["event_id"]
-            digest = content_hash(canonical)
-            verdict = check(event_id, topic, partition, digest)
-            if verdict == "duplicate":
-                batch.duplicates_skipped += 1
+            digest = blake2b(canonical, digest_size=16).digest()  # the content hash of the events table
+            verdict = check(event_id, log_key, digest)
+            if verdict != "new":
+                if verdict == "duplicate":
+                    batch.duplicates_skipped += 1
+                else:
+                    batch.add_quarantine(topic, partition, offset, position or f"{topic}:{partition}:{offset}",
+                                         event_id, "conflicting_duplicate",
+                                         f"event id {event_id} was already stored with other content",
+                                         "decode", bytes(value), digest)
                 continue
-            if verdict == "conflict":
-                batch.add_quarantine(topic, partition, offset, position or f"{topic}:{partition}:{offset}", event_id,
-                                     "conflicting_duplicate", f"event id {event_id} was already stored with other content",
-                                     "decode", bytes(value), digest)
-                continue
+            # The event's row (EVENT_COLUMNS), then what the fold needs besides: its position,
+            # and its record, or for a view or click (no record) its referrer and placement.
             if fields is not None:  # no order, refund, amount or currency
                 kind, _, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
-                event = (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id, merchant,
-                         None, None, None, None, msg.timestamp, digest, canonical)
+                row = (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id, merchant,
+                       None, None, None, None, msg.timestamp, digest, canonical, position, None, referrer, placement)
             else:
                 kind = record["type"]
                 payload = record[kind]
-                event = (topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
-                         record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("order_id"),
-                         payload.get("refund_id"), payload.get("amount_minor", payload.get("total_minor")),
-                         payload.get("currency"), msg.timestamp, digest, canonical)
+                row = (topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
+                       record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("order_id"),
+                       payload.get("refund_id"), payload.get("amount_minor", payload.get("total_minor")),
+                       payload.get("currency"), msg.timestamp, digest, canonical, position, record, None, None)
             if jobs is not None:  # the fold process folds it and turns the event rows into columns
                 if not worker.knows(topic, partition):
                     worker.init_partition(topic, partition, self._stored(topic, partition))
-                jobs.append((event, position, record, None if fields is None else (referrer, placement)))
+                jobs.append(row)
                 raws.append(value)
                 continue
-            add_event(event)
+            add_event(row)
             fold = self.fold_for(topic, partition)
             if fold is not None:
-                traffic = None if fields is None else (kind, event_id, occurred_at, shop_id, visitor_id, referrer,
-                                                       merchant, placement)
-                fold_record(fold, record, topic, partition, offset, position or f"{topic}:{partition}:{offset}",
-                            bytes(value), late, rows, traffic)
-                for row in late:
-                    batch.add_quarantine(*row)
+                fold_record(fold, topic, partition, position or f"{topic}:{partition}:{offset}", bytes(value),
+                            late, rows, row)
+                for rejected in late:
+                    batch.add_quarantine(*rejected)
                 late.clear()
         if jobs:
             batch.fold_job = worker.submit(jobs)
+        batch.events_read = read
         batch.extra_tables.update(rows.tables())
         batch.entries_posted = rows.entry_count
         return batch

@@ -42,12 +42,13 @@ from ledger.fold import NOTHING
 from refledger.columns import EVENT_COLUMNS, arrow_rows
 from schemas import codec
 
-# One event of a job: (event row in EVENT_COLUMNS order, position, record, traffic). A view or
-# click comes as no record and traffic = (referrer_shop_id, placement_id), the rest of what the
-# fold needs being in its event row; any other event as its decoded record and no traffic. The
-# child decodes nothing. Its quarantine rows name the event by its index in the job where the
-# raw bytes go: the parent, which holds them, puts them back.
-Job = tuple[tuple, str, "dict | None", "tuple[str, str | None] | None"]
+# A stored event as the fold takes it, in-process or in a job for the child: its row in
+# EVENT_COLUMNS order, then where it was read ("" for topic:partition:offset), its decoded record
+# and, for a view or click, no record but its referrer and placement (the rest of what the fold
+# needs is in the row). The child decodes nothing. Its quarantine rows name the event by its index
+# in the job where the raw bytes go: the parent, which holds them, puts them back.
+POSITION, RECORD, REFERRER, PLACEMENT = 16, 17, 18, 19
+Job = list[tuple]
 
 
 class FoldWorkerError(RuntimeError):
@@ -69,19 +70,24 @@ def rebuilt_fold(fold_factory, stored):
     return fold
 
 
-def fold_record(fold, record: dict | None, topic: str, partition: int, offset: int, where: str,
-                raw: "bytes | int", quarantine: list, rows: LedgerRows, traffic: tuple | None = None) -> None:
+def fold_record(fold, topic: str, partition: int, where: str, raw: "bytes | int", quarantine: list,
+                rows: LedgerRows, event: tuple) -> None:
     """Fold one stored event and collect what it writes (the same in-process and in the child).
 
-    The event is its record, or for a view or click its fields (``traffic``, the arguments of
-    ``PartitionFold.apply_traffic``) with no record. ``raw`` goes into its quarantine rows as it is.
+    ``event`` is laid out as described above (POSITION, RECORD, …): a view or click is folded
+    from its fields with ``PartitionFold.apply_traffic``, anything else from its record.
+    ``raw`` goes into its quarantine rows as it is.
     """
-    if traffic is not None:
-        outcome, kind, event_id = fold.apply_traffic(*traffic), traffic[0], traffic[1]
+    record = event[RECORD]
+    if record is None:
+        kind, event_id = event[4], event[3]
+        outcome = fold.apply_traffic(kind, event_id, event[5], event[6], event[7], event[REFERRER], event[8],
+                                     event[PLACEMENT])
     else:
         outcome, kind, event_id = fold.apply(record), record["type"], record["event_id"]
     if outcome is NOTHING and kind != "settlement":
         return  # most views and many clicks: nothing to write
+    offset = event[2]
     if outcome.quarantine is not None:
         quarantine.append((topic, partition, offset, where, event_id, outcome.quarantine,
                            getattr(outcome, "detail", None) or outcome.quarantine, "fold", raw))
@@ -112,16 +118,12 @@ def _serve(jobs, results, fold_factory) -> None:
                 _, job_id, items = message
                 quarantine: list[tuple] = []
                 rows = LedgerRows()
-                events = []
-                for index, (event, position, record, traffic) in enumerate(items):
-                    events.append(event)
-                    topic, partition, offset = event[0], event[1], event[2]
-                    if traffic is not None:  # kind, event_id, occurred_at, shop, visitor, referrer, merchant, placement
-                        traffic = (event[4], event[3], event[5], event[6], event[7], traffic[0], event[8], traffic[1])
-                    fold_record(folds[(topic, partition)], record, topic, partition, offset,
-                                position or f"{topic}:{partition}:{offset}", index, quarantine, rows, traffic)
+                for index, event in enumerate(items):
+                    topic, partition = event[0], event[1]
+                    fold_record(folds[(topic, partition)], topic, partition,
+                                event[POSITION] or f"{topic}:{partition}:{event[2]}", index, quarantine, rows, event)
                 tables = rows.tables()
-                tables["events"] = arrow_rows(events, EVENT_COLUMNS)
+                tables["events"] = arrow_rows(items, EVENT_COLUMNS)
                 _write(results, (job_id, "ok", quarantine, tables, rows.entry_count))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
@@ -193,7 +195,7 @@ class FoldWorker:
         self._send(("init", topic, partition, stored))
         self._known.add((topic, partition))
 
-    def submit(self, items: list[Job]) -> int:
+    def submit(self, items: Job) -> int:
         job_id = self._next_job
         self._next_job += 1
         self._send(("fold", job_id, items))

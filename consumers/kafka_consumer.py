@@ -45,7 +45,7 @@ log = logging.getLogger("refledger.consume")
 DEFAULT_TOPIC = "shop-events"
 # Batches committed on the writer thread while the next ones are read: two in flight let the
 # fold process start on a batch while DuckDB still writes the one before.
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000

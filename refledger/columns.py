@@ -42,7 +42,7 @@ QUARANTINE_COLUMNS = (
 
 
 def arrow_rows(rows: list[tuple], spec) -> pa.Table:
-    """A table of ``rows`` (tuples in ``spec`` order)."""
+    """A table of ``rows`` (tuples in ``spec`` order; fields past the spec's columns are left out)."""
     return pa.table({name: pa.array(column, type=typ) for (name, typ), column in zip(spec, zip(*rows))})
 
 

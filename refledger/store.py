@@ -200,6 +200,10 @@ class LedgerStore:
                 # file (a checkpoint) is cheaper done rarely and in bulk than every 16 MB, as
                 # DuckDB does by default. The consumer checkpoints when it has nothing to read.
                 self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+                # A writer's inserts cost the least CPU on one thread (spreading a batch of a
+                # few thousand rows over threads costs more than it saves), and the machine's
+                # other cores are busy reading and folding.
+                self.con.execute("SET threads = 1")
                 self.con.execute(SCHEMA_DDL + LEDGER_DDL + extra_ddl)
         except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
@@ -321,8 +325,5 @@ class LedgerStore:
     @staticmethod
     def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:
         names = ", ".join(f'"{n}"' for n in rows.column_names)
-        cur.register("incoming", rows)
-        try:
-            cur.execute(f"INSERT INTO {table} ({names}, batch_id) SELECT {names}, {batch_id} FROM incoming")
-        finally:
-            cur.unregister("incoming")
+        incoming = rows  # DuckDB finds the Arrow table by this name in the calling frame  # noqa: F841
+        cur.execute(f"INSERT INTO {table} ({names}, batch_id) SELECT {names}, {batch_id} FROM incoming")

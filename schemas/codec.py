@@ -36,7 +36,7 @@ from schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from schemas.jsonform import record_to_json_object
 from schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
 from schemas.timestamps import format_utc_millis, parse_utc_millis
-from schemas.traffic import read_traffic, read_traffic_fields
+from schemas.traffic import read_purchase, read_traffic, read_traffic_fields
 from schemas.versions import SchemaVersion, load_versions, strip_logical_types
 
 __all__ = [
@@ -230,11 +230,13 @@ def decode_canonical(data: bytes) -> tuple[dict, bytes]:
     event in other bytes is a conflicting duplicate, quarantined, never lost.
     Messages of older versions are resolved and re-encoded. Current-schema
     views and clicks, most of the traffic, are read by the fixed-layout
-    reader of ``schemas.traffic`` (same record, a third of the time).
+    reader of ``schemas.traffic`` (same record, a third of the time), and so
+    are orders and refunds.
     """
-    record = read_traffic(data, CURRENT_FINGERPRINT) if type(data) is bytes else None
-    if record is not None:
-        return record, data
+    if type(data) is bytes:
+        record = read_traffic(data, CURRENT_FINGERPRINT) or read_purchase(data, CURRENT_FINGERPRINT)
+        if record is not None:
+            return record, data
     datum = _read_datum(data)
     check_shape(datum)
     record = datum_to_record(datum)
