@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from consumers.batch import BatchCounts, LogProcessor
+from consumers.fold_worker import folding_collector
 from producers.files import EventFileError, file_kind, read_messages
 
 INGEST_TOPIC = "ingest"
@@ -49,24 +50,26 @@ def ingest_files(paths: Iterable[str | Path], processor: LogProcessor, *, partit
     summary = IngestSummary()
     files = check_readable(paths)
     offset = processor.position(topic, partition) or 0
-    for path in files:
-        summary.files.append(str(path))
-        chunk = []
-        for msg in read_messages(path, topic, partition, offset):
-            chunk.append(msg)
-            offset = msg.offset + 1
-            if len(chunk) >= batch_size:
-                _commit(processor, chunk, summary, on_batch)
-                chunk = []
-        if chunk:
-            _commit(processor, chunk, summary, on_batch)
+    with folding_collector() as settle:
+        for path in files:
+            summary.files.append(str(path))
+            chunk = []
+            for msg in read_messages(path, topic, partition, offset):
+                chunk.append(msg)
+                offset = msg.offset + 1
+                if len(chunk) >= batch_size:
+                    _commit(processor, chunk, summary, on_batch, settle)
+                    chunk = []
+            if chunk:
+                _commit(processor, chunk, summary, on_batch, settle)
     return summary
 
 
-def _commit(processor: LogProcessor, chunk, summary: IngestSummary, on_batch) -> None:
+def _commit(processor: LogProcessor, chunk, summary: IngestSummary, on_batch, settle) -> None:
     batch = processor.process(chunk)
     processor.commit(batch)
     summary.add(batch)
+    settle()
     if on_batch:
         on_batch(summary)
 
@@ -84,20 +87,21 @@ def ingest_archive(directory: str | Path, processor: LogProcessor, *, batch_size
         raise EventFileError(f"{root}: no archived topic in this directory (expected TOPIC/partition-NNNN/)")
     summary = IngestSummary()
     try:
-        for topic in topics:
-            for partition, messages in sorted(read_archive(root, topic).items()):
-                summary.files.append(f"{root}/{topic}/partition-{partition:04d}")
-                start = processor.position(topic, partition) or 0
-                chunk = []
-                for msg in messages:
-                    if msg.offset < start:
-                        continue
-                    chunk.append(msg)
-                    if len(chunk) >= batch_size:
-                        _commit(processor, chunk, summary, on_batch)
-                        chunk = []
-                if chunk:
-                    _commit(processor, chunk, summary, on_batch)
+        with folding_collector() as settle:
+            for topic in topics:
+                for partition, messages in sorted(read_archive(root, topic).items()):
+                    summary.files.append(f"{root}/{topic}/partition-{partition:04d}")
+                    start = processor.position(topic, partition) or 0
+                    chunk = []
+                    for msg in messages:
+                        if msg.offset < start:
+                            continue
+                        chunk.append(msg)
+                        if len(chunk) >= batch_size:
+                            _commit(processor, chunk, summary, on_batch, settle)
+                            chunk = []
+                    if chunk:
+                        _commit(processor, chunk, summary, on_batch, settle)
     except ArchiveError as exc:
         raise EventFileError(str(exc)) from exc
     return summary

@@ -9,7 +9,7 @@ The commit protocol, per poll:
 3. Commit the batch to DuckDB in one transaction: events, quarantine rows,
    entries, decisions, next positions and the batch counters. The commit
    runs on a writer thread (DuckDB works outside the GIL) while the next
-   batches are polled and folded; at most two commits are in flight, in
+   batches are polled and folded; at most three commits are in flight, in
    order, all awaited before any rebalance, when a poll comes back empty and
    before exit.
 4. Only then commit the same offsets to Kafka, so lag tools see progress.
@@ -22,6 +22,7 @@ after it re-reads nothing, because step 1 starts from DuckDB.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -39,12 +40,14 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import BatchCounts, LogProcessor
+from consumers.fold_worker import COLLECTOR_THRESHOLD
 
 log = logging.getLogger("refledger.consume")
 
 DEFAULT_TOPIC = "shop-events"
-# Batches committed on the writer thread while the next ones are read: two in flight let the
-# fold process start on a batch while DuckDB still writes the one before.
+# Batches committed on the writer thread while the next ones are read: the fold process works on
+# one while DuckDB writes another and the main thread reads the next; a third evens out batches
+# that take longer to fold (a settlement).
 MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
@@ -266,12 +269,15 @@ def consume(
     # keeps DuckDB and the fetches going while the loop folds.
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
+    previous_threshold = gc.get_threshold()
+    gc.set_threshold(*COLLECTOR_THRESHOLD)
     try:
         return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                         members=members, max_records=max_records, handle_signals=handle_signals,
                         instance_id=instance_id, on_batch=on_batch)
     finally:
         sys.setswitchinterval(previous_interval)
+        gc.set_threshold(*previous_threshold)
 
 
 def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members, max_records, handle_signals,

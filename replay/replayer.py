@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 import duckdb
 
 from consumers.batch import BatchCounts, LogProcessor
+from consumers.fold_worker import folding_collector
 from consumers.ingest import INGEST_TOPIC
 from replay.compare import Comparison, compare
 from replay.history import (
@@ -182,12 +183,14 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     counts = BatchCounts()
     try:
         processor = LogProcessor(store, PartitionFold, source="replay")
-        for chunk in _chunks((read.message for read in reads), batch_size):
-            batch = processor.process(chunk)
-            processor.commit(batch)
-            counts.add(batch)
-            if on_progress:
-                on_progress(counts.events_read)
+        with folding_collector() as settle:
+            for chunk in _chunks((read.message for read in reads), batch_size):
+                batch = processor.process(chunk)
+                processor.commit(batch)
+                counts.add(batch)
+                settle()
+                if on_progress:
+                    on_progress(counts.events_read)
         positions = tuple((t, p, o) for (t, p), o in sorted(processor.positions.items()))
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
