@@ -26,6 +26,7 @@ from schemas.traffic import read_traffic_fields
 
 from consumers.ledger_rows import LedgerRows
 from consumers.fold_worker import FoldWorker, fold_record, rebuilt_fold
+from refledger.columns import EVENT_COLUMNS, arrow_rows
 from refledger.store import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
@@ -256,13 +257,13 @@ class LogProcessor:
                        record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("order_id"),
                        payload.get("refund_id"), payload.get("amount_minor", payload.get("total_minor")),
                        payload.get("currency"), msg.timestamp, digest, canonical, position, record, None, None)
-            if jobs is not None:  # the fold process folds it and turns the event rows into columns
+            add_event(row)
+            if jobs is not None:  # the fold process folds it
                 if not worker.knows(topic, partition):
                     worker.init_partition(topic, partition, self._stored(topic, partition))
                 jobs.append(row)
                 raws.append(value)
                 continue
-            add_event(row)
             fold = self.fold_for(topic, partition)
             if fold is not None:
                 fold_record(fold, topic, partition, position or f"{topic}:{partition}:{offset}", bytes(value),
@@ -279,13 +280,14 @@ class LogProcessor:
 
     def commit(self, batch: BatchWrite) -> int:
         if batch.fold_job is not None:  # the fold process's part of the batch
+            # the events' columns first: this thread would only wait for the fold meanwhile
+            batch.events_table = arrow_rows(batch.events, EVENT_COLUMNS)
             folded = self.worker.result(batch.fold_job)
             raws = batch.fold_raws
             for row in folded.quarantine:
                 if type(row[8]) is int:  # the fold process names the job; its bytes are here
                     row = (*row[:8], bytes(raws[row[8]]))
                 batch.add_quarantine(*row)
-            batch.events_table = folded.tables.pop("events", None)
             batch.extra_tables.update(folded.tables)
             batch.entries_posted = folded.entries_posted
             batch.fold_job = batch.fold_raws = None

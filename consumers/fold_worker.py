@@ -8,10 +8,8 @@ batch n (events, quarantine rows, entries, decisions, checkpoints, positions)
 in one DuckDB transaction once the child's part has come back. The child
 never touches the ledger file: it holds one `PartitionFold` per partition,
 built from the stored events the parent sends when it first meets the
-partition, and it answers each job with the fold's quarantine rows and Arrow
-tables: entries, decisions, checkpoints, and the job's event rows turned into
-columns (work taken off the main process, whose interpreter lock is the
-busier one). The fold is deterministic, so the ledger is the same entry for entry
+partition, and it answers each job with the fold's quarantine rows and the
+Arrow tables of entries, decisions and checkpoints. The fold is deterministic, so the ledger is the same entry for entry
 as with the fold in-process (`ingest` and `replay` keep it in-process).
 
 The child is `python -m consumers.fold_worker FACTORY`: jobs arrive on its
@@ -40,7 +38,6 @@ import pyarrow as pa
 
 from consumers.ledger_rows import LedgerRows
 from ledger.fold import NOTHING
-from refledger.columns import EVENT_COLUMNS, arrow_rows
 from schemas import codec
 
 # The garbage collector's thresholds while consuming (in both processes). Batches in flight
@@ -66,7 +63,7 @@ class FoldWorkerError(RuntimeError):
 @dataclass
 class FoldResult:
     quarantine: list[tuple]            # add_quarantine arguments, in order
-    tables: dict[str, pa.Table]        # events, entries, decisions, checkpoints
+    tables: dict[str, pa.Table]        # entries, decisions, checkpoints
     entries_posted: int
 
 
@@ -146,9 +143,7 @@ def _serve(jobs, results, fold_factory) -> None:
                     topic, partition = event[0], event[1]
                     fold_record(folds[(topic, partition)], topic, partition,
                                 event[POSITION] or f"{topic}:{partition}:{event[2]}", index, quarantine, rows, event)
-                tables = rows.tables()
-                tables["events"] = arrow_rows(items, EVENT_COLUMNS)
-                _write(results, (job_id, "ok", quarantine, tables, rows.entry_count))
+                _write(results, (job_id, "ok", quarantine, rows.tables(), rows.entry_count))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
                 # reference counting (it builds no cycles), so nothing is kept that should go.

@@ -10,7 +10,7 @@ wins: latest occurred_at, then the greater event id by code point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from ledger.events import DAY_MS, Agreement, Order
 
@@ -24,9 +24,9 @@ StatusAt = Callable[[str, int], "str | None"]
 ATTRIBUTING_MODELS = ("cps", "cpa")
 
 
-@dataclass(frozen=True, slots=True)
-class ClickConsidered:
-    """One click the attribution looked at, and why it could or could not win."""
+class ClickConsidered(NamedTuple):
+    """One click the attribution looked at, and why it could or could not win (a named tuple:
+    an order may look at many)."""
 
     click_event_id: str
     referrer_shop_id: str

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ledger.attribution import ClickConsidered
 
 
-@dataclass(frozen=True, slots=True)
-class AttributionDecision:
-    """The (re)computed attribution and pricing of one order, caused by ``event_id``."""
+class AttributionDecision(NamedTuple):
+    """The (re)computed attribution and pricing of one order, caused by ``event_id``.
+
+    A named tuple, like ``Entry``: immutable and cheap to build for every order repriced."""
 
     event_id: str
     order_event_id: str

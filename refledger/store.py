@@ -139,7 +139,7 @@ class BatchWrite:
 
     source: str
     events: list[tuple] = field(default_factory=list)  # one tuple per event, in EVENT_COLUMNS order
-    events_table: pa.Table | None = None  # or the same as columns, made by the fold process
+    events_table: pa.Table | None = None  # the same as columns, when made ahead of the write
     quarantine: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in QUARANTINE_COLUMNS})
     extra_tables: dict[str, pa.Table] = field(default_factory=dict)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -151,7 +151,7 @@ class BatchWrite:
 
     @property
     def events_stored(self) -> int:
-        return len(self.events) if self.events_table is None else self.events_table.num_rows
+        return len(self.events)
 
     @property
     def quarantined(self) -> int:

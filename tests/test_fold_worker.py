@@ -86,3 +86,29 @@ def test_the_fold_process_ends_when_its_parent_goes_away():
         time.sleep(0.05)
     assert child.poll() == 0
     worker._results.close()
+
+
+def test_each_stored_entry_holds_every_field_the_fold_posted(tmp_path):
+    """The entries table, written from the fold process's columns, is the fold's entries field for field."""
+    from ledger.entries import ENTRY_FIELDS
+
+    records = list(simulate(SimulationConfig(seed=4, visitors=80, days=20)))
+    events = tmp_path / "alliance.jsonl"
+    write_event_file(records, events)
+    store = LedgerStore(tmp_path / "l.duckdb")
+    processor = LogProcessor(store, PartitionFold, source="test", fold_worker=True)
+    try:
+        ingest_files([events], processor, batch_size=500)
+    finally:
+        processor.close()
+        store.close()
+    fold = PartitionFold()
+    posted = [entry.to_dict() for record in records for entry in fold.apply(record).entries]
+    con = duckdb.connect(str(tmp_path / "l.duckdb"), read_only=True)
+    try:
+        names = ", ".join(f'"{n}"' for n in ENTRY_FIELDS)
+        stored = [dict(zip(ENTRY_FIELDS, row)) for row in con.execute(f"SELECT {names} FROM entries ORDER BY seq").fetchall()]
+    finally:
+        con.close()
+    assert len(posted) > 100
+    assert stored == posted
