@@ -14,10 +14,10 @@ entries, decisions and next positions of the batch, committed together.
 
 from __future__ import annotations
 
-from hashlib import blake2b
 import json
 import logging
 from dataclasses import dataclass
+from hashlib import blake2b
 from typing import Callable, Iterable, NamedTuple
 
 from schemas import codec

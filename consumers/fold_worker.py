@@ -9,8 +9,9 @@ in one DuckDB transaction once the child's part has come back. The child
 never touches the ledger file: it holds one `PartitionFold` per partition,
 built from the stored events the parent sends when it first meets the
 partition, and it answers each job with the fold's quarantine rows and the
-Arrow tables of entries, decisions and checkpoints. The fold is deterministic, so the ledger is the same entry for entry
-as with the fold in-process (`ingest` and `replay` keep it in-process).
+Arrow tables of entries, decisions and checkpoints. The fold is
+deterministic, so the ledger is the same entry for entry as with the fold
+in-process (`ingest` and `replay` keep it in-process).
 
 The child is `python -m consumers.fold_worker FACTORY`: jobs arrive on its
 stdin and answers leave on its stdout, each a length-prefixed pickle. Answers

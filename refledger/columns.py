@@ -1,7 +1,7 @@
 """Arrow column layouts of the rows refledger writes, and how rows become Arrow tables.
 
 Apart from the store so that the consumer's fold process, which builds the
-event rows' columns, needs no DuckDB.
+ledger rows' columns, needs no DuckDB.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from schemas.jsonform import record_to_json_object
 from schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
 from schemas.timestamps import format_utc_millis, parse_utc_millis
-from schemas.traffic import read_purchase, read_traffic, read_traffic_fields
+from schemas.traffic import read_purchase, read_traffic
 from schemas.versions import SchemaVersion, load_versions, strip_logical_types
 
 __all__ = [
@@ -210,13 +210,6 @@ def _maps_sorted(datum: dict) -> bool:
         return True
     rates = agreement.get("category_rates_bp")
     return not rates or len(rates) < 2 or list(rates) == sorted(rates)
-
-
-def traffic_fields(data: bytes) -> tuple | None:
-    """A current-schema view or click message as a flat tuple of its fields (see
-    ``schemas.traffic.read_traffic_fields``; the message is its own canonical form), or None
-    for anything else: decode that with ``decode_canonical``."""
-    return read_traffic_fields(data, CURRENT_FINGERPRINT) if type(data) is bytes else None
 
 
 def decode_canonical(data: bytes) -> tuple[dict, bytes]:

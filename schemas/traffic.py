@@ -8,11 +8,12 @@ branches and the optional signature. Reading that layout directly is three
 resolving decoder, and the consumer spends most of its time decoding.
 
 ``read_traffic(data)`` returns exactly the record ``codec.decode(data)``
-returns (``read_traffic_fields`` the same as a flat tuple), or None whenever the message is anything else or anything is
-unusual (another fingerprint or type, a shape rule broken, bad UTF-8,
-trailing bytes): the caller then takes the general path, which decodes or
-rejects it with the right reason. ``read_purchase(data)`` does the
-same for orders and refunds. Property tests hold the readers to the codec's
+returns (``read_traffic_fields`` the same as a flat tuple, which the
+consumer takes as it is), or None whenever the message is anything else or
+anything is unusual (another fingerprint or type, a shape rule broken, bad
+UTF-8, trailing bytes): the caller then takes the general path, which decodes
+or rejects it with the right reason. ``read_purchase(data)`` does the same
+for orders and refunds. Property tests hold the readers to the codec's
 answers.
 """
 
