@@ -67,6 +67,15 @@ def _string(b: bytes, i: int) -> tuple[str, int]:
     return _text(b, i)
 
 
+def _signature(b: bytes, i: int) -> tuple[str | None, int]:
+    """The optional signature that ends an envelope (null or a string) and the index after it."""
+    if b[i] == 0:
+        return None, i + 1
+    if b[i] != 2:
+        raise ValueError("bad union branch for signature")
+    return _string(b, i + 1)
+
+
 def _long(b: bytes, i: int) -> tuple[int, int]:
     """An Avro long: the varint at b[i], refused when it is out of the 64-bit range."""
     n, i = read_long(b, i)
@@ -150,14 +159,7 @@ def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None
             i += 1
         if data[i:i + 7] != _NULL_BRANCHES:
             return None
-        i += 7
-        signature = None
-        if data[i] == 2:
-            signature, i = _text(data, i + 1)
-        elif data[i] == 0:
-            i += 1
-        else:
-            return None
+        signature, i = _signature(data, i + 7)
     except (IndexError, ValueError):
         return None
     if i != len(data) or not 0 < len(event_id) <= EVENT_ID_MAX_CHARS or not MIN_MILLIS <= occurred_at <= MAX_MILLIS:
@@ -244,14 +246,7 @@ def read_purchase(data: bytes, current_fingerprint: bytes) -> dict | None:
                        "currency": currency, "amount_minor": amount}
         if data[i:i + 5] != _ALLIANCE_NULLS:
             return None
-        i += 5
-        signature = None
-        if data[i] == 2:
-            signature, i = _string(data, i + 1)
-        elif data[i] == 0:
-            i += 1
-        else:
-            return None
+        signature, i = _signature(data, i + 5)
     except (IndexError, ValueError):
         return None
     if (i != len(data) or not 0 < len(event_id) <= EVENT_ID_MAX_CHARS or not MIN_MILLIS <= occurred_at <= MAX_MILLIS

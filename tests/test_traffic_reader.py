@@ -65,6 +65,17 @@ def encoded(record: dict) -> bytes:
         return codec.encode_unchecked(record)
 
 
+def damage(message: bytes, data) -> bytes:
+    """The message with one to three bytes overwritten, and now and then cut short or lengthened."""
+    raw = bytearray(message)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[:data.draw(st.integers(0, len(raw)))] + bytes(data.draw(st.binary(max_size=3)))
+    return bytes(raw)
+
+
 def codec_answer(data: bytes):
     try:
         return codec.decode(data)
@@ -85,13 +96,7 @@ def test_a_view_or_click_reads_as_the_codec_reads_it(record):
 @settings(max_examples=600, deadline=None)
 @given(traffic(), st.data())
 def test_damaged_bytes_are_declined_or_read_exactly_as_the_codec_reads_them(record, data):
-    raw = bytearray(codec.encode(record))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    if data.draw(st.booleans()):
-        raw = raw[:data.draw(st.integers(0, len(raw)))] + bytes(data.draw(st.binary(max_size=3)))
-    damaged = bytes(raw)
+    damaged = damage(codec.encode(record), data)
     fast = read_traffic(damaged, codec.CURRENT_FINGERPRINT)
     if fast is not None:
         assert fast == codec_answer(damaged)
@@ -128,13 +133,7 @@ def test_an_order_or_refund_reads_as_the_codec_reads_it(record):
 @settings(max_examples=600, deadline=None)
 @given(purchase(), st.data())
 def test_damaged_orders_and_refunds_are_declined_or_read_exactly_as_the_codec_reads_them(record, data):
-    raw = bytearray(encoded(record))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    if data.draw(st.booleans()):
-        raw = raw[:data.draw(st.integers(0, len(raw)))] + bytes(data.draw(st.binary(max_size=3)))
-    damaged = bytes(raw)
+    damaged = damage(encoded(record), data)
     fast = read_purchase(damaged, codec.CURRENT_FINGERPRINT)
     if fast is not None:
         assert fast == codec_answer(damaged)
