@@ -19,13 +19,9 @@ import gc
 import json
 import pstats
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ledger.fold import PartitionFold  # noqa: E402
+from refledger.ledger.fold import PartitionFold
 
 START = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 MINUTE = 60_000

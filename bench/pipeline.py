@@ -20,19 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kafka import KafkaConsumer, TopicPartition
 
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-
-from consumers.batch import LogProcessor  # noqa: E402
-from consumers.kafka_consumer import FETCH_CONFIG, MAX_POLL_RECORDS, consume  # noqa: E402
-from producers.publisher import AlliancePublisher  # noqa: E402
-from producers.simulate import SimulationConfig, simulate  # noqa: E402
-from refledger import broker  # noqa: E402
-from refledger.kafka_admin import create_topic  # noqa: E402
-from refledger.render import emit  # noqa: E402
-from refledger.store import LedgerStore  # noqa: E402
-from schemas import codec  # noqa: E402
+from refledger.consumers.batch import LogProcessor
+from refledger.consumers.kafka_consumer import FETCH_CONFIG, MAX_POLL_RECORDS, consume
+from refledger.producers.publisher import AlliancePublisher
+from refledger.producers.simulate import SimulationConfig, simulate
+from refledger import broker
+from refledger.producers.kafka_admin import create_topic
+from refledger.render import emit
+from refledger.store.ledger_file import LedgerStore
+from refledger.schemas import codec
 
 
 def say(msg: str) -> None:
@@ -98,7 +96,7 @@ def bulk_recompute(db: Path) -> dict:
     """`verify`'s independent SQL recomputation on the live ledger; it must agree with the fold."""
     import duckdb
 
-    from replay.bulk import compare
+    from refledger.replay.bulk import compare
 
     say("bulk SQL recomputation of every shop's totals, compared with the fold")
     con = duckdb.connect(str(db), read_only=True)
@@ -151,7 +149,7 @@ def main() -> None:
         results["ratio_consume_store_over_bare"] = round(bare_s / store_s, 3)
 
         if not args.no_engine:
-            from ledger.fold import PartitionFold
+            from refledger.ledger.fold import PartitionFold
 
             say("refledger consume into DuckDB with the commission engine")
             engine_s, close_s = ledger_consume(bootstrap, topic, sent, work / "engine.duckdb", PartitionFold)
@@ -159,7 +157,7 @@ def main() -> None:
             results["consume_engine_checkpoint_after_s"] = round(close_s, 2)
             results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
 
-            from replay.replayer import rebuild
+            from refledger.replay.replayer import rebuild
 
             say("refledger replay: exact rebuild from the stored events, compared with the live ledger")
             report = rebuild(work / "engine.duckdb", "events")

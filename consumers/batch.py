@@ -1,76 +1,46 @@
-"""Source-independent batch processing: decode → dedup → fold → one transaction.
+"""Source-independent batch processing: decode and dedup, fold, one transaction.
 
 `consume` (Kafka), `ingest` (files) and replay feed `LogProcessor.process`
-with `Message`s; it decides, for each one, exactly one outcome:
+with `Message`s (or Kafka's own records); it decides, for each one, exactly
+one outcome:
 
 * stored and folded (the fold may also quarantine it for a business reason;
   it stays in the log either way, because replay must see it again),
 * skipped: an identical re-delivery of an event already in the same log,
 * quarantined before the fold: undecodable, schema_invalid, conflicting_duplicate.
 
-Then it hands the store one `BatchWrite` holding the events, quarantine rows,
-entries, decisions and next positions of the batch, committed together.
+A batch goes through three steps:
+
+1. `_decode_and_dedup`: each message is decoded (views, clicks, orders and
+   refunds of the current schema by the fixed-layout readers), checked
+   against the events already in its log, and becomes an `EventRow` for the
+   `events` table and a `FoldItem` for the fold;
+2. the items go to a `FoldBackend` (`consumers.folding`): folded at once in
+   this process, or in a child process while this one reads the next batch;
+3. `commit` collects the fold's result and hands the store one `BatchWrite`
+   holding the events, quarantine rows, entries, decisions and next
+   positions of the batch, committed together.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
-from schemas import codec
-from schemas.codec import CURRENT_FINGERPRINT
-from schemas.traffic import read_traffic_fields
+from refledger.schemas import codec
+from refledger.schemas.codec import CURRENT_FINGERPRINT
+from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
+from refledger.schemas.traffic import read_traffic_fields
 
-from consumers.ledger_rows import LedgerRows
-from consumers.fold_worker import FoldWorker, fold_record, rebuilt_fold
-from refledger.columns import EVENT_COLUMNS, arrow_rows
-from refledger.store import BatchWrite, LedgerStore
+from refledger.consumers.folding import FoldBackend, FoldItem, InProcessFolds
+from refledger.ledger.events import traffic_event
+from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
+from refledger.store.ledger_file import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
-
-AVRO = "avro"      # value holds Avro single-object bytes
-JSON = "json"      # value holds one JSON Lines line (bytes)
-
-
-class Message(NamedTuple):
-    """One event as read from a log, before decoding (a named tuple: built by the
-    hundred thousand per second, so it must be cheap to make)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    kind: str = AVRO
-    timestamp: int | None = None
-    position: str = ""
-
-    def where(self) -> str:
-        return self.position or f"{self.topic}:{self.partition}:{self.offset}"
-
-    def raw_bytes(self) -> bytes:
-        return b"" if self.value is None else bytes(self.value)  # a Kafka record may have no value
-
-
-def decode_message(msg: Message) -> dict:
-    if msg.kind == AVRO:
-        return codec.decode(msg.value)
-    if msg.kind == JSON:
-        return codec.record_from_json(msg.value)
-    raise ValueError(f"unknown message kind {msg.kind!r}")
-
-
-def decode_canonical(msg: Message) -> tuple[dict, bytes]:
-    """The record and its canonical single-object message (what the events table stores)."""
-    if msg.kind == AVRO:
-        return codec.decode_canonical(msg.value)
-    record = decode_message(msg)
-    return record, codec.canonical_message(record)
-
-
-
 
 class DedupIndex:
     """Which event ids exist, with which content, in which logs.
@@ -146,43 +116,55 @@ class BatchCounts:
         return {name: getattr(self, name) for name in COUNTERS}
 
 
+@dataclass
+class PendingBatch:
+    """A batch between `process` and `commit`: what it writes, and the fold's part still to come."""
+
+    write: BatchWrite
+    ticket: object = None                      # the fold backend's ticket for the batch's items
+    items: list = field(default_factory=list)  # the FoldItems handed to the fold
+    raws: list = field(default_factory=list)   # each item's event as received, for quarantine rows
+
+    @property
+    def positions(self) -> dict[tuple[str, int], int]:
+        return self.write.positions
+
+
+_new = tuple.__new__
+
+
 class LogProcessor:
     """Folds messages from any number of logs into one ledger store."""
 
     def __init__(self, store: LedgerStore, fold_factory: Callable | None = None, *, source: str = "kafka",
                  fold_worker: bool = False):
-        """``fold_worker``: fold in a child process (`consumers.fold_worker`) while this one reads."""
+        """``fold_factory`` makes one log's fold (None: store events without folding);
+        ``fold_worker``: fold in a child process (`consumers.fold_worker`) while this one reads."""
         self.store = store
-        self.use_worker = fold_worker and fold_factory is not None
-        self.worker = None
         self.source = source
-        self.fold_factory = fold_factory
+        self.folds: FoldBackend | None = None
+        if fold_factory is not None:
+            if fold_worker:
+                from refledger.consumers.fold_worker import ChildProcessFolds
+
+                self.folds = ChildProcessFolds(fold_factory)
+            else:
+                self.folds = InProcessFolds(fold_factory)
         self.positions: dict[tuple[str, int], int] = store.positions()
         self.dedup = DedupIndex()
         for event_id, topic, partition, digest in store.dedup_index():
             self.dedup.check(event_id, (topic, partition), digest)
         for event_id, topic, partition, digest in store.conflict_index():
             self.dedup.check(event_id, (topic, partition), digest)
-        self._folds: dict[tuple[str, int], object] = {}
 
     def close(self) -> None:
-        """Stop the fold process, if there is one."""
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        """Let go of the folds (and stop the fold process, if there is one)."""
+        if self.folds is not None:
+            self.folds.close()
+            self.folds = None
 
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
-
-    # -- folding -------------------------------------------------------------
-
-    def fold_for(self, topic: str, partition: int):
-        key = (topic, partition)
-        fold = self._folds.get(key)
-        if fold is None and self.fold_factory is not None:
-            stored = self._stored(topic, partition)
-            fold = self._folds[key] = rebuilt_fold(self.fold_factory, stored)
-        return fold
 
     def _stored(self, topic: str, partition: int) -> list[bytes]:
         stored = [avro for _offset, avro in self.store.partition_events(topic, partition)]
@@ -192,25 +174,34 @@ class LogProcessor:
 
     # -- the batch -----------------------------------------------------------
 
-    def process(self, messages: Iterable[Message], *, kafka_records: bool = False) -> BatchWrite:
-        """One batch of messages, decided and folded, ready for `commit`.
+    def process(self, messages: Iterable[Message], *, kafka_records: bool = False) -> PendingBatch:
+        """One batch of messages, decided and handed to the fold, ready for `commit`.
 
         ``kafka_records``: the messages are kafka-python ``ConsumerRecord``s (Avro values,
         positioned by topic:partition:offset), read as they are rather than copied into
         ``Message``s first.
         """
-        batch = BatchWrite(source=self.source)
-        rows = LedgerRows()
+        pending = PendingBatch(BatchWrite(source=self.source))
+        pending.items = items = self._decode_and_dedup(messages, pending, kafka_records)
+        folds = self.folds
+        if folds is not None and items:
+            for topic, partition in {(item.topic, item.partition) for item in items}:
+                if not folds.knows(topic, partition):
+                    folds.load(topic, partition, self._stored(topic, partition))
+            pending.ticket = folds.submit(items)
+        return pending
+
+    def _decode_and_dedup(self, messages: Iterable[Message], pending: PendingBatch,
+                          kafka_records: bool) -> list[FoldItem]:
+        """Step 1: every message decoded and deduplicated; an `EventRow` for each event to store,
+        a `FoldItem` for the fold, a quarantine row for the rest."""
+        batch = pending.write
         add_event = batch.events.append
+        raws = pending.raws
         positions = batch.positions
         check = self.dedup.check
-        late: list[tuple] = []  # fold-stage quarantine rows of the event just folded
-        jobs = [] if self.use_worker else None
-        if jobs is not None:
-            if self.worker is None:
-                self.worker = FoldWorker(self.fold_factory)
-            worker = self.worker
-            batch.fold_raws = raws = []
+        items: list[FoldItem] = []
+        add_item = items.append
         read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
@@ -244,53 +235,44 @@ class LogProcessor:
                                          f"event id {event_id} was already stored with other content",
                                          "decode", bytes(value), digest)
                 continue
-            # The event's row (EVENT_COLUMNS), then what the fold needs besides: its position,
-            # and its record, or for a view or click (no record) its referrer and placement.
-            if fields is not None:  # no order, refund, amount or currency
+            if fields is not None:  # a view or click: no order, refund, amount or currency
                 kind, _, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
-                row = (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id, merchant,
-                       None, None, None, None, msg.timestamp, digest, canonical, position, None, referrer, placement)
+                add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
+                                          merchant, referrer, None, None, None, None, msg.timestamp, digest,
+                                          canonical)))
+                event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
+                                      placement)
+                add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
             else:
                 kind = record["type"]
                 payload = record[kind]
-                row = (topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
-                       record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("order_id"),
-                       payload.get("refund_id"), payload.get("amount_minor", payload.get("total_minor")),
-                       payload.get("currency"), msg.timestamp, digest, canonical, position, record, None, None)
-            add_event(row)
-            if jobs is not None:  # the fold process folds it
-                if not worker.knows(topic, partition):
-                    worker.init_partition(topic, partition, self._stored(topic, partition))
-                jobs.append(row)
-                raws.append(value)
-                continue
-            fold = self.fold_for(topic, partition)
-            if fold is not None:
-                fold_record(fold, topic, partition, position or f"{topic}:{partition}:{offset}", bytes(value),
-                            late, rows, row)
-                for rejected in late:
-                    batch.add_quarantine(*rejected)
-                late.clear()
-        if jobs:
-            batch.fold_job = worker.submit(jobs)
+                add_event(_new(EventRow, (
+                    topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
+                    record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("referrer_shop_id"),
+                    payload.get("order_id"), payload.get("refund_id"),
+                    payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
+                    msg.timestamp, digest, canonical)))
+                add_item(_new(FoldItem, (topic, partition, offset, position, None, record)))
+            raws.append(value)
         batch.events_read = read
-        batch.extra_tables.update(rows.tables())
-        batch.entries_posted = rows.entry_count
-        return batch
+        return items
 
-    def commit(self, batch: BatchWrite) -> int:
-        if batch.fold_job is not None:  # the fold process's part of the batch
+    def commit(self, pending: PendingBatch) -> int:
+        """Step 3: the fold's part of the batch collected, the batch written in one transaction."""
+        batch = pending.write
+        if pending.ticket is not None:
             # the events' columns first: this thread would only wait for the fold meanwhile
             batch.events_table = arrow_rows(batch.events, EVENT_COLUMNS)
-            folded = self.worker.result(batch.fold_job)
-            raws = batch.fold_raws
-            for row in folded.quarantine:
-                if type(row[8]) is int:  # the fold process names the job; its bytes are here
-                    row = (*row[:8], bytes(raws[row[8]]))
-                batch.add_quarantine(*row)
+            folded = self.folds.result(pending.ticket)
+            items, raws = pending.items, pending.raws
+            for rejected in folded.rejections:
+                item = items[rejected.item]
+                raw = b"" if rejected.late else bytes(raws[rejected.item])
+                batch.add_quarantine(item.topic, item.partition, item.offset, item.where(), rejected.event_id,
+                                     rejected.reason, rejected.detail, "fold", raw)
             batch.extra_tables.update(folded.tables)
             batch.entries_posted = folded.entries_posted
-            batch.fold_job = batch.fold_raws = None
+            pending.ticket = pending.items = pending.raws = None
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
         return batch_id

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from consumers.batch import BatchCounts, LogProcessor
-from consumers.fold_worker import folding_collector
-from producers.files import EventFileError, file_kind, read_messages
+from refledger.consumers.batch import BatchCounts, LogProcessor
+from refledger.consumers.folding import folding_collector
+from refledger.schemas.event_files import EventFileError, file_kind, read_messages
 
 INGEST_TOPIC = "ingest"
 
@@ -68,7 +68,7 @@ def ingest_files(paths: Iterable[str | Path], processor: LogProcessor, *, partit
 def _commit(processor: LogProcessor, chunk, summary: IngestSummary, on_batch, settle) -> None:
     batch = processor.process(chunk)
     processor.commit(batch)
-    summary.add(batch)
+    summary.add(batch.write)
     settle()
     if on_batch:
         on_batch(summary)
@@ -79,7 +79,7 @@ def ingest_archive(directory: str | Path, processor: LogProcessor, *, batch_size
     """Fold an archive written by `refledger archive`: each archived partition is its own log,
     read in offset order with its topic, partition and offsets, so the ledger equals the
     one `consume` built from the topic. Offsets the ledger already holds are skipped."""
-    from replay.archive import ArchiveError, archive_partitions, read_archive
+    from refledger.schemas.archive import ArchiveError, archive_partitions, read_archive
 
     root = Path(directory)
     topics = sorted(d.name for d in root.iterdir() if d.is_dir() and archive_partitions(root, d.name))

@@ -39,12 +39,12 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import BatchCounts, LogProcessor
-from consumers.fold_worker import COLLECTOR_THRESHOLD
+from refledger.consumers.batch import BatchCounts, LogProcessor
+from refledger.consumers.folding import COLLECTOR_THRESHOLD
+from refledger.schemas.messages import DEFAULT_TOPIC
 
 log = logging.getLogger("refledger.consume")
 
-DEFAULT_TOPIC = "shop-events"
 # Batches committed on the writer thread while the next ones are read: the fold process works on
 # one while DuckDB writes another and the main thread reads the next; a third evens out batches
 # that take longer to fold (a settlement).
@@ -208,7 +208,7 @@ class LedgerConsumer:
         self.await_ledger(keep)
         committed, self._committed = self._committed, []
         for batch in committed:
-            self.summary.add(batch)
+            self.summary.add(batch.write)
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)
             for batch in committed

@@ -6,52 +6,7 @@ from dataclasses import asdict, is_dataclass
 
 import orjson
 import pyarrow as pa
-
-from refledger.columns import arrow_columns, arrow_rows
-
-ENTRY_COLUMNS = (
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("seq", pa.int64()),
-    ("entry_id", pa.string()),
-    ("txn_id", pa.string()),
-    ("event_id", pa.string()),
-    ("shop_id", pa.string()),
-    ("account", pa.string()),
-    ("counterparty_shop_id", pa.string()),
-    ("currency", pa.string()),
-    ("amount", pa.int64()),
-    ("subject", pa.string()),
-    ("role", pa.string()),
-    ("agreement_id", pa.string()),
-    ("agreement_version", pa.int64()),
-    ("model", pa.string()),
-    ("rate_bp", pa.int64()),
-    ("click_event_id", pa.string()),
-    ("refund_id", pa.string()),
-    ("reason", pa.string()),
-    ("prev_hash", pa.string()),
-    ("hash", pa.string()),
-)
-
-DECISION_COLUMNS = (
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("event_id", pa.string()),
-    ("merchant_shop_id", pa.string()),
-    ("order_id", pa.string()),
-    ("decision", pa.string()),
-)
-
-CHECKPOINT_COLUMNS = (
-    ("topic", pa.string()),
-    ("partition", pa.int32()),
-    ("event_id", pa.string()),
-    ("period_end", pa.timestamp("ms")),
-    ("entries", pa.int64()),
-    ("head", pa.string()),
-)
-
+from refledger.store.columns import CHECKPOINT_COLUMNS, DECISION_COLUMNS, ENTRY_COLUMNS, arrow_columns, arrow_rows
 
 def _jsonable(value):
     to_dict = getattr(value, "to_dict", None)

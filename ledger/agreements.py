@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from ledger.events import ANY, Agreement
+from refledger.ledger.events import ANY, Agreement
 
 
 class _ScopeVersions:

@@ -12,11 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple
 
-from ledger.events import DAY_MS, Agreement, Order
+from refledger.ledger.events import DAY_MS, Agreement, Order
 
-# A click as the click index keeps it: (occurred_at, event_id, referrer_shop_id,
-# merchant_shop_id, visitor_id); see ledger.clicks.
-ClickRef = tuple[int, str, str, str, "str | None"]
+class ClickRef(NamedTuple):
+    """A click as the click index keeps it (see ``ledger.clicks``). Its natural order is the rules'
+    (occurred_at, event_id) order. Built with ``tuple.__new__`` where clicks arrive by the million."""
+
+    occurred_at: int
+    event_id: str
+    referrer_shop_id: str
+    merchant_shop_id: str
+    visitor_id: str | None
 
 Resolve = Callable[[str, str, int], "Agreement | None"]
 StatusAt = Callable[[str, int], "str | None"]
@@ -49,7 +55,7 @@ class Attribution:
 def why_not_eligible(order: Order, click: ClickRef, resolve: Resolve, status_at: StatusAt):
     """(reason, agreement): reason is None when the click is eligible."""
     merchant, t = order.merchant_shop_id, order.occurred_at
-    at, _event_id, referrer = click[0], click[1], click[2]
+    at, referrer = click.occurred_at, click.referrer_shop_id
     if at > t:
         return "after the order", None
     if referrer == merchant:
@@ -82,7 +88,7 @@ def attribute_order(order: Order, clicks: Iterable[ClickRef], resolve: Resolve, 
         if reason is None:
             winner, winner_agreement = click, agreement  # sorted: the last eligible one wins
     considered = tuple(
-        ClickConsidered(c[1], c[2], c[0], reason is None,
+        ClickConsidered(c.event_id, c.referrer_shop_id, c.occurred_at, reason is None,
                         reason if reason is not None
                         else ("last eligible click: wins" if c is winner else "eligible, but a later click wins"))
         for c, reason in checked)

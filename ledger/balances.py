@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ledger.entries import CLICK, CREDIT_ACCOUNTS, MONEY_ACCOUNTS, SWAP_ACCOUNTS, Entry
+from refledger.ledger.entries import CLICK, CREDIT_ACCOUNTS, MONEY_ACCOUNTS, SWAP_ACCOUNTS, Entry
 
 
 def balances(entries: Iterable[Entry | dict]) -> list[dict]:

@@ -15,7 +15,7 @@ import json
 from json.encoder import encode_basestring
 from typing import Iterable
 
-from ledger.entries import ENTRY_FIELDS, Entry
+from refledger.ledger.entries import ENTRY_FIELDS, Entry
 
 GENESIS = "0" * 64
 HASHED_FIELDS = tuple(name for name in ENTRY_FIELDS if name not in ("prev_hash", "hash"))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ledger.currencies import is_currency
-from ledger.events import (
+from refledger.ledger.currencies import is_currency
+from refledger.ledger.events import (
     ALLIANCE, ANY, NEGATIVE_AMOUNT, RETROACTIVE_AGREEMENT, SCHEMA_INVALID, SHOP_MISMATCH, TOTAL_MISMATCH,
     UNKNOWN_CURRENCY, UNKNOWN_SHOP, Agreement, Event, Problem,
 )

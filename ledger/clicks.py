@@ -13,7 +13,7 @@ merchant) is then recomputed and every click whose validity flipped is
 reported back to the fold. A click arriving in order only needs to know
 whether a valid click of its chain lies less than 24 hours before it.
 
-The index holds each click as a ``ClickRef``, a plain tuple
+The index holds each click as a ``ClickRef``, a named tuple
 ``(occurred_at, event_id, referrer_shop_id, merchant_shop_id, visitor_id)``:
 its natural order is the rule's (occurred_at, event_id) order, and tuples of
 strings and integers cost the garbage collector nothing, which matters with
@@ -25,18 +25,21 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from typing import Callable, Sequence
 
-from ledger.attribution import ClickRef
-from ledger.entries import CLICK, Entry
-from ledger.events import ANY, DAY_MS, Agreement, Click
-from ledger.subjects import Postings, Subject, Terms
+from refledger.ledger.attribution import ClickRef
+from refledger.ledger.entries import CLICK, Entry
+from refledger.ledger.events import ANY, DAY_MS, Agreement, Click
+from refledger.ledger.subjects import Postings, Subject, Terms
 
-AT, EVENT_ID, REFERRER, MERCHANT, VISITOR = range(5)
 SMALL_BUCKET = 64  # a visitor's clicks to one merchant: a tuple up to this many, then a list
 BaseOk = Callable[[ClickRef], bool]  # not a self-referral and referrer active at the click
 
 
+_new = tuple.__new__
+
+
 def click_ref(click: Click) -> ClickRef:
-    return (click.occurred_at, click.event_id, click.referrer_shop_id, click.merchant_shop_id, click.visitor_id)
+    return _new(ClickRef, (click.occurred_at, click.event_id, click.referrer_shop_id, click.merchant_shop_id,
+                           click.visitor_id))
 
 
 def counted_flags(clicks: Sequence[ClickRef], base_ok: Sequence[bool]) -> list[bool]:
@@ -44,9 +47,9 @@ def counted_flags(clicks: Sequence[ClickRef], base_ok: Sequence[bool]) -> list[b
     last = None
     flags = []
     for click, ok in zip(clicks, base_ok):
-        valid = ok and (last is None or click[AT] - last >= DAY_MS)
+        valid = ok and (last is None or click.occurred_at - last >= DAY_MS)
         if valid:
-            last = click[AT]
+            last = click.occurred_at
         flags.append(valid)
     return flags
 
@@ -72,12 +75,12 @@ def click_terms(click: ClickRef, valid: bool, agreement: Agreement | None) -> Te
     if not valid or agreement is None:
         return None
     if agreement.model == "cpc":
-        return Terms(click[REFERRER], click[MERCHANT], agreement.currency, agreement.amount_minor,
+        return Terms(click.referrer_shop_id, click.merchant_shop_id, agreement.currency, agreement.amount_minor,
                      agreement.agreement_id, agreement.version, agreement.event_id, "cpc", None, (),
-                     click[EVENT_ID], agreement.hold_days)
+                     click.event_id, agreement.hold_days)
     if agreement.model == "swap":
-        return Terms(click[REFERRER], click[MERCHANT], CLICK, 1, agreement.agreement_id, agreement.version,
-                     agreement.event_id, "swap", None, (), click[EVENT_ID], 0)
+        return Terms(click.referrer_shop_id, click.merchant_shop_id, CLICK, 1, agreement.agreement_id, agreement.version,
+                     agreement.event_id, "swap", None, (), click.event_id, 0)
     return None
 
 
@@ -113,16 +116,16 @@ class ClickBook:
             return [(click, valid)]
         in_order = click > bucket[-1]
         bucket = self._by_mv[mv] = _with_click(bucket, click)
-        if not in_order and any(c[REFERRER] == referrer and c > click for c in bucket):
+        if not in_order and any(c.referrer_shop_id == referrer and c > click for c in bucket):
             return self._recheck_chain(bucket, referrer, base_ok, click)
         valid = base_ok(click)
         if valid:
             since = at - DAY_MS
             flags = self._valid
             for c in reversed(bucket):
-                if c[AT] <= since:
+                if c.occurred_at <= since:
                     break
-                if c[REFERRER] == referrer and c is not click and flags.get(c[EVENT_ID]):
+                if c.referrer_shop_id == referrer and c is not click and flags.get(c.event_id):
                     valid = False
                     break
         self._valid[event_id] = valid
@@ -130,12 +133,12 @@ class ClickBook:
 
     def _recheck_chain(self, bucket: Sequence[ClickRef], referrer: str, base_ok: BaseOk,
                        new: ClickRef | None = None) -> list[tuple[ClickRef, bool]]:
-        chain = [c for c in bucket if c[REFERRER] == referrer]
+        chain = [c for c in bucket if c.referrer_shop_id == referrer]
         flags = counted_flags(chain, [base_ok(c) for c in chain])
         changed = []
         for c, valid in zip(chain, flags):
-            if c is new or self._valid.get(c[EVENT_ID]) is not valid:
-                self._valid[c[EVENT_ID]] = valid
+            if c is new or self._valid.get(c.event_id) is not valid:
+                self._valid[c.event_id] = valid
                 changed.append((c, valid))
         return changed
 
@@ -150,10 +153,10 @@ class ClickBook:
         """(merchant, visitor) → earliest click time, for the referrer's clicks at or after ``since``."""
         earliest: dict[tuple[str, str | None], int] = {}
         for c in self._by_referrer.get(referrer, ()):
-            if c[AT] >= since:
-                mv = (c[MERCHANT], c[VISITOR])
-                if c[AT] < earliest.get(mv, c[AT] + 1):
-                    earliest[mv] = c[AT]
+            if c.occurred_at >= since:
+                mv = (c.merchant_shop_id, c.visitor_id)
+                if c.occurred_at < earliest.get(mv, c.occurred_at + 1):
+                    earliest[mv] = c.occurred_at
         return earliest
 
     def for_visitor(self, merchant: str, visitor: str | None) -> Sequence[ClickRef]:
@@ -165,18 +168,15 @@ class ClickBook:
         referrers = self._by_referrer.values() if referrer == ANY else [self._by_referrer.get(referrer, ())]
         flags = self._valid
         return [c for group in referrers for c in group
-                if c[AT] >= since and (merchant == ANY or c[MERCHANT] == merchant) and flags.get(c[EVENT_ID])]
-
-    def is_valid(self, click_event_id: str) -> bool:
-        return self._valid.get(click_event_id, False)
+                if c.occurred_at >= since and (merchant == ANY or c.merchant_shop_id == merchant) and flags.get(c.event_id)]
 
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
                 event_id: str, out: list[Entry]) -> None:
         """Post the difference between what the click earns now and what was posted for it."""
         terms = click_terms(click, valid, agreement)
-        subject = self._subjects.get(click[EVENT_ID])
+        subject = self._subjects.get(click.event_id)
         if subject is None:
             if terms is None:
                 return
-            subject = self._subjects[click[EVENT_ID]] = Subject(f"click:{click[EVENT_ID]}", click[AT])
+            subject = self._subjects[click.event_id] = Subject(f"click:{click.event_id}", click.occurred_at)
         postings.set_terms(subject, terms, event_id, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ledger.attribution import ClickConsidered
+from refledger.ledger.attribution import ClickConsidered
 
 
 class AttributionDecision(NamedTuple):

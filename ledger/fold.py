@@ -15,21 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.agreements import AgreementBook
-from ledger.clicks import ClickBook, ClickRef, click_ref
-from ledger.decisions import AttributionDecision
-from ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
-from ledger.events import (
-    CONFLICTING_DUPLICATE, DUPLICATE_ORDER, PAYOUT_EXCEEDS_PAYABLE, SCHEMA_INVALID, SHOP_MISMATCH, UNKNOWN_SHOP,
+from refledger.ledger.agreements import AgreementBook
+from refledger.ledger.clicks import ClickBook, ClickRef, click_ref
+from refledger.ledger.decisions import AttributionDecision
+from refledger.ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
+from refledger.ledger.events import (
+    CONFLICTING_DUPLICATE, DUPLICATE_ORDER, PAYOUT_EXCEEDS_PAYABLE, SCHEMA_INVALID,
     Adjustment, Agreement, BadRecord, Click, Event, Member, Order, Payout, Refund, Settlement, View, parse_event,
 )
-from ledger.checks import check_event
-from ledger.explain import explain
-from ledger.journal import Journal
-from ledger.membership import Membership
-from ledger.orders import OrderBook, OrderSubject, ParkedRefund, apply_refunds, reprice
-from ledger.settlement import settle_period
-from ledger.subjects import Postings
+from refledger.ledger.checks import check_event
+from refledger.ledger.journal import Journal
+from refledger.ledger.membership import Membership
+from refledger.ledger.orders import OrderBook, OrderSubject, ParkedRefund, apply_refunds, reprice
+from refledger.ledger.settlement import settle_period
+from refledger.ledger.subjects import Postings
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +51,11 @@ SKIPPED = FoldOutcome(skipped=True)
 PARKED = FoldOutcome(parked=True)
 
 
-def _fingerprint(ev: Event):
-    """What is remembered of a folded event to tell a re-delivery from a conflict.
-
-    A click is remembered as a plain tuple of its fields (cheap to keep by the
-    million), a view only as being one (it changes nothing); other events are
-    kept as they are (the fold holds them anyway). ``_fast_traffic`` builds the
-    same fingerprints straight from the record.
-    """
-    if ev.type == "view":
-        return _VIEW
-    if ev.type == "click":
-        return ("click", ev.occurred_at, ev.shop_id, ev.visitor_id, ev.referrer_shop_id, ev.merchant_shop_id,
-                ev.placement_id)
-    return ev
+def _remembered(ev: Event):
+    """What is remembered of a folded event to tell a re-delivery from a conflict: the event
+    itself (a click is a named tuple of its fields, cheap to keep by the million), or for a
+    view only that it was one (it changes nothing)."""
+    return _VIEW if ev.type == "view" else ev
 
 
 def _quarantined(reason: str, detail: str) -> FoldOutcome:
@@ -104,75 +94,33 @@ class PartitionFold:
     def parked_refunds(self) -> tuple[ParkedRefund, ...]:
         return self.orders.parked()
 
-    def explain_order(self, merchant_shop_id: str, order_id: str) -> dict | None:
-        return explain(self, merchant_shop_id, order_id)
-
     # -- folding -----------------------------------------------------------------------------
 
     def apply(self, record: dict) -> FoldOutcome:
         """Fold one record. Never raises for bad data: bad data is a quarantine reason."""
-        if type(record) is dict:
-            kind = record.get("type")
-            if kind == "view" or kind == "click":
-                outcome = self._fast_traffic(record, kind)
-                if outcome is not None:
-                    return outcome
         try:
             ev = parse_event(record)
         except BadRecord as exc:
             return _quarantined(SCHEMA_INVALID, str(exc))
+        return self.apply_event(ev)
+
+    def apply_event(self, ev: Event) -> FoldOutcome:
+        """Fold one event: the duplicate checks, the SPEC §4 checks, then the rules of its type.
+
+        For callers that hold events already (the consumer builds views and clicks
+        from the fields its reader found, without a record)."""
         event_id = ev.event_id
+        remembered = _remembered(ev)
         prior = self._seen.get(event_id, _UNSEEN)
         if prior is not _UNSEEN:
-            if prior == _fingerprint(ev):
+            if prior == remembered:
                 return SKIPPED
             return _quarantined(CONFLICTING_DUPLICATE, f"event id {event_id} was already folded with other content")
-        self._seen[event_id] = _fingerprint(ev)
+        self._seen[event_id] = remembered
         problem = check_event(ev, self.membership.known_shops.__contains__)
         if problem is not None:
             return _quarantined(*problem)
         return self._handlers[ev.type](ev)
-
-    def _fast_traffic(self, record: dict, kind: str) -> FoldOutcome | None:
-        """Views and clicks, the bulk of the traffic, without building event objects.
-
-        The same checks, in the same order, as ``parse_event`` + ``check_event``;
-        None when the record is malformed (the general path then quarantines it).
-        """
-        payload = record.get(kind)
-        if type(payload) is not dict:
-            return None
-        event_id, at, shop, visitor = (record.get("event_id"), record.get("occurred_at"), record.get("shop_id"),
-                                       record.get("visitor_id"))
-        referrer, merchant = payload.get("referrer_shop_id"), payload.get("merchant_shop_id")
-        if not (type(event_id) is str and type(at) is int and type(shop) is str and type(referrer) is str
-                and type(merchant) is str and (visitor is None or type(visitor) is str)):
-            return None
-        return self.apply_traffic(kind, event_id, at, shop, visitor, referrer, merchant, payload.get("placement_id"))
-
-    def apply_traffic(self, kind: str, event_id: str, at: int, shop: str, visitor: str | None, referrer: str,
-                      merchant: str, placement: str | None) -> FoldOutcome:
-        """Fold a view or click given as its fields: exactly what ``apply`` does with its record.
-
-        For callers that hold the fields already (the consumer's fold process
-        gets them this way, without a record to decode).
-        """
-        fingerprint = _VIEW if kind == "view" else ("click", at, shop, visitor, referrer, merchant, placement)
-        prior = self._seen.get(event_id, _UNSEEN)
-        if prior is not _UNSEEN:
-            if prior == fingerprint:
-                return SKIPPED
-            return _quarantined(CONFLICTING_DUPLICATE, f"event id {event_id} was already folded with other content")
-        self._seen[event_id] = fingerprint
-        if shop != referrer:
-            return _quarantined(SHOP_MISMATCH, f"a {kind} must be emitted by {referrer!r}, not {shop!r}")
-        known = self.membership.known_shops
-        for name in (shop, merchant):
-            if name not in known:
-                return _quarantined(UNKNOWN_SHOP, f"{name!r} has not been made a member earlier in the log")
-        if kind == "view":
-            return NOTHING
-        return self._fold_click((at, event_id, referrer, merchant, visitor))
 
     # -- shop events -------------------------------------------------------------------------
 
@@ -180,15 +128,15 @@ class PartitionFold:
         return NOTHING
 
     def _base_ok(self, click: ClickRef) -> bool:
-        at, _event_id, referrer, merchant, _visitor = click
-        return referrer != merchant and self.membership.is_active(referrer, at)
+        referrer = click.referrer_shop_id
+        return referrer != click.merchant_shop_id and self.membership.is_active(referrer, click.occurred_at)
 
     def _revalue_clicks(self, changed: list[tuple[ClickRef, bool]], event_id: str, out: list[Entry]) -> None:
         resolve = self.agreements.resolve
         if len(changed) > 1:
             changed = sorted(changed)
         for click, valid in changed:
-            agreement = resolve(click[3], click[2], click[0]) if valid else None
+            agreement = resolve(click.merchant_shop_id, click.referrer_shop_id, click.occurred_at) if valid else None
             self.clicks.revalue(click, valid, agreement, self.postings, event_id, out)
 
     def _reprice(self, orders: list[OrderSubject], event_id: str, out: list[Entry]) -> list[AttributionDecision]:
@@ -223,7 +171,6 @@ class PartitionFold:
             problem = subject.refund_problem(refund)
             if problem is not None:
                 late.append((refund.event_id, problem[0]))
-                subject.log_refund(refund, f"quarantined: {problem[0]}")
                 continue
             subject.accept(refund)
             apply_refunds(subject, self.postings, order.event_id, out, refund, qualifier=refund.event_id)

@@ -2,15 +2,14 @@
 
 A posting (one transaction) is a list of legs summing to zero per currency;
 ``post`` gives each leg its entry id, sequence number and chain hash, and
-keeps two read-side indexes the fold needs: entries per order (for
-``explain``) and the payable balance per (merchant, referrer, currency) (for
-the payout check).
+keeps the one balance the fold needs: payable per (merchant, referrer,
+currency), for the payout check.
 """
 
 from __future__ import annotations
 
-from ledger.chain import GENESIS, canonical_values, chain_hash
-from ledger.entries import EARNED_PAYABLE, Basis, Entry, Leg, make_entry_id, make_txn_id
+from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
+from refledger.ledger.entries import EARNED_PAYABLE, Basis, Entry, Leg, make_entry_id, make_txn_id
 
 _new = tuple.__new__  # an Entry from a tuple of its fields, without the named tuple's Python-level __new__
 
@@ -18,14 +17,11 @@ _new = tuple.__new__  # an Entry from a tuple of its fields, without the named t
 class Journal:
     """Entries of one partition, in chain order (only the head and indexes are kept)."""
 
-    __slots__ = ("head", "seq", "_by_subject", "_payable")
+    __slots__ = ("head", "seq", "_payable")
 
     def __init__(self):
         self.head = GENESIS
         self.seq = 0
-        # Per order subject, its entries (tuples of strings and ints, which the garbage
-        # collector stops walking).
-        self._by_subject: dict[str, tuple[Entry, ...]] = {}
         self._payable: dict[tuple[str, str, str], int] = {}
 
     def post(self, event_id: str, subject: str, role: str, legs: tuple[Leg, ...], basis: Basis,
@@ -42,14 +38,8 @@ class Journal:
             if account == EARNED_PAYABLE:
                 key = (counterparty, shop, currency)
                 self._payable[key] = self._payable.get(key, 0) + amount
-        if subject.startswith("order:"):
-            self._by_subject[subject] = self._by_subject.get(subject, ()) + tuple(sealed)
         return sealed
 
     def payable_owed(self, merchant: str, referrer: str, currency: str) -> int:
         """What ``merchant`` owes ``referrer`` as payable in ``currency``, after payouts."""
         return self._payable.get((merchant, referrer, currency), 0)
-
-    def entries_for(self, subject: str) -> tuple[Entry, ...]:
-        """Every entry posted for an order subject (``order:<merchant>:<order_id>``)."""
-        return self._by_subject.get(subject, ())

@@ -2,7 +2,7 @@
 
 Two different questions, kept apart on purpose:
 
-* ``knows(shop)`` — has the shop ever been made a member *earlier in this
+* ``known_shops`` — has the shop ever been made a member *earlier in this
   partition's log* (whatever its status or the member event's time)? This is
   the SPEC §4 ``unknown_shop`` rule, so it follows log order.
 * ``status_at(shop, t)`` — the status set by the shop's latest ``member``
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from ledger.events import Member
+from refledger.ledger.events import Member
 
 
 class _Timeline:
@@ -45,9 +45,6 @@ class Membership:
     def __init__(self):
         self._known: set[str] = set()
         self._timelines: dict[str, _Timeline] = {}
-
-    def knows(self, shop: str) -> bool:
-        return shop in self._known
 
     @property
     def known_shops(self) -> set[str]:

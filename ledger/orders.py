@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ledger.agreements import AgreementBook
-from ledger.attribution import attribute_order
-from ledger.clicks import ClickBook
-from ledger.decisions import AttributionDecision
-from ledger.entries import Entry
-from ledger.events import ANY, CURRENCY_MISMATCH, REFUND_EXCEEDS_ORDER, Order, Problem, Refund
-from ledger.membership import Membership
-from ledger.pricing import price_order
-from ledger.refunds import reverse_for_refund
-from ledger.subjects import Postings, Subject, Terms
+from refledger.ledger.agreements import AgreementBook
+from refledger.ledger.attribution import attribute_order
+from refledger.ledger.clicks import ClickBook
+from refledger.ledger.decisions import AttributionDecision
+from refledger.ledger.entries import Entry
+from refledger.ledger.events import ANY, CURRENCY_MISMATCH, REFUND_EXCEEDS_ORDER, Order, Problem, Refund
+from refledger.ledger.membership import Membership
+from refledger.ledger.pricing import price_order
+from refledger.ledger.refunds import reverse_for_refund
+from refledger.ledger.subjects import Postings, Subject, Terms
 
 
 class ParkedRefund(NamedTuple):
@@ -39,24 +39,13 @@ class ParkedRefund(NamedTuple):
 class OrderSubject(Subject):
     """An order and what is posted for it."""
 
-    __slots__ = ("order", "refunded", "applied", "refund_log", "decided_by")
+    __slots__ = ("order", "refunded", "applied")
 
     def __init__(self, order: Order):
         super().__init__(f"order:{order.merchant_shop_id}:{order.order_id}", order.occurred_at)
         self.order = order
         self.refunded = 0  # Σ accepted refunds (A_k)
         self.applied = 0   # the A at which the posted reversal was computed
-        self.refund_log: list[tuple[Refund, str]] | None = None  # (refund, "applied" | "quarantined: ...")
-        self.decided_by: str | None = None  # the event that last recomputed the attribution
-
-    @property
-    def refunds(self) -> list[tuple[Refund, str]]:
-        return self.refund_log or []
-
-    def log_refund(self, refund: Refund, status: str) -> None:
-        if self.refund_log is None:
-            self.refund_log = []
-        self.refund_log.append((refund, status))
 
     def refund_problem(self, refund: Refund) -> Problem | None:
         if refund.currency != self.order.currency:
@@ -68,7 +57,6 @@ class OrderSubject(Subject):
 
     def accept(self, refund: Refund) -> None:
         self.refunded += refund.amount_minor
-        self.log_refund(refund, "applied")
 
 
 class OrderBook:
@@ -128,9 +116,6 @@ class OrderBook:
     def unpark(self, merchant: str, order_id: str) -> list[Refund]:
         return [r for _n, r in self._parked.pop((merchant, order_id), ())]
 
-    def parked_for(self, merchant: str, order_id: str) -> list[Refund]:
-        return [r for _n, r in self._parked.get((merchant, order_id), ())]
-
     def parked(self) -> tuple[ParkedRefund, ...]:
         waiting = sorted(item for group in self._parked.values() for item in group)
         return tuple(ParkedRefund(r.event_id, r.order_id, r.merchant_shop_id, r.amount_minor, r.currency)
@@ -151,10 +136,9 @@ def decide(o: OrderSubject, cause: str, clicks: ClickBook, agreements: Agreement
     terms = None
     if winner is not None:
         pricing = price_order(order, agreement)
-        _at, click_event_id, referrer = winner[0], winner[1], winner[2]
-        terms = Terms(referrer, order.merchant_shop_id, pricing.currency, pricing.commission,
+        terms = Terms(winner.referrer_shop_id, order.merchant_shop_id, pricing.currency, pricing.commission,
                       agreement.agreement_id, agreement.version, agreement.event_id, pricing.model,
-                      pricing.rate_bp, pricing.category_rates_bp, click_event_id, agreement.hold_days)
+                      pricing.rate_bp, pricing.category_rates_bp, winner.event_id, agreement.hold_days)
     decision = AttributionDecision(
         cause, order.event_id, order.order_id, order.merchant_shop_id, order.visitor_id, order.occurred_at,
         attribution.considered,
@@ -176,7 +160,6 @@ def reprice(o: OrderSubject, event_id: str, clicks: ClickBook, agreements: Agree
             membership: Membership, postings: Postings, out: list[Entry]) -> AttributionDecision:
     """Recompute the order's attribution and pricing; post the difference."""
     decision, terms = decide(o, event_id, clicks, agreements, membership)
-    o.decided_by = event_id
     if postings.set_terms(o, terms, event_id, out):
         o.applied = 0
         apply_refunds(o, postings, event_id, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.events import Agreement, Order
+from refledger.ledger.events import Agreement, Order
 
 BP = 10_000
 

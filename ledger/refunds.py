@@ -7,7 +7,7 @@ previous cumulative figure, so a full refund reverses exactly C.
 
 from __future__ import annotations
 
-from ledger.pricing import round_half_up
+from refledger.ledger.pricing import round_half_up
 
 
 def cumulative_reversal(commission: int, refunded: int, total: int) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ledger.events import DAY_MS
-from ledger.subjects import Subject
+from refledger.ledger.events import DAY_MS
+from refledger.ledger.subjects import Subject
 
 
 def settle_period(pending: Iterable[Subject], period_end: int) -> list[Subject]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.entries import CLICK, Basis, Entry, commission_legs, settle_legs
-from ledger.journal import Journal
+from refledger.ledger.entries import CLICK, Basis, Entry, commission_legs, settle_legs
+from refledger.ledger.journal import Journal
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from typing import Callable, Iterable
 
 from kafka import KafkaProducer
 
-from schemas import codec
+from refledger.producers.kafka_admin import create_topic
+from refledger.schemas import codec
+from refledger.schemas.messages import DEFAULT_TOPIC
 
-DEFAULT_TOPIC = "shop-events"
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
 
 
@@ -198,3 +200,22 @@ class AlliancePublisher:
             "adjustment_id": adjustment_id, "merchant_shop_id": merchant_shop_id,
             "referrer_shop_id": referrer_shop_id, "currency": currency, "amount_minor": amount_minor,
             "reason": reason})
+
+
+def publish_records(records: Iterable[dict], bootstrap_servers: str, topic: str = DEFAULT_TOPIC, *,
+                    partitions: int = 6, on_progress: Callable[[int], None] | None = None,
+                    every: int = 5000) -> tuple[int, int]:
+    """Publish records to ``topic`` (created with ``partitions`` if missing); returns (events,
+    Kafka messages): alliance events become one message per partition. ``on_progress(events)``
+    is called every ``every`` events and at the end."""
+    create_topic(bootstrap_servers, topic, partitions)
+    count = 0
+    with AlliancePublisher(bootstrap_servers, topic) as pub:
+        for record in records:
+            pub.publish(record)
+            count += 1
+            if on_progress is not None and count % every == 0:
+                on_progress(count)
+        if on_progress is not None:
+            on_progress(count)
+    return count, pub.sent

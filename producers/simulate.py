@@ -1,6 +1,6 @@
 """Seeded, deterministic traffic of a simulated seller alliance (卖家联盟).
 
-    from producers.simulate import SimulationConfig, simulate
+    from refledger.producers.simulate import SimulationConfig, simulate
     for record in simulate(SimulationConfig(seed=7, events=100_000)):
         ...
 

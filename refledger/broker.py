@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from refledger.kafka_admin import cluster_answers, port_open
+from refledger.producers.kafka_admin import cluster_answers, port_open
 
 KAFKA_VERSIONS = ("4.3.1", "4.3.0")
 LOG4J_VERSION = "2.25.4"

@@ -1,20 +1,72 @@
-"""The `refledger` command line: thin click commands over the library."""
+"""The `refledger` command line: thin click commands over the library.
+
+Every command is registered here. Library errors that mean "this cannot be
+done as asked" (a missing ledger, an unreadable file, no broker answering)
+become one clear line and exit status 1 at this one boundary; anything else
+is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from refledger import __version__
+from refledger.cli_archive import archive
+from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
-from replay.cli_archive import archive
-from replay.cli_audit import checkpoints, statement, verify
-from replay.cli_replay import replay
+from refledger.cli_replay import replay
+
+# (module, class): errors to report as one line. Looked up in sys.modules when one is raised,
+# so that starting the command line imports none of these modules.
+USER_ERRORS = (
+    ("refledger.store.ledger_file", "StoreError"),
+    ("refledger.store.readside", "ReadError"),
+    ("refledger.store.queries", "QueryError"),
+    ("refledger.schemas.event_files", "EventFileError"),
+    ("refledger.producers.publisher", "PublishError"),
+    ("refledger.producers.kafka_admin", "KafkaAdminError"),
+    ("refledger.schemas.archive", "ArchiveError"),
+    ("refledger.schemas.errors", "CodecError"),
+    ("refledger.replay.history", "ReplayError"),
+    ("refledger.broker", "BrokerError"),
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def user_message(exc: BaseException) -> str | None:
+    """The one line to show for a library error, or None when it is not one."""
+    for module_name, class_name in USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(exc, getattr(module, class_name)):
+            return str(exc)
+    kafka_errors = sys.modules.get("kafka.errors")
+    if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
+        if isinstance(exc, kafka_errors.NoBrokersAvailable):
+            return "no Kafka broker answers at the bootstrap servers given (is it running? see `refledger broker`)"
+        return f"Kafka: {exc}"
+    return None
+
+
+class RefledgerGroup(click.Group):
+    """A click group that turns library errors into a clear message and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+@click.group(cls=RefledgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refledger")
 def cli():
     """refledger: the commission ledger of a seller alliance.
@@ -27,8 +79,10 @@ def cli():
     """
 
 
-for command in (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-                archive, replay, verify, checkpoints, statement):
+COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
+            archive, replay, verify, checkpoints, statement)
+
+for command in COMMANDS:
     cli.add_command(command)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from refledger import broker as local_broker
+from refledger.options import format_option
 from refledger.render import emit_json, emit_table
 
 
@@ -42,7 +43,7 @@ def start(port: int, directory: Path | None, wait_s: float):
 
     Example: refledger broker start --port 9092
     """
-    info = _call(local_broker.start, port=port, directory=directory, wait_s=wait_s)
+    info = local_broker.start(port=port, directory=directory, wait_s=wait_s)
     click.echo(f"Kafka broker running on {info.bootstrap} (pid {info.pid}); logs in {info.log_file}")
 
 
@@ -56,15 +57,14 @@ def stop(port: int, directory: Path | None):
 
     Example: refledger broker stop --port 9092
     """
-    info = _call(local_broker.stop, directory, port=port)
+    info = local_broker.stop(directory, port=port)
     click.echo(f"Kafka broker on {info.bootstrap} stopped ({info.directory})")
 
 
 @broker.command()
 @port_option
 @dir_option
-@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
-              show_default=True, help="table for people, json for programs.")
+@format_option("table", "json")
 def status(port: int, directory: Path | None, fmt: str):
     """Show whether the broker runs, where, and where it logs.
 
@@ -72,16 +72,10 @@ def status(port: int, directory: Path | None, fmt: str):
 
     Example: refledger broker status --format json
     """
-    shown = _call(local_broker.status, directory, port=port).as_dict()
+    shown = local_broker.status(directory, port=port).as_dict()
     if fmt == "json":
         emit_json(shown)
     else:
         rows = [{"field": key, "value": value} for key, value in shown.items()]
         emit_table(rows, ("field", "value"), title="Kafka broker")
 
-
-def _call(function, *args, **kwargs):
-    try:
-        return function(*args, **kwargs)
-    except local_broker.BrokerError as exc:
-        raise click.ClickException(str(exc)) from exc

@@ -46,18 +46,14 @@ def demo(db, days, visitors, events, seed, port):
 
     Example: refledger demo --days 60 --visitors 1000
     """
-    from consumers.kafka_consumer import consume
-    from producers.simulate import SimulationConfig, simulate
-    from refledger.broker import BrokerError
+    from refledger.consumers.kafka_consumer import consume
+    from refledger.producers.simulate import SimulationConfig, simulate
     from refledger.cli_ledger import balances
-    from refledger.cli_pipeline import _processor, publish_records, stats
+    from refledger.cli_pipeline import _processor, publish_with_progress, stats
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = console()
-    try:
-        bootstrap = local_bootstrap(port)
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    bootstrap = local_bootstrap(port)
     topic = f"demo-{seed}-{int(time.time())}"
     path = Path(db)
     for stale in (path, path.with_name(path.name + ".wal")):
@@ -67,7 +63,7 @@ def demo(db, days, visitors, events, seed, port):
     config = SimulationConfig(seed=seed, visitors=visitors, days=days, events=events)
     size = f"{events:,} events" if events else f"{days} days of {visitors:,} visitors"
     out.print(f"[bold]1.[/bold] simulating {size} of an alliance (seed {seed}) → {topic} @ {bootstrap}")
-    events, published = publish_records(simulate(config), bootstrap, topic)
+    events, published = publish_with_progress(simulate(config), bootstrap, topic)
     out.print(f"   published {events:,} events as {published:,} Kafka messages "
               "(alliance events go to every partition)")
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 import click
 
 from refledger.options import db_option, format_option
-from refledger.queries import BALANCE_COLUMNS, MONEY_ACCOUNTS, SWAP_COLUMNS
+from refledger.store.queries import BALANCE_COLUMNS, MONEY_ACCOUNTS, SWAP_COLUMNS
 from refledger.render import console, emit, emit_json
 
 
 def _query(db, name, **params):
-    from refledger.readside import ReadError, query
+    from refledger.store import queries
+    from refledger.store.readside import query
 
-    try:
-        return query(db, name, **params)
-    except ReadError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return query(db, getattr(queries, name), **params)
 
 
 @click.command()
 @db_option
-@format_option
+@format_option()
 def balances(db, fmt):
     """Each shop's balances per currency, in minor units (SPEC §11).
 
@@ -47,7 +45,7 @@ def balances(db, fmt):
 @db_option
 @click.option("--order", "order_id", required=True, help="The order id.")
 @click.option("--merchant", default=None, help="The merchant, when several share an order id.")
-@format_option
+@format_option()
 def explain(db, order_id, merchant, fmt):
     """Why an order earned what it earned: clicks, winner, agreement, entries, refunds.
 
@@ -90,7 +88,7 @@ def explain(db, order_id, merchant, fmt):
 @click.command()
 @db_option
 @click.option("--reason", default=None, help="Only this reason code.")
-@format_option
+@format_option()
 def quarantine(db, reason, fmt):
     """Events that could not be folded, with their reason and source position.
 
@@ -102,7 +100,7 @@ def quarantine(db, reason, fmt):
 
 @click.command()
 @db_option
-@format_option
+@format_option()
 def parked(db, fmt):
     """Refunds folded before their order, waiting for it (SPEC §7).
 

@@ -14,9 +14,9 @@ from refledger.render import console, emit, emit_json, progress
 
 
 def _processor(db: str, source: str, fold_worker: bool = False):
-    from consumers.batch import LogProcessor
-    from ledger.fold import PartitionFold
-    from refledger.store import LedgerStore
+    from refledger.consumers.batch import LogProcessor
+    from refledger.ledger.fold import PartitionFold
+    from refledger.store.ledger_file import LedgerStore
 
     store = LedgerStore(db)
     return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker)
@@ -32,7 +32,7 @@ def _summary_table(summary: dict, title: str) -> None:
 @bootstrap_option
 @topic_option
 @click.option("--partitions", default=6, show_default=True, help="Partitions when the topic must be created.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 def produce(files, bootstrap_servers, topic, partitions, fmt):
     """Publish JSON Lines or Avro container event files to Kafka as Avro.
 
@@ -43,30 +43,27 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
 
     Example: refledger produce alliance.jsonl --bootstrap-servers 127.0.0.1:9092
     """
-    from producers.files import EventFileError, read_records
-    from producers.publisher import AlliancePublisher, PublishError
-    from refledger.kafka_admin import create_topic
+    from refledger.schemas.event_files import read_records
+    from refledger.producers.kafka_admin import create_topic
+    from refledger.producers.publisher import AlliancePublisher
 
     create_topic(bootstrap_servers, topic, partitions)
     rejected = []
     published = 0
     started = time.monotonic()
-    try:
-        with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
-            task = bar.add_task("publishing", total=None, rate="")
-            for path in files:
-                for position, record, error in read_records(path):
-                    if error:
-                        rejected.append({"position": position, "error": error})
-                        continue
-                    pub.publish(record)
-                    published += 1
-                    if published % 2000 == 0:
-                        bar.update(task, completed=published,
-                                   rate=f"{published / (time.monotonic() - started):,.0f} ev/s")
-            bar.update(task, completed=published)
-    except (EventFileError, PublishError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
+        task = bar.add_task("publishing", total=None, rate="")
+        for path in files:
+            for position, record, error in read_records(path):
+                if error:
+                    rejected.append({"position": position, "error": error})
+                    continue
+                pub.publish(record)
+                published += 1
+                if published % 2000 == 0:
+                    bar.update(task, completed=published,
+                               rate=f"{published / (time.monotonic() - started):,.0f} ev/s")
+        bar.update(task, completed=published)
     seconds = time.monotonic() - started
     summary = {"published": published, "rejected": len(rejected),
                "events_per_second": int(published / seconds) if seconds else 0}
@@ -98,7 +95,8 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic)
 
     Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
     """
-    from producers.simulate import SimulationConfig, simulate as generate
+    from refledger.schemas.event_files import write_event_file
+    from refledger.producers.simulate import SimulationConfig, simulate as generate
 
     if not out and not bootstrap_servers:
         raise click.UsageError("give --out FILE or --bootstrap-servers")
@@ -107,45 +105,22 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic)
         count = write_event_file(generate(cfg), Path(out))
         click.echo(f"wrote {count:,} events to {out}")
     else:
-        count, messages = publish_records(generate(cfg), bootstrap_servers, topic)
+        count, messages = publish_with_progress(generate(cfg), bootstrap_servers, topic)
         click.echo(f"published {count:,} events to {topic} as {messages:,} Kafka messages")
 
 
-def write_event_file(records, path: Path) -> int:
-    from schemas import codec
+def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[int, int]:
+    """`publish_records` with a progress bar on the terminal."""
+    from refledger.producers.publisher import publish_records
 
-    if path.suffix == ".avro":
-        records = list(records)
-        codec.write_container(path, records)
-        return len(records)
-    count = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(codec.record_to_json_line(record) + "\n")
-            count += 1
-    return count
-
-
-def publish_records(records, bootstrap_servers: str, topic: str, partitions: int = 6) -> tuple[int, int]:
-    """Publish records; returns (events, Kafka messages): alliance events become one message per partition."""
-    from producers.publisher import AlliancePublisher, PublishError
-    from refledger.kafka_admin import create_topic
-
-    create_topic(bootstrap_servers, topic, partitions)
-    count = 0
     started = time.monotonic()
-    try:
-        with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
-            task = bar.add_task("publishing", total=None, rate="")
-            for record in records:
-                pub.publish(record)
-                count += 1
-                if count % 5000 == 0:
-                    bar.update(task, completed=count, rate=f"{count / (time.monotonic() - started):,.0f} ev/s")
-            bar.update(task, completed=count)
-    except PublishError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return count, pub.sent
+    with progress() as bar:
+        task = bar.add_task("publishing", total=None, rate="")
+
+        def show(count: int) -> None:
+            bar.update(task, completed=count, rate=f"{count / max(time.monotonic() - started, 1e-6):,.0f} ev/s")
+
+        return publish_records(records, bootstrap_servers, topic, on_progress=show)
 
 
 @click.command()
@@ -159,7 +134,7 @@ def publish_records(records, bootstrap_servers: str, topic: str, partitions: int
 @click.option("--instance-id", default=None,
               help="Static group membership: a restarted consumer with the same id takes its partitions back "
                    "at once instead of waiting for the session to time out.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
@@ -171,22 +146,17 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 
     Example: refledger consume --bootstrap-servers 127.0.0.1:9092 --db ledger.duckdb --until-idle 10
     """
-    from consumers.kafka_consumer import consume as run_consume
-    from refledger.readside import ReadServer
-    from refledger.store import StoreError
+    from refledger.consumers.kafka_consumer import consume as run_consume
+    from refledger.reads import READ_QUERIES
+    from refledger.store.readside import ReadServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    store, processor = _processor(db, f"kafka:{topic}", fold_worker=True)
     try:
-        store, processor = _processor(db, f"kafka:{topic}", fold_worker=True)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
-        with ReadServer(db, store.con):
+        with ReadServer(db, store.con, READ_QUERIES):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
                                   until_idle=until_idle, members=members, instance_id=instance_id)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         processor.close()
         store.close()
@@ -201,7 +171,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 @db_option
 @click.option("--partition", default=0, show_default=True,
               help="The partition these files form (to mirror one Kafka partition's log).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("table", "json")
 def ingest(files, db, partition, fmt):
     """Fold JSON Lines or Avro event files into the ledger, without Kafka.
 
@@ -212,14 +182,10 @@ def ingest(files, db, partition, fmt):
 
     Example: refledger ingest baby-care.jsonl --db baby-care.duckdb
     """
-    from consumers.ingest import ingest_archive, ingest_files
-    from producers.files import EventFileError
-    from refledger.store import StoreError
+    from refledger.consumers.ingest import ingest_archive, ingest_files
+    from refledger.schemas.event_files import EventFileError
 
-    try:
-        store, processor = _processor(db, "ingest")
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+    store, processor = _processor(db, "ingest")
     try:
         with progress() as bar:
             task = bar.add_task("ingesting", total=None, rate="")
@@ -233,8 +199,6 @@ def ingest(files, db, partition, fmt):
                 summary = ingest_archive(archives[0], processor, on_batch=tick)
             else:
                 summary = ingest_files(files, processor, partition=partition, on_batch=tick)
-    except (EventFileError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
     if fmt == "json":
@@ -245,18 +209,16 @@ def ingest(files, db, partition, fmt):
 
 @click.command()
 @db_option
-@format_option
+@format_option()
 def stats(db, fmt):
     """What arrived: distinct events, skipped duplicates, quarantined, positions.
 
     Example: refledger stats --db ledger.duckdb --format json
     """
-    from refledger.readside import ReadError, query
+    from refledger.store.queries import stats as stats_query
+    from refledger.store.readside import query
 
-    try:
-        result = query(db, "stats")
-    except ReadError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = query(db, stats_query)
     if fmt == "json":
         emit_json(result)
         return

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from consumers.ledger_rows import ENTRY_COLUMNS
-from ledger.entries import CREDIT_ACCOUNTS
+from refledger.store.columns import ENTRY_COLUMNS
+from refledger.ledger.entries import CREDIT_ACCOUNTS
 
 ENTRY_FIELDS = tuple(name for name, _ in ENTRY_COLUMNS)
 _COLS = ", ".join(f'"{c}"' for c in ENTRY_FIELDS)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from consumers.batch import AVRO, JSON, Message
+from refledger.schemas.messages import AVRO, JSON, Message
 
 POLL_MAX_RECORDS = 5000
 IDLE_TIMEOUT_S = 60.0
@@ -58,7 +58,7 @@ Upto = dict[tuple[str, int], int]
 def archive_topics(path: str | Path, topic: str | None = None) -> list[tuple[Path, str]]:
     """The (archive directory, topic) pairs under `path`: the `--out` directory of
     `refledger archive` (one sub-directory per topic) or one topic's directory."""
-    from replay.archive import archive_partitions
+    from refledger.schemas.archive import archive_partitions
 
     path = Path(path)
     if not path.is_dir():
@@ -76,7 +76,7 @@ def archive_topics(path: str | Path, topic: str | None = None) -> list[tuple[Pat
 
 def archive_history(out_dir: Path, topic: str, upto: Upto, first: Upto) -> Iterator[LogRead]:
     """Every archived partition of `topic`, ascending, each up to its `upto` offset."""
-    from replay.archive import ArchiveError, archive_partitions, read_partition
+    from refledger.schemas.archive import ArchiveError, archive_partitions, read_partition
 
     try:
         for partition in archive_partitions(out_dir, topic):
@@ -206,8 +206,8 @@ def until_prefix(reads: Iterable[LogRead], until_ms: int) -> Iterator[LogRead]:
 
 
 def _occurred_at(msg: Message) -> int | None:
-    from consumers.batch import decode_message
-    from schemas import codec
+    from refledger.schemas.messages import decode_message
+    from refledger.schemas import codec
 
     try:
         return decode_message(msg)["occurred_at"]

@@ -40,14 +40,14 @@ from typing import Callable, Iterable, Iterator
 
 import duckdb
 
-from consumers.batch import BatchCounts, LogProcessor
-from consumers.fold_worker import folding_collector
-from consumers.ingest import INGEST_TOPIC
-from replay.compare import Comparison, compare
-from replay.history import (
+from refledger.consumers.batch import BatchCounts, LogProcessor
+from refledger.consumers.folding import folding_collector
+from refledger.consumers.ingest import INGEST_TOPIC
+from refledger.replay.compare import Comparison, compare
+from refledger.replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
-from replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
-from replay.whatif import WhatIf, read_agreements
+from refledger.replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
+from refledger.replay.whatif import WhatIf, read_agreements
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
@@ -90,7 +90,7 @@ class ReplayReport:
         return int(self.counts.events_read / self.fold_seconds) if self.fold_seconds > 0 else 0
 
     def as_dict(self) -> dict:
-        from schemas import codec
+        from refledger.schemas import codec
 
         return {
             "ledger": self.ledger, "mode": self.mode, "source": self.source, "topics": list(self.topics),
@@ -173,8 +173,8 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
-    from ledger.fold import PartitionFold
-    from refledger.store import LedgerStore, StoreError
+    from refledger.ledger.fold import PartitionFold
+    from refledger.store.ledger_file import LedgerStore, StoreError
 
     try:
         store = LedgerStore(path)
@@ -187,7 +187,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
             for chunk in _chunks((read.message for read in reads), batch_size):
                 batch = processor.process(chunk)
                 processor.commit(batch)
-                counts.add(batch)
+                counts.add(batch.write)
                 settle()
                 if on_progress:
                     on_progress(counts.events_read)
@@ -256,7 +256,7 @@ def _ledger_topic(topics: list[str], where: str) -> str:
 
 
 def _stored_agreements(con) -> list[dict]:
-    from schemas import codec
+    from refledger.schemas import codec
 
     rows = con.execute("SELECT DISTINCT avro FROM live_events WHERE type = 'agreement'").fetchall()
     return [codec.decode(avro) for (avro,) in rows]
@@ -264,7 +264,7 @@ def _stored_agreements(con) -> list[dict]:
 
 def _read_rebuilt(path: Path, what_if_positions: set[str]) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
     """The rebuilt ledger's balances, and the what-if events its fold quarantined."""
-    from refledger.queries import balances
+    from refledger.store.queries import balances
 
     rebuilt = duckdb.connect(str(path), read_only=True)
     try:

@@ -15,7 +15,7 @@ Two ways in, the same tables out (`live_entries`, `live_events`,
 * no process holds the file: it is opened read-only and each table streams
   across as Arrow batches;
 * `consume` holds it: the same SELECTs run in the consumer, page by page, over
-  its read socket (`refledger.readside`, queries `snapshot_head` and
+  its read socket (`refledger.store.readside`, queries `snapshot_head` and
   `snapshot_page`). While a consumer starts or stops, reads are retried for
   up to `wait` seconds before the ledger is reported unreadable.
 
@@ -31,9 +31,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from consumers.ledger_rows import ENTRY_COLUMNS
-from refledger import queries
-from replay.history import ReplayError
+from refledger.store.columns import ENTRY_COLUMNS
+from refledger.store import queries
+from refledger.replay.history import ReplayError
 
 PAGE_ROWS = 20_000
 
@@ -143,14 +143,14 @@ def _copy_from_file(live, con, with_values: bool) -> dict:
 
 
 def _copy_through_socket(db, con, with_values: bool, wait: float) -> dict:
-    from refledger.readside import ReadError, query
+    from refledger.store.readside import ReadError, query
 
     try:
-        head = query(db, "snapshot_head", wait=wait)
+        head = query(db, queries.snapshot_head, wait=wait)
         for table, target, schema in TABLES:
             after = -1
             while True:
-                rows = query(db, "snapshot_page", wait=wait, table=table, batch_id=head["batch_id"],
+                rows = query(db, queries.snapshot_page, wait=wait, table=table, batch_id=head["batch_id"],
                              after_rowid=after, limit=PAGE_ROWS, with_values=with_values)
                 if not rows:
                     break

@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ledger.chain import GENESIS, canonical_values, chain_hash
-from ledger.entries import CLICK, CREDIT_ACCOUNTS
-from refledger.queries import checkpoints
+from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
+from refledger.ledger.entries import CLICK, CREDIT_ACCOUNTS
+from refledger.store.queries import checkpoints
 
 HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
           "amount", "subject", "role", "agreement_id", "agreement_version", "model", "rate_bp",
@@ -132,7 +132,7 @@ def check_accounted(con) -> list[Problem]:
 
 def check_bulk(con) -> list[Problem]:
     """The fold's totals against the independent SQL recomputation (a ledger without entries: nothing to check)."""
-    from replay.bulk import compare
+    from refledger.replay.bulk import compare
 
     [(has_entries,)] = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'entries' AND NOT temporary").fetchall()

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from consumers.batch import JSON, Message, decode_message
-from replay.history import LogRead, ReplayError
-from schemas import codec
+from refledger.schemas.messages import JSON, Message, decode_message
+from refledger.replay.history import LogRead, ReplayError
+from refledger.schemas import codec
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import fastavro
 
-from schemas import codec
-from schemas.versions import strip_logical_types
+from refledger.schemas import codec
+from refledger.schemas.versions import strip_logical_types
 
 CLICK = {
     "event_id": "c-000123", "type": "click", "occurred_at": 1793527200000, "alliance_id": "baby-care",

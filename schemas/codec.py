@@ -31,13 +31,13 @@ from pathlib import Path
 
 import fastavro
 
-from schemas.conform import ConverterOptions, TimeForm, compile_converter
-from schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
-from schemas.jsonform import record_to_json_object
-from schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
-from schemas.timestamps import format_utc_millis, parse_utc_millis
-from schemas.traffic import read_purchase, read_traffic
-from schemas.versions import SchemaVersion, load_versions, strip_logical_types
+from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter
+from refledger.schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
+from refledger.schemas.jsonform import record_to_json_object
+from refledger.schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
+from refledger.schemas.timestamps import format_utc_millis, parse_utc_millis
+from refledger.schemas.traffic import read_purchase, read_traffic
+from refledger.schemas.versions import SchemaVersion, load_versions, strip_logical_types
 
 __all__ = [
     "canonical_message",

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from schemas.errors import invalid
-from schemas.fingerprint import fullname
-from schemas.timestamps import parse_utc_millis
+from refledger.schemas.errors import invalid
+from refledger.schemas.fingerprint import fullname
+from refledger.schemas.timestamps import parse_utc_millis
 
 Converter = Callable[[object], object]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from schemas.timestamps import format_utc_millis
+from refledger.schemas.timestamps import format_utc_millis
 
 ENVELOPE_FIELDS = ("event_id", "type", "occurred_at", "alliance_id", "shop_id", "visitor_id")
 AGREEMENT_NULLABLE_FIELDS = frozenset({"rate_bp", "amount_minor", "currency"})

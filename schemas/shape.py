@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from schemas.errors import invalid
-from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+from refledger.schemas.errors import invalid
+from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 
 PAYLOAD_TYPES = (
     "view", "click", "order", "refund", "member", "agreement", "settlement", "payout", "adjustment",

@@ -19,52 +19,15 @@ answers.
 
 from __future__ import annotations
 
-from schemas.shape import EVENT_ID_MAX_CHARS
-from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+from refledger.schemas.binary import read_int, read_long, read_string
+from refledger.schemas.shape import EVENT_ID_MAX_CHARS
+from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 
 HEADER_SIZE = 10
 _KINDS = ("view", "click")  # the first two symbols of the EventType enum
 _NULL_BRANCHES = bytes(7)   # order … adjustment: union branch 0 (null), one byte each
 _ORDER, _REFUND = 4, 6      # the EventType symbols order (2) and refund (3), zig-zag encoded
 _ALLIANCE_NULLS = bytes(5)  # member … adjustment: null
-_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def read_long(b: bytes, i: int) -> tuple[int, int]:
-    """The zig-zag varint at b[i] (an Avro int or long) and the index after it."""
-    x = b[i]
-    if x < 0x80:
-        return (x >> 1) ^ -(x & 1), i + 1
-    n, shift = x & 0x7F, 7
-    while True:
-        i += 1
-        x = b[i]
-        n |= (x & 0x7F) << shift
-        if x < 0x80:
-            return (n >> 1) ^ -(n & 1), i + 1
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _text(b: bytes, i: int) -> tuple[str, int]:
-    n, i = read_long(b, i)
-    end = i + n
-    if n < 0 or end > len(b):
-        raise ValueError("string runs past the message")
-    return b[i:end].decode("utf-8"), end
-
-
-def _string(b: bytes, i: int) -> tuple[str, int]:
-    """The string at b[i] and the index after it (one-byte lengths read inline)."""
-    x = b[i]
-    if x < 0x80 and not x & 1:
-        end = i + 1 + (x >> 1)
-        if end > len(b):
-            raise ValueError("string runs past the message")
-        return b[i + 1:end].decode("utf-8"), end
-    return _text(b, i)
 
 
 def _signature(b: bytes, i: int) -> tuple[str | None, int]:
@@ -73,15 +36,7 @@ def _signature(b: bytes, i: int) -> tuple[str | None, int]:
         return None, i + 1
     if b[i] != 2:
         raise ValueError("bad union branch for signature")
-    return _string(b, i + 1)
-
-
-def _long(b: bytes, i: int) -> tuple[int, int]:
-    """An Avro long: the varint at b[i], refused when it is out of the 64-bit range."""
-    n, i = read_long(b, i)
-    if not _LONG_MIN <= n <= _LONG_MAX:
-        raise ValueError("long out of range")
-    return n, i
+    return read_string(b, i + 1)
 
 
 def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None:
@@ -91,41 +46,18 @@ def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None
     without building a record."""
     if len(data) < HEADER_SIZE + 12 or data[2:HEADER_SIZE] != current_fingerprint or data[:2] != b"\xc3\x01":
         return None
-    # Strings shorter than 64 bytes (nearly all ids) have a one-byte length; the rest go through _text.
     try:
-        i = HEADER_SIZE
-        x = data[i]
-        if x < 0x80:
-            i += 1 + (x >> 1)
-            event_id = data[HEADER_SIZE + 1:i].decode()
-        else:
-            event_id, i = _text(data, i)
+        event_id, i = read_string(data, HEADER_SIZE)
         kind = data[i]
         if kind != 0 and kind != 2:   # view (0) or click (1), zig-zag encoded
             return None
         kind >>= 1
         occurred_at, i = read_long(data, i + 1)
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            alliance_id = data[start:i].decode()
-        else:
-            alliance_id, i = _text(data, i)
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            shop_id = data[start:i].decode()
-        else:
-            shop_id, i = _text(data, i)
+        alliance_id, i = read_string(data, i)
+        shop_id, i = read_string(data, i)
         if data[i] != 2:              # visitor_id: branch 1 (string); null breaks a shape rule
             return None
-        i += 1
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            visitor_id = data[start:i].decode()
-        else:
-            visitor_id, i = _text(data, i)
+        visitor_id, i = read_string(data, i + 1)
         # view, click: the one of this type is branch 1 (a record), the other branch 0 (null)
         if kind:
             if data[i] != 0 or data[i + 1] != 2:
@@ -135,24 +67,9 @@ def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None
             if data[i] != 2:
                 return None
             i += 1
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            referrer = data[start:i].decode()
-        else:
-            referrer, i = _text(data, i)
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            merchant = data[start:i].decode()
-        else:
-            merchant, i = _text(data, i)
-        x = data[i]
-        if x < 0x80:
-            start, i = i + 1, i + 1 + (x >> 1)
-            placement = data[start:i].decode()
-        else:
-            placement, i = _text(data, i)
+        referrer, i = read_string(data, i)
+        merchant, i = read_string(data, i)
+        placement, i = read_string(data, i)
         if not kind:
             if data[i] != 0:
                 return None
@@ -195,38 +112,36 @@ def read_purchase(data: bytes, current_fingerprint: bytes) -> dict | None:
     if len(data) < HEADER_SIZE + 16 or data[2:HEADER_SIZE] != current_fingerprint or data[:2] != b"\xc3\x01":
         return None
     try:
-        event_id, i = _string(data, HEADER_SIZE)
+        event_id, i = read_string(data, HEADER_SIZE)
         kind = data[i]
         if kind != _ORDER and kind != _REFUND:
             return None
-        occurred_at, i = _long(data, i + 1)
-        alliance_id, i = _string(data, i)
-        shop_id, i = _string(data, i)
+        occurred_at, i = read_long(data, i + 1)
+        alliance_id, i = read_string(data, i)
+        shop_id, i = read_string(data, i)
         if data[i] != 2:              # visitor_id: branch 1 (string); null breaks a shape rule
             return None
-        visitor_id, i = _string(data, i + 1)
+        visitor_id, i = read_string(data, i + 1)
         if kind == _ORDER:
             if data[i:i + 3] != b"\x00\x00\x02":   # view, click null; order branch 1
                 return None
-            order_id, i = _string(data, i + 3)
-            merchant, i = _string(data, i)
-            currency, i = _string(data, i)
+            order_id, i = read_string(data, i + 3)
+            merchant, i = read_string(data, i)
+            currency, i = read_string(data, i)
             count, i = read_long(data, i)
             if count <= 0:            # no lines, or a block with its byte size: the general path
                 return None
             lines = []
             for _ in range(count):
-                sku, i = _string(data, i)
-                category, i = _string(data, i)
-                quantity, i = read_long(data, i)
-                unit_price, i = _long(data, i)
-                if not _INT_MIN <= quantity <= _INT_MAX:
-                    return None
+                sku, i = read_string(data, i)
+                category, i = read_string(data, i)
+                quantity, i = read_int(data, i)
+                unit_price, i = read_long(data, i)
                 lines.append({"sku": sku, "category": category, "quantity": quantity,
                               "unit_price_minor": unit_price})
             if data[i] != 0:          # the lines end after one block
                 return None
-            total, i = _long(data, i + 1)
+            total, i = read_long(data, i + 1)
             if data[i] != 0:          # refund null
                 return None
             i += 1
@@ -236,11 +151,11 @@ def read_purchase(data: bytes, current_fingerprint: bytes) -> dict | None:
         else:
             if data[i:i + 4] != b"\x00\x00\x00\x02":  # view, click, order null; refund branch 1
                 return None
-            order_id, i = _string(data, i + 4)
-            refund_id, i = _string(data, i)
-            merchant, i = _string(data, i)
-            currency, i = _string(data, i)
-            amount, i = _long(data, i)
+            order_id, i = read_string(data, i + 4)
+            refund_id, i = read_string(data, i)
+            merchant, i = read_string(data, i)
+            currency, i = read_string(data, i)
+            amount, i = read_long(data, i)
             name = "refund"
             payload = {"order_id": order_id, "refund_id": refund_id, "merchant_shop_id": merchant,
                        "currency": currency, "amount_minor": amount}

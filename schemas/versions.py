@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.fingerprint import NAMED_KINDS, PRIMITIVES, fingerprint, fullname, parsing_canonical_form
+from refledger.schemas.fingerprint import NAMED_KINDS, PRIMITIVES, fingerprint, fullname, parsing_canonical_form
 
 SCHEMA_ROOT = Path(__file__).resolve().parent
 ENVELOPE_NAME = "refledger.events.Event"

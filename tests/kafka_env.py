@@ -26,7 +26,7 @@ from typing import Iterator
 import pytest
 
 from refledger import broker
-from refledger.kafka_admin import KafkaAdminError, create_topic, wait_until_ready
+from refledger.producers.kafka_admin import KafkaAdminError, create_topic, wait_until_ready
 
 KAFKA_IMAGE = "apache/kafka:4.3.1"
 DOCKER_PING_TIMEOUT_S = 2

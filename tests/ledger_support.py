@@ -11,8 +11,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ledger.balances import balances
-from ledger.fold import PartitionFold
+from refledger.ledger.balances import balances
+from refledger.ledger.fold import PartitionFold
 
 from tests.scenario_files import SCENARIOS
 TIME_FIELDS = {"agreement": ("effective_from",), "settlement": ("period_end",)}
@@ -142,3 +142,12 @@ class Alliance:
         return self._event("adjustment", at, "alliance", None, {
             "adjustment_id": adjustment_id, "merchant_shop_id": merchant, "referrer_shop_id": referrer,
             "currency": currency, "amount_minor": amount, "reason": reason}, event_id)
+
+
+class ExplodingFold(PartitionFold):
+    """A fold with a bug: the child must report it, not hang or write half a batch."""
+
+    def apply(self, record):
+        if record["type"] == "order":
+            raise ZeroDivisionError("a bug in the fold")
+        return super().apply(record)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from producers.publisher import AlliancePublisher
-from refledger.kafka_admin import create_topic
+from refledger.producers.publisher import AlliancePublisher
+from refledger.producers.kafka_admin import create_topic
 
 from tests.scenario_files import SCENARIOS
 

@@ -22,12 +22,13 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer, TopicPartition
 
-from consumers.batch import AVRO, Message
-from refledger.kafka_admin import admin_client
-from replay.archive import (
+from refledger.schemas.messages import AVRO, Message
+from refledger.producers.kafka_admin import admin_client
+from refledger.replay.archive import archive_topic
+from refledger.schemas.archive import (
     META_FROM_OFFSET, META_PARTITION, META_TOPIC, ArchiveError, archive_partitions, archive_schema,
-    archive_topic, iter_partition, partition_segments, read_archive, segment_name, verify_archive)
-from replay.cli_archive import archive as archive_command
+    iter_partition, partition_segments, read_archive, segment_name, verify_archive)
+from refledger.cli_archive import archive as archive_command
 
 GARBAGE = b"\xc3\x01not-a-fingerprint\x00\xff\xfe garbage"
 KILLS = 6
@@ -144,7 +145,7 @@ def test_a_second_run_appends_only_what_is_new(kafka_bootstrap, kafka_topic, tmp
 
 ARCHIVE_SCRIPT = """
 import sys
-from replay.archive import archive_topic
+from refledger.replay.archive import archive_topic
 def report(step):
     print(step.records, flush=True)
 archive_topic(sys.argv[1], sys.argv[2], sys.argv[3], segment_records=int(sys.argv[4]), on_progress=report)

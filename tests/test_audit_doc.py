@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 from click.testing import CliRunner
 
-from producers.simulate import SimulationConfig, simulate
+from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
-from refledger.cli_pipeline import write_event_file
+from refledger.schemas.event_files import write_event_file
 from tests.scenario_files import SCENARIOS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "audit.md"

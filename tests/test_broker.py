@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from kafka import KafkaAdminClient
 
 from refledger import broker
+from refledger.cli import cli
 from refledger.cli_broker import broker as broker_cli
-from refledger.kafka_admin import KafkaAdminError, create_topic, partitions_for, wait_until_ready
+from refledger.producers.kafka_admin import KafkaAdminError, create_topic, partitions_for, wait_until_ready
 
 pytestmark = pytest.mark.kafka
 
@@ -96,7 +97,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = CliRunner().invoke(
-            broker_cli, ["start", "--port", str(port), "--dir", str(tmp_path / "b")]
+            cli, ["broker", "start", "--port", str(port), "--dir", str(tmp_path / "b")]
         )
     assert result.exit_code == 1
     assert f"port {port}" in result.output and "--port" in result.output

@@ -22,11 +22,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.chain import GENESIS, canonical_values, chain_hash
+from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
 from refledger.cli import cli
-from refledger.cli_pipeline import write_event_file
-from replay.bulk import compare
-from replay.verify import HASHED
+from refledger.schemas.event_files import write_event_file
+from refledger.replay.bulk import compare
+from refledger.replay.verify import HASHED
 from tests.ledger_support import Alliance
 from tests.scenario_files import SCENARIOS
 from tests.test_ledger_properties import HOUR, SHOPS, T0, alliances, iso
@@ -111,7 +111,7 @@ def test_sql_recomputes_the_folds_totals_on_generated_alliances(records):
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    from producers.simulate import SimulationConfig, simulate
+    from refledger.producers.simulate import SimulationConfig, simulate
 
     root = tmp_path_factory.mktemp("bulk")
     return ingest(list(simulate(SimulationConfig(seed=9, visitors=400, days=35))), root / "ledger.duckdb")
@@ -159,18 +159,3 @@ def test_a_forged_but_consistent_ledger_fails_the_sql_check_naming_the_order(sim
     assert {p["check"] for p in report["problems"]} == {"bulk"}, report["problems"]
     details = " ".join(f"{p['where']} {p['detail']}" for p in report["problems"])
     assert f"shop {referrer} CNY" in details and subject in details
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 10**6), st.integers(0, 10**12), st.text(min_size=1, max_size=12)),
-                min_size=1, max_size=80),
-       st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=30))
-def test_the_order_line_reader_reads_what_the_codec_reads(lines, visitor, order_id):
-    from replay.bulk import order_lines
-    from schemas import codec
-
-    record = Alliance("gen").order(iso(T0), "s-a", visitor, order_id, lines, event_id="o-1")
-    data = codec.encode(record)
-    decoded = codec.decode(data)["order"]
-    assert order_lines(data) == (decoded["order_id"], decoded["merchant_shop_id"],
-                                 [(x["category"], x["quantity"], x["unit_price_minor"]) for x in decoded["lines"]])

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import codec
-from schemas.codec import (
+from refledger.schemas import codec
+from refledger.schemas.codec import (
     CURRENT_FINGERPRINT,
     MAGIC,
     SCHEMA_VERSIONS,
@@ -38,9 +38,9 @@ from schemas.codec import (
     validate_record,
     write_container,
 )
-from schemas.shape import PAYLOAD_TYPES, SHOP_EVENT_TYPES
-from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
-from schemas.versions import strip_logical_types
+from refledger.schemas.shape import PAYLOAD_TYPES, SHOP_EVENT_TYPES
+from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+from refledger.schemas.versions import strip_logical_types
 
 from tests.scenario_files import SCENARIOS
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))

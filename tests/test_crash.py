@@ -18,9 +18,10 @@ import time
 import duckdb
 import pytest
 
-from producers.simulate import SimulationConfig, simulate
-from refledger.readside import ReadError, query
-from schemas import codec
+from refledger.producers.simulate import SimulationConfig, simulate
+from refledger.store.queries import stats
+from refledger.store.readside import ReadError, query
+from refledger.schemas import codec
 from tests.pipeline_support import publish, read_topic, stored_log
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -38,7 +39,7 @@ def start_consumer(bootstrap, topic, db, log):
 
 def events_read(db) -> int:
     try:
-        return query(db, "stats")["events_read"]
+        return query(db, stats)["events_read"]
     except ReadError:
         return -1
 

@@ -13,9 +13,9 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from producers.simulate import SimulationConfig, simulate
+from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
-from schemas import codec
+from refledger.schemas import codec
 from tests.pipeline_support import publish, read_topic
 
 pytestmark = pytest.mark.kafka

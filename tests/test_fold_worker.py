@@ -8,18 +8,22 @@ child whose parent is gone must end by itself.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from consumers.batch import LogProcessor
-from consumers.fold_worker import FoldWorker, FoldWorkerError
-from consumers.ingest import ingest_files
-from ledger.fold import PartitionFold
-from producers.simulate import SimulationConfig, simulate
-from refledger.cli_pipeline import write_event_file
-from refledger.store import LedgerStore
+from refledger.consumers.batch import LogProcessor
+from refledger.consumers.fold_worker import ChildProcessFolds, FoldWorkerError
+from refledger.consumers.ingest import ingest_files
+from refledger.ledger.fold import PartitionFold
+from refledger.producers.simulate import SimulationConfig, simulate
+from refledger.schemas.event_files import write_event_file
+from refledger.store.ledger_file import LedgerStore
+from tests.ledger_support import ExplodingFold
 from tests.scenario_files import SCENARIOS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ENTRY_COLUMNS = "topic, partition, seq, entry_id, txn_id, event_id, shop_id, account, amount, hash"
 
@@ -54,16 +58,8 @@ def test_the_fold_process_writes_the_same_ledger_as_the_fold_in_process(tmp_path
     assert in_child == in_process
 
 
-class ExplodingFold(PartitionFold):
-    """A fold with a bug: the child must report it, not hang or write half a batch."""
-
-    def apply(self, record):
-        if record["type"] == "order":
-            raise ZeroDivisionError("a bug in the fold")
-        return super().apply(record)
-
-
-def test_a_failure_in_the_fold_process_surfaces_with_its_traceback(tmp_path):
+def test_a_failure_in_the_fold_process_surfaces_with_its_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the fold process imports ExplodingFold as tests.ledger_support, from here
     store = LedgerStore(tmp_path / "ledger.duckdb")
     processor = LogProcessor(store, ExplodingFold, source="test", fold_worker=True)
     try:
@@ -78,7 +74,7 @@ def test_a_failure_in_the_fold_process_surfaces_with_its_traceback(tmp_path):
 
 
 def test_the_fold_process_ends_when_its_parent_goes_away():
-    worker = FoldWorker(PartitionFold)
+    worker = ChildProcessFolds(PartitionFold)
     child = worker._process
     worker._jobs.close()  # what the parent's death does to the child's stdin
     deadline = time.monotonic() + 20
@@ -90,7 +86,7 @@ def test_the_fold_process_ends_when_its_parent_goes_away():
 
 def test_each_stored_entry_holds_every_field_the_fold_posted(tmp_path):
     """The entries table, written from the fold process's columns, is the fold's entries field for field."""
-    from ledger.entries import ENTRY_FIELDS
+    from refledger.ledger.entries import ENTRY_FIELDS
 
     records = list(simulate(SimulationConfig(seed=4, visitors=80, days=20)))
     events = tmp_path / "alliance.jsonl"

@@ -18,9 +18,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.balances import balances
-from ledger.chain import HASHED_FIELDS, canonical_bytes, canonical_values, first_broken_link
-from ledger.fold import PartitionFold
+from refledger.ledger.balances import balances
+from refledger.ledger.chain import HASHED_FIELDS, canonical_bytes, canonical_values, first_broken_link
+from refledger.ledger.fold import PartitionFold
 from tests.ledger_support import Alliance, all_entries, fold_all, nonzero_rows
 
 SHOPS = ("s-a", "s-b", "s-c")

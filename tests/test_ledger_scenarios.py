@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from ledger.balances import balances
-from ledger.chain import first_broken_link
+from refledger.ledger.balances import balances
+from refledger.ledger.chain import first_broken_link
 from tests.ledger_support import SCENARIOS, all_entries, fold_all, load_records, nonzero_rows
 
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))

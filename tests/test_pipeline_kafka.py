@@ -10,12 +10,12 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from consumers.batch import LogProcessor
-from consumers.kafka_consumer import LedgerConsumer
-from producers.simulate import SimulationConfig, simulate
+from refledger.consumers.batch import LogProcessor
+from refledger.consumers.kafka_consumer import LedgerConsumer
+from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
-from refledger.store import LedgerStore
-from schemas import codec
+from refledger.store.ledger_file import LedgerStore
+from refledger.schemas import codec
 from tests.pipeline_support import SCENARIOS, publish, read_topic, send_raw, stored_log
 
 pytestmark = pytest.mark.kafka

@@ -21,12 +21,13 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from producers.simulate import SimulationConfig, simulate
+from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
-from refledger.readside import ReadError, query, socket_path
-from replay.archive import archive_partitions, iter_partition
-from replay.cli_replay import replay as replay_command
-from schemas import codec
+from refledger.store.queries import stats
+from refledger.store.readside import ReadError, query, socket_path
+from refledger.schemas.archive import archive_partitions, iter_partition
+from refledger.cli_replay import replay as replay_command
+from refledger.schemas import codec
 from tests.kafka_env import fresh_topic
 from tests.pipeline_support import publish
 from tests.scenario_files import SCENARIOS
@@ -228,7 +229,7 @@ def test_replay_reads_a_ledger_that_consume_holds(alliance, tmp_path):
             time.sleep(0.1)
         while True:
             try:
-                query(held, "stats", wait=1)
+                query(held, stats, wait=1)
                 break
             except ReadError:
                 assert time.monotonic() < deadline

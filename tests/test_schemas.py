@@ -10,8 +10,8 @@ import fastavro
 import fastavro.schema
 import pytest
 
-from schemas.fingerprint import crc64_avro, fingerprint, parsing_canonical_form
-from schemas.versions import load_versions, strip_logical_types
+from refledger.schemas.fingerprint import crc64_avro, fingerprint, parsing_canonical_form
+from refledger.schemas.versions import load_versions, strip_logical_types
 
 VERSIONS = load_versions()
 VERSION_IDS = [version.name for version in VERSIONS]

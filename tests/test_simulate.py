@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from producers.simulate import GHOSTS, SimulationConfig, simulate
-from schemas import codec
+from refledger.producers.simulate import GHOSTS, SimulationConfig, simulate
+from refledger.schemas import codec
 
 DAY_MS = 86_400_000
 NOV_1 = 1_793_491_200_000  # 2026-11-01T00:00:00Z

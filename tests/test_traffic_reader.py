@@ -10,10 +10,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import codec
-from schemas.errors import CodecError
-from schemas.traffic import read_purchase, read_traffic
-from schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+from refledger.schemas import codec
+from refledger.schemas.errors import CodecError
+from refledger.schemas.traffic import read_purchase, read_traffic
+from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 
 ids = st.text(min_size=1, max_size=70)  # past 63 bytes a string's length takes two bytes
 
@@ -140,7 +140,7 @@ def test_damaged_orders_and_refunds_are_declined_or_read_exactly_as_the_codec_re
 
 
 def test_the_simulated_alliances_orders_and_refunds_take_the_fixed_layout_path():
-    from producers.simulate import SimulationConfig, simulate
+    from refledger.producers.simulate import SimulationConfig, simulate
 
     purchases = [r for r in simulate(SimulationConfig(seed=3, events=4000)) if r["type"] in ("order", "refund")]
     assert purchases

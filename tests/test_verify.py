@@ -11,9 +11,9 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from producers.simulate import SimulationConfig, simulate
+from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
-from refledger.cli_pipeline import write_event_file
+from refledger.schemas.event_files import write_event_file
 from tests.scenario_files import SCENARIOS
 
 BABY = SCENARIOS / "baby-care.jsonl"
@@ -143,8 +143,8 @@ def test_checkpoints_prove_the_ledger_only_grew(tmp_path):
 def test_an_entry_rewritten_with_a_recomputed_chain_still_fails_the_checkpoint(tmp_path):
     """A forger who changes an entry and recomputes every hash after it passes the chain check,
     but not an auditor's saved checkpoint."""
-    from ledger.chain import GENESIS, canonical_values, chain_hash
-    from replay.verify import HASHED
+    from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
+    from refledger.replay.verify import HASHED
 
     db = tmp_path / "baby.duckdb"
     run("ingest", BABY, "--db", db)

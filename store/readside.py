@@ -3,16 +3,24 @@
 DuckDB lets one process hold a database file for writing, and while it does,
 no other process may open the file, not even read-only. So the process that
 writes also answers reads: `consume` serves the read queries of
-`refledger.queries` on a local Unix socket, each on its own DuckDB cursor,
+`refledger.store.queries` on a local Unix socket, each on its own DuckDB cursor,
 which sees the last committed batch (DuckDB's MVCC snapshot), never a
 half-written one. The CLI first tries to open the file read-only; when the
 file is locked it asks the socket instead. Same query functions, same
 answers, no lock errors.
 
+A read query is a function ``query(cursor, **params)`` returning JSON-able
+data. The caller passes the function itself; read directly, it runs on the
+file, and through the socket it is named by ``__name__`` and looked up among
+the queries the server was given (the command line gives it all of them), so
+the server runs nothing else.
+
 The socket lives in the system temp directory under a name derived from the
 ledger's absolute path; the protocol is one JSON request line
 `{"query": name, "params": {...}}` and one JSON reply line
-`{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+`{"ok": true, "result": ...}` or `{"ok": false, "error": {"kind": ..., "message": ...}}`:
+kind `query` for a `QueryError` (the question cannot be answered: a bad
+period, an unknown shop), `unknown_query`, or `failed` for anything else.
 """
 
 from __future__ import annotations
@@ -31,13 +39,17 @@ from pathlib import Path
 
 import duckdb
 
-from refledger.queries import QUERIES
+from typing import Callable, Iterable
+
+from refledger.store.queries import QueryError
 
 log = logging.getLogger("refledger.readside")
 
+Query = Callable[..., object]
+
 
 class ReadError(Exception):
-    """The ledger cannot be read (missing, locked with nobody answering, bad query)."""
+    """The ledger cannot be read (missing, locked with nobody answering, failed)."""
 
 
 class _Unanswered(ReadError):
@@ -57,21 +69,30 @@ def _default(value):
     raise TypeError(f"not JSON-able: {type(value).__name__}")
 
 
+def _failure(kind: str, message: str) -> dict:
+    return {"ok": False, "error": {"kind": kind, "message": message}}
+
+
 class _Handler(socketserver.StreamRequestHandler):
     timeout = 30  # a client that connects and says nothing does not hold a thread forever
+
     def handle(self):
         line = self.rfile.readline()
         try:
             request = json.loads(line)
-            func = QUERIES[request["query"]]
-            cur = self.server.connection.cursor()
-            try:
-                result = func(cur, **request.get("params", {}))
-            finally:
-                cur.close()
-            reply = {"ok": True, "result": result}
-        except Exception as exc:  # every failure goes back to the caller as text
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            func = self.server.queries.get(request["query"])
+            if func is None:
+                reply = _failure("unknown_query", f"this consumer answers no query {request['query']!r}")
+            else:
+                cur = self.server.connection.cursor()
+                try:
+                    reply = {"ok": True, "result": func(cur, **request.get("params", {}))}
+                finally:
+                    cur.close()
+        except QueryError as exc:
+            reply = _failure("query", str(exc))
+        except Exception as exc:  # anything else goes back to the caller, named
+            reply = _failure("failed", f"{type(exc).__name__}: {exc}")
         self.wfile.write(json.dumps(reply, default=_default).encode() + b"\n")
 
 
@@ -86,12 +107,14 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ReadServer:
     """Serves read queries on the writer's connection, in background threads."""
 
-    def __init__(self, db: str | Path, connection: duckdb.DuckDBPyConnection):
+    def __init__(self, db: str | Path, connection: duckdb.DuckDBPyConnection, queries: Iterable[Query]):
         self.path = socket_path(db)
+        named = {func.__name__: func for func in queries}
         if os.path.exists(self.path):
             os.unlink(self.path)
         self.server = _Server(self.path, _Handler)
         self.server.connection = connection
+        self.server.queries = named
         self.thread = threading.Thread(target=self.server.serve_forever, name="readside", daemon=True)
 
     def __enter__(self):
@@ -126,14 +149,17 @@ def _ask_socket(db: str | Path, name: str, params: dict):
         raise _Unanswered(f"ledger {db} is locked by another process whose socket {path} closed unanswered")
     reply = json.loads(b"".join(chunks))
     if not reply["ok"]:
-        raise ReadError(reply["error"])
+        error = reply["error"]
+        if error["kind"] == "query":
+            raise QueryError(error["message"])
+        raise ReadError(f"ledger {db}: {error['message']}")
     return reply["result"]
 
 
-def _read_directly(db: str | Path, name: str, params: dict):
+def _read_directly(db: str | Path, func: Query, params: dict):
     con = duckdb.connect(str(db), read_only=True)
     try:
-        result = QUERIES[name](con.cursor(), **params)
+        result = func(con.cursor(), **params)
         return json.loads(json.dumps(result, default=_default))
     except duckdb.Error as exc:
         raise ReadError(f"cannot read ledger {db}: {exc}") from exc
@@ -141,8 +167,9 @@ def _read_directly(db: str | Path, name: str, params: dict):
         con.close()
 
 
-def query(db: str | Path, name: str, *, wait: float = 30.0, **params):
-    """Run a read query against a ledger file, whether or not a consumer holds it.
+def query(db: str | Path, func: Query, *, wait: float = 30.0, **params):
+    """Run the read query ``func(cursor, **params)`` against a ledger file, whether or not a
+    consumer holds it. Raises `ReadError`, or `QueryError` when the question itself is wrong.
 
     A consumer holds the file's lock a moment before its socket answers (start)
     and a moment after it stops answering (shutdown); in those moments the
@@ -155,12 +182,12 @@ def query(db: str | Path, name: str, *, wait: float = 30.0, **params):
     delay = 0.02
     while True:
         try:
-            return _read_directly(db, name, params)
+            return _read_directly(db, func, params)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise ReadError(f"cannot open ledger {db}: {exc}") from exc
         try:
-            return _ask_socket(db, name, params)
+            return _ask_socket(db, func.__name__, params)
         except _Unanswered as exc:
             if time.monotonic() >= deadline:
                 raise ReadError(str(exc)) from exc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, topic_option
+from refledger.options import bootstrap_option, format_option, topic_option
 from refledger.render import emit_json, emit_table, progress
 
 COLUMNS = ("partition", "records", "segments", "bytes", "next_offset")
@@ -21,8 +21,7 @@ NUMERIC = ("records", "segments", "bytes", "next_offset", "unavailable")
 @topic_option
 @click.option("--segment-records", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Records per segment file before a new one is started.")
-@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
-              show_default=True, help="table for people, json for programs.")
+@format_option("table", "json")
 def archive(bootstrap_servers: str, out_dir: Path, topic: str, segment_records: int, fmt: str):
     """Archive the topic's whole history into Avro container files.
 
@@ -34,24 +33,19 @@ def archive(bootstrap_servers: str, out_dir: Path, topic: str, segment_records: 
 
     Example: refledger archive --bootstrap-servers 127.0.0.1:9092 --out ./archive
     """
-    from kafka.errors import KafkaError
+    from refledger.replay.archive import archive_topic
 
-    from replay.archive import ArchiveError, archive_topic
+    with progress() as bar:
+        task = bar.add_task(f"archiving {topic}", total=None, rate="")
+        started = time.monotonic()
 
-    try:
-        with progress() as bar:
-            task = bar.add_task(f"archiving {topic}", total=None, rate="")
-            started = time.monotonic()
+        def show(step) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(task, total=step.offsets_total, completed=step.offsets_done,
+                       rate=f"{step.records / elapsed:,.0f} rec/s")
 
-            def show(step) -> None:
-                elapsed = max(time.monotonic() - started, 1e-6)
-                bar.update(task, total=step.offsets_total, completed=step.offsets_done,
-                           rate=f"{step.records / elapsed:,.0f} rec/s")
-
-            summary = archive_topic(bootstrap_servers, topic, out_dir,
-                                    segment_records=segment_records, on_progress=show)
-    except (ArchiveError, KafkaError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        summary = archive_topic(bootstrap_servers, topic, out_dir, segment_records=segment_records,
+                                on_progress=show)
     _render(summary, fmt)
 
 

@@ -9,10 +9,10 @@ line, not an exception. A file that cannot be opened or read raises
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from consumers.batch import AVRO, JSON, Message
-from schemas import codec
+from refledger.schemas.messages import AVRO, JSON, Message
+from refledger.schemas import codec
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 AVRO_SUFFIXES = (".avro",)
@@ -66,3 +66,16 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict | None, str | Non
                 yield msg.position, codec.decode(msg.value), None
         except codec.CodecError as exc:
             yield msg.position, None, f"{exc.reason}: {exc}"
+
+
+def write_event_file(records: Iterable[dict], path: str | Path) -> int:
+    """Write records as JSON Lines (``.jsonl``) or an Avro container (``.avro``); returns how many."""
+    path = Path(path)
+    if file_kind(path) == AVRO:
+        return codec.write_container(path, records)
+    count = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(codec.record_to_json_line(record) + "\n")
+            count += 1
+    return count

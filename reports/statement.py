@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from refledger.store.queries import QueryError
+
 MONEY = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
 SWAP = ("swap_given", "swap_received")
 NEGATED = ("owed_pending", "owed_payable", "paid_out", "swap_received")
@@ -25,7 +27,7 @@ LINE_COLUMNS = ("occurred_at", "event_id", "event_type", "log", "seq", "role", "
                 "subject", "entry_id")
 
 
-class StatementError(ValueError):
+class StatementError(QueryError):
     """The period or shop cannot make a statement."""
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from refledger.columns import EVENT_COLUMNS, QUARANTINE_COLUMNS, arrow_columns, arrow_rows
+from refledger.store.columns import EVENT_COLUMNS, QUARANTINE_COLUMNS, EventRow, arrow_columns, arrow_rows
 
-log = logging.getLogger("refledger.store")
+log = logging.getLogger("refledger.store.ledger_file")
 
 SCHEMA_DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     shop_id VARCHAR NOT NULL,
     visitor_id VARCHAR,
     merchant_shop_id VARCHAR,
+    referrer_shop_id VARCHAR,
     order_id VARCHAR,
     refund_id VARCHAR,
     amount_minor BIGINT,
@@ -138,7 +139,7 @@ class BatchWrite:
     """Everything one batch writes, as columns, committed together."""
 
     source: str
-    events: list[tuple] = field(default_factory=list)  # one tuple per event, in EVENT_COLUMNS order
+    events: list[EventRow] = field(default_factory=list)
     events_table: pa.Table | None = None  # the same as columns, when made ahead of the write
     quarantine: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in QUARANTINE_COLUMNS})
     extra_tables: dict[str, pa.Table] = field(default_factory=dict)
@@ -146,8 +147,6 @@ class BatchWrite:
     events_read: int = 0
     duplicates_skipped: int = 0
     entries_posted: int = 0
-    fold_job: int | None = None  # a job of the fold process whose rows belong to this batch
-    fold_raws: list | None = None  # the job's events as received (for the fold's quarantine rows)
 
     @property
     def events_stored(self) -> int:

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option
+from refledger.options import db_option, format_option
 from refledger.render import console, emit, emit_json
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
-                      show_default=True, help="table for people, json for programs.")
 
 
 def _fail(message: str):
@@ -22,7 +20,7 @@ def _fail(message: str):
 @db_option
 @click.option("--since-checkpoint", "checkpoint_file", default=None, type=click.Path(dir_okay=False, exists=True),
               help="A file saved from `refledger checkpoints --format json`: prove the ledger extends it.")
-@FORMAT
+@format_option("table", "json")
 def verify(db, checkpoint_file, fmt):
     """Recompute every hash chain and check the ledger's invariants.
 
@@ -35,7 +33,7 @@ def verify(db, checkpoint_file, fmt):
 
     Example: refledger verify --db ledger.duckdb --since-checkpoint checkpoints-2026-11.json
     """
-    from replay.verify import read_checkpoint_file, verify as run_checks
+    from refledger.replay.verify import read_checkpoint_file, verify as run_checks
 
     saved = None
     if checkpoint_file:
@@ -64,7 +62,7 @@ def verify(db, checkpoint_file, fmt):
 
 @click.command()
 @db_option
-@FORMAT
+@format_option("table", "json")
 def checkpoints(db, fmt):
     """The chain heads recorded at each settlement, per log.
 
@@ -73,12 +71,10 @@ def checkpoints(db, fmt):
 
     Example: refledger checkpoints --db ledger.duckdb --format json > checkpoints-2026-11.json
     """
-    from refledger.readside import ReadError, query
+    from refledger.store.queries import checkpoints as checkpoints_query
+    from refledger.store.readside import query
 
-    try:
-        rows = query(db, "checkpoints")
-    except ReadError as exc:
-        _fail(str(exc))
+    rows = query(db, checkpoints_query)
     if fmt == "json":
         emit_json({"ledger": str(db), "checkpoints": rows})
     else:
@@ -92,8 +88,7 @@ def checkpoints(db, fmt):
 @db_option
 @click.option("--shop", "shop_id", required=True, help="The shop the statement is for.")
 @click.option("--period", required=True, metavar="YYYY-MM", help="The month, by the time of each entry's event (UTC).")
-@click.option("--format", "fmt", type=click.Choice(("table", "json", "csv")), default="table", show_default=True,
-              help="table for people; json (everything) or csv (the entry lines) for programs.")
+@format_option("table", "json", "csv")
 def statement(db, shop_id, period, fmt):
     """A shop's month: every entry with its provenance, opening and closing balances, and who pays whom.
 
@@ -103,15 +98,11 @@ def statement(db, shop_id, period, fmt):
 
     Example: refledger statement --db ledger.duckdb --shop li-kids --period 2026-11
     """
-    from refledger.readside import ReadError, query
-    from replay.statement import LINE_COLUMNS, StatementError, period_bounds
+    from refledger.reports.statement import LINE_COLUMNS, period_bounds, statement as statement_query
+    from refledger.store.readside import query
 
-    try:
-        period_bounds(period)
-        result = query(db, "statement", shop_id=shop_id, period=period)
-    except (ReadError, StatementError) as exc:
-        message = str(exc).split("StatementError: ", 1)[-1]
-        _fail(message)
+    period_bounds(period)
+    result = query(db, statement_query, shop_id=shop_id, period=period)
     if fmt == "json":
         emit_json(result)
         return
@@ -135,7 +126,7 @@ def statement(db, shop_id, period, fmt):
 
 
 def _balance_table(rows, title):
-    from replay.statement import MONEY
+    from refledger.reports.statement import MONEY
 
     money = [r for r in rows if r["currency"] != "CLICK"]
     if money:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from refledger.options import db_option
+from refledger.options import db_option, format_option
 from refledger.render import console, emit, emit_json, progress
 
 ENTRY_SHOWN = ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency", "amount",
@@ -39,8 +39,7 @@ class ReplayFailed(click.ClickException):
                    "same agreement id and version) or, when new, added at the start of every partition.")
 @click.option("--keep", default=None, type=click.Path(dir_okay=False),
               help="Keep the rebuilt ledger in this new file instead of a temporary one.")
-@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
-              help="table for people, json for programs.")
+@format_option("table", "json")
 def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, keep, fmt):
     """Rebuild the ledger from its history into a scratch ledger and compare.
 
@@ -57,8 +56,8 @@ def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, ke
 
     Example: refledger replay --db ledger.duckdb --source kafka --bootstrap-servers 127.0.0.1:9092
     """
-    from replay.history import ReplayError
-    from replay.replayer import parse_until, rebuild
+    from refledger.replay.history import ReplayError
+    from refledger.replay.replayer import parse_until, rebuild
 
     try:
         until_ms = parse_until(until_text) if until_text else None
@@ -95,7 +94,7 @@ def _render(report) -> None:
         _render_what_if(report)
         return
     if report.mode == "until":
-        from schemas import codec
+        from refledger.schemas import codec
 
         until = codec.format_time(report.until_ms)
         emit([r for r in report.balances if r["currency"] != "CLICK"], "table", ("shop_id", "currency") + MONEY,

@@ -1,10 +1,15 @@
 """Read queries over a ledger file. Each takes a DuckDB cursor and returns
 plain JSON-able data, so the same function answers the CLI directly or
-through a running consumer (see `refledger.readside`)."""
+through a running consumer (see `refledger.store.readside`)."""
 
 from __future__ import annotations
 
 import json
+
+
+class QueryError(ValueError):
+    """The question cannot be answered as asked (a malformed period, say): the asker's mistake,
+    reported to them as it is, whether the query ran here or in a consumer."""
 
 MONEY_ACCOUNTS = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
 # Accounts whose displayed balance is the negated sum of their entries.
@@ -111,7 +116,7 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
     orders = cur.execute(
         f"""SELECT DISTINCT merchant_shop_id, topic, partition FROM events WHERE {where}
             ORDER BY merchant_shop_id""", params).fetchall()
-    from schemas import codec
+    from refledger.schemas import codec
 
     result = []
     for merchant, topic, partition in orders:
@@ -128,9 +133,13 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
                 ORDER BY seq""",
             [f"order:{merchant}:{order_id}", topic, partition]).fetchall()
         refunds = cur.execute(
-            """SELECT event_id, refund_id, amount_minor, currency, occurred_at FROM events
-               WHERE type = 'refund' AND order_id = ? AND merchant_shop_id = ? AND topic = ? AND partition = ?
-               ORDER BY "offset" """, [order_id, merchant, topic, partition]).fetchall()
+            """SELECT r.event_id, r.refund_id, r.amount_minor, r.currency, r.occurred_at,
+                      coalesce('quarantined: ' || q.reason, 'applied')
+               FROM events r LEFT JOIN quarantine q ON q.event_id = r.event_id AND q.topic = r.topic
+                    AND q.partition = r.partition AND q.stage = 'fold'
+               WHERE r.type = 'refund' AND r.order_id = ? AND r.merchant_shop_id = ? AND r.topic = ?
+                 AND r.partition = ?
+               ORDER BY r."offset" """, [order_id, merchant, topic, partition]).fetchall()
         result.append({
             "order_id": order_id,
             "merchant_shop_id": merchant,
@@ -141,8 +150,8 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
             "history": decisions,
             "entries": [dict(zip(ENTRY_FIELDS, row)) for row in entries],
             "refunds": [{"event_id": e, "refund_id": r, "amount_minor": a, "currency": c,
-                         "occurred_at": t.isoformat(timespec="milliseconds") + "Z"}
-                        for e, r, a, c, t in refunds],
+                         "occurred_at": t.isoformat(timespec="milliseconds") + "Z", "status": status}
+                        for e, r, a, c, t, status in refunds],
         })
     return result
 
@@ -152,7 +161,7 @@ TIME_KEYS = frozenset({"occurred_at", "order_occurred_at", "effective_from", "pe
 
 def _readable_times(value):
     """Epoch-millisecond times in fold decisions, as the ISO text of SPEC §2."""
-    from schemas import codec
+    from refledger.schemas import codec
 
     if isinstance(value, dict):
         return {k: codec.format_time(v) if k in TIME_KEYS and isinstance(v, int) else _readable_times(v)
@@ -221,20 +230,6 @@ def snapshot_page(cur, table: str, batch_id: int, after_rowid: int = -1, limit: 
     return [list(row) for row in rows]
 
 
-def statement(cur, shop_id: str, period: str) -> dict:
-    from replay.statement import statement as build
-
-    return build(cur, shop_id, period)
-
-
-QUERIES = {
-    "stats": stats,
-    "statement": statement,
-    "checkpoints": checkpoints,
-    "balances": balances,
-    "quarantine": quarantine,
-    "parked_refunds": parked_refunds,
-    "explain": explain,
-    "snapshot_head": snapshot_head,
-    "snapshot_page": snapshot_page,
-}
+# The queries a ledger answers through a consumer's read socket (the command line adds the
+# reports' queries, which live above the store).
+QUERIES = (stats, balances, quarantine, parked_refunds, explain, checkpoints, snapshot_head, snapshot_page)

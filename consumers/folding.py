@@ -1,0 +1,166 @@
+"""Folding a batch's stored events: what the fold takes, what it gives back, and where it runs.
+
+The batch processor (`consumers.batch`) decodes and deduplicates a batch,
+then hands the events to store to a `FoldBackend` as `FoldItem`s and later
+collects a `FoldResult`: the quarantine rows the fold decided and the Arrow
+tables of entries, decisions and checkpoints. Two backends implement it:
+
+* `InProcessFolds` folds right away, in this process (`ingest`, `replay`);
+* `ChildProcessFolds` (`consumers.fold_worker`) folds in a child process
+  while this one reads the next batch (`consume`).
+
+Both call `fold_items`, so the ledger is the same entry for entry; a test
+holds them to it. A backend keeps one fold per log (topic, partition),
+built with `load` from the log's stored events the first time the log is
+met: their entries are in the ledger already, so only the state is rebuilt.
+"""
+
+from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, NamedTuple, Protocol
+
+import pyarrow as pa
+
+from refledger.consumers.ledger_rows import LedgerRows
+from refledger.ledger.events import Event
+from refledger.ledger.fold import NOTHING
+from refledger.schemas import codec
+
+# The garbage collector's thresholds while folding batch after batch (consume, in both of its
+# processes; ingest; replay). Batches in flight hold hundreds of thousands of young objects
+# (records, rows, jobs) that live for a few batches and die by reference counting; at the
+# default (a collection every 700 allocations) the collector walked them over and over, a fifth
+# of the consumer's time by the millionth event. Collecting every 100,000 allocations frees the
+# same cycles, later.
+COLLECTOR_THRESHOLD = (100_000, 20, 10)
+
+
+class FoldItem(NamedTuple):
+    """One stored event as the fold takes it: where it was read, and either its event (a view or
+    click, built from the fields the reader found) or its decoded record (anything else)."""
+
+    topic: str
+    partition: int
+    offset: int
+    position: str            # where it was read; "" means topic:partition:offset
+    event: Event | None
+    record: dict | None
+
+    def where(self) -> str:
+        return self.position or f"{self.topic}:{self.partition}:{self.offset}"
+
+
+class FoldRejection(NamedTuple):
+    """An event the fold quarantined. ``item`` is its index in the job, for the raw bytes the
+    caller keeps; a parked refund rejected when its order arrives (``late``) is named by its own
+    event id at the position of the order that rejected it, and its bytes are stored already."""
+
+    item: int
+    event_id: str
+    reason: str
+    detail: str
+    late: bool
+
+
+@dataclass
+class FoldResult:
+    rejections: list[FoldRejection]
+    tables: dict[str, pa.Table]  # entries, decisions, checkpoints
+    entries_posted: int
+
+
+def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes]):
+    """A log's fold state, from its stored events (their entries are in the ledger already)."""
+    fold = fold_factory()
+    for avro in stored:
+        fold.apply(codec.decode(avro))
+    return fold
+
+
+def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
+    """Fold a job's items, each with its log's fold, and collect what they write."""
+    rejections: list[FoldRejection] = []
+    rows = LedgerRows()
+    for index, item in enumerate(items):
+        topic, partition = item.topic, item.partition
+        fold = folds[(topic, partition)]
+        record = item.record
+        if record is None:
+            event = item.event
+            outcome, kind, event_id = fold.apply_event(event), event.type, event.event_id
+        else:
+            outcome, kind, event_id = fold.apply(record), record["type"], record["event_id"]
+        if outcome is NOTHING and kind != "settlement":
+            continue  # most views and many clicks: nothing to write
+        if outcome.quarantine is not None:
+            rejections.append(FoldRejection(index, event_id, outcome.quarantine,
+                                            outcome.detail or outcome.quarantine, False))
+        rows.add(topic, partition, outcome)
+        if kind == "settlement" and outcome.quarantine is None:
+            rows.checkpoint(topic, partition, event_id, record["settlement"]["period_end"],
+                            fold.journal.seq, fold.chain_head)
+        for late_id, reason in outcome.late_quarantines:
+            rejections.append(FoldRejection(index, late_id, reason,
+                                            f"event {late_id}, folded earlier, rejected when {event_id} arrived",
+                                            True))
+    return FoldResult(rejections, rows.tables(), rows.entry_count)
+
+
+class FoldBackend(Protocol):
+    """Where a batch processor's folds live and run."""
+
+    def knows(self, topic: str, partition: int) -> bool:
+        """Whether the log's fold is built."""
+
+    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
+        """Build the log's fold from its stored events (before any job names the log)."""
+
+    def submit(self, items: list[FoldItem]) -> object:
+        """Start folding a job; returns a ticket for `result`."""
+
+    def result(self, ticket: object) -> FoldResult:
+        """The job's result, once folded (raises what the fold raised)."""
+
+    def close(self) -> None:
+        """Let go of the folds (and of any process holding them)."""
+
+
+class InProcessFolds:
+    """Folds in this process: a job is folded when it is submitted."""
+
+    def __init__(self, fold_factory: Callable):
+        self.fold_factory = fold_factory
+        self.folds: dict[tuple[str, int], object] = {}
+
+    def knows(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self.folds
+
+    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
+        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored)
+
+    def submit(self, items: list[FoldItem]) -> FoldResult:
+        return fold_items(self.folds, items)
+
+    def result(self, ticket: FoldResult) -> FoldResult:
+        return ticket
+
+    def close(self) -> None:
+        self.folds.clear()
+
+
+@contextmanager
+def folding_collector():
+    """For folding batch after batch in this process (`ingest`, `replay`): the collector's
+    thresholds of `consume`, and a ``settle()`` to call after each batch that freezes what is
+    alive (the folds' state, which only grows) out of later collections, as the fold process
+    does after each job. On leaving, everything frozen goes back to the collector."""
+    previous = gc.get_threshold()
+    gc.set_threshold(*COLLECTOR_THRESHOLD)
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*previous)

@@ -1,0 +1,8 @@
+"""Every read query the command line asks, for a running consumer to answer on its read socket."""
+
+from __future__ import annotations
+
+from refledger.reports.statement import statement
+from refledger.store.queries import QUERIES
+
+READ_QUERIES = (*QUERIES, statement)

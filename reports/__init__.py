@@ -1,0 +1,1 @@
+"""Reports for members, operators and auditors, built from the ledger store."""

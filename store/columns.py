@@ -1,0 +1,108 @@
+"""Arrow column layouts of the rows refledger writes, and how rows become Arrow tables.
+
+Apart from the DuckDB file so that the consumer's fold process, which builds
+the ledger rows' columns, needs no DuckDB.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+
+
+class EventRow(NamedTuple):
+    """One row of the `events` table: a stored event, its log position, the fields reports and
+    queries filter on, and its canonical Avro bytes (the source of truth). Built with
+    ``tuple.__new__`` on the consumer's hot path."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    type: str
+    occurred_at: int              # epoch milliseconds (UTC)
+    shop_id: str
+    visitor_id: str | None
+    merchant_shop_id: str | None
+    referrer_shop_id: str | None  # views, clicks, payouts, adjustments
+    order_id: str | None
+    refund_id: str | None
+    amount_minor: int | None      # an order's total, a refund's, payout's or adjustment's amount
+    currency: str | None
+    kafka_timestamp: int | None
+    content_hash: bytes
+    avro: bytes
+
+
+_EVENT_TYPES = {"partition": pa.int32(), "offset": pa.int64(), "occurred_at": pa.timestamp("ms"),
+                "amount_minor": pa.int64(), "kafka_timestamp": pa.int64(), "content_hash": pa.binary(),
+                "avro": pa.binary()}
+EVENT_COLUMNS = tuple((name, _EVENT_TYPES.get(name, pa.string())) for name in EventRow._fields)
+
+QUARANTINE_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("offset", pa.int64()),
+    ("position", pa.string()),
+    ("event_id", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("stage", pa.string()),
+    ("raw", pa.binary()),
+    ("content_hash", pa.binary()),
+)
+
+
+ENTRY_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("seq", pa.int64()),
+    ("entry_id", pa.string()),
+    ("txn_id", pa.string()),
+    ("event_id", pa.string()),
+    ("shop_id", pa.string()),
+    ("account", pa.string()),
+    ("counterparty_shop_id", pa.string()),
+    ("currency", pa.string()),
+    ("amount", pa.int64()),
+    ("subject", pa.string()),
+    ("role", pa.string()),
+    ("agreement_id", pa.string()),
+    ("agreement_version", pa.int64()),
+    ("model", pa.string()),
+    ("rate_bp", pa.int64()),
+    ("click_event_id", pa.string()),
+    ("refund_id", pa.string()),
+    ("reason", pa.string()),
+    ("prev_hash", pa.string()),
+    ("hash", pa.string()),
+)
+
+DECISION_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("event_id", pa.string()),
+    ("merchant_shop_id", pa.string()),
+    ("order_id", pa.string()),
+    ("decision", pa.string()),
+)
+
+CHECKPOINT_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("event_id", pa.string()),
+    ("period_end", pa.timestamp("ms")),
+    ("entries", pa.int64()),
+    ("head", pa.string()),
+)
+
+
+def arrow_rows(rows: list[tuple], spec) -> pa.Table:
+    """A table of ``rows`` (tuples in ``spec`` order; fields past the spec's columns are left out)."""
+    return pa.table({name: pa.array(column, type=typ) for (name, typ), column in zip(spec, zip(*rows))})
+
+
+def arrow_columns(columns: dict[str, list], spec) -> pa.Table:
+    """A table of ``columns`` (lists by column name)."""
+    return pa.table({name: pa.array(columns[name], type=typ) for name, typ in spec})
