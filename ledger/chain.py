@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 from json.encoder import encode_basestring
-from typing import Iterable
 
-from refledger.ledger.entries import ENTRY_FIELDS, Entry
+from refledger.ledger.entries import ENTRY_FIELDS
 
 GENESIS = "0" * 64
 HASHED_FIELDS = tuple(name for name in ENTRY_FIELDS if name not in ("prev_hash", "hash"))
@@ -59,14 +58,3 @@ def canonical_values(values: tuple) -> bytes:
         f'"role":{enc(role)},"seq":{int.__repr__(seq)},"shop_id":{enc(shop_id)},'
         f'"subject":{enc(subject)},"txn_id":{enc(txn_id)}}}'
     ).encode("utf-8")
-
-
-def first_broken_link(entries: Iterable[Entry | dict], start: str = GENESIS) -> int | None:
-    """Index of the first entry whose link or hash does not verify, or None."""
-    prev = start
-    for i, entry in enumerate(entries):
-        fields = entry.to_dict() if isinstance(entry, Entry) else entry
-        if fields["prev_hash"] != prev or chain_hash(prev, canonical_bytes(fields)) != fields["hash"]:
-            return i
-        prev = fields["hash"]
-    return None

@@ -26,7 +26,7 @@ from refledger.ledger.events import (
 from refledger.ledger.checks import check_event
 from refledger.ledger.journal import Journal
 from refledger.ledger.membership import Membership
-from refledger.ledger.orders import OrderBook, OrderSubject, ParkedRefund, apply_refunds, reprice
+from refledger.ledger.orders import OrderBook, OrderSubject, apply_refunds, reprice
 from refledger.ledger.settlement import settle_period
 from refledger.ledger.subjects import Postings
 
@@ -91,8 +91,6 @@ class PartitionFold:
     def chain_head(self) -> str:
         return self.journal.head
 
-    def parked_refunds(self) -> tuple[ParkedRefund, ...]:
-        return self.orders.parked()
 
     # -- folding -----------------------------------------------------------------------------
 

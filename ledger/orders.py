@@ -8,8 +8,6 @@ before their order are parked here until it arrives.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from refledger.ledger.agreements import AgreementBook
 from refledger.ledger.attribution import attribute_order
 from refledger.ledger.clicks import ClickBook
@@ -20,20 +18,6 @@ from refledger.ledger.membership import Membership
 from refledger.ledger.pricing import price_order
 from refledger.ledger.refunds import reverse_for_refund
 from refledger.ledger.subjects import Postings, Subject, Terms
-
-
-class ParkedRefund(NamedTuple):
-    """A refund folded before its order; applied (or rejected) when the order arrives.
-
-    An immutable named tuple, so ``event_id, order_id, merchant, amount, currency = p``
-    works as well as attribute access.
-    """
-
-    event_id: str
-    order_id: str
-    merchant_shop_id: str
-    amount_minor: int
-    currency: str
 
 
 class OrderSubject(Subject):
@@ -62,7 +46,7 @@ class OrderSubject(Subject):
 class OrderBook:
     """Every order folded in this partition, and the refunds waiting for theirs."""
 
-    __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked", "_parked_count")
+    __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked")
 
     def __init__(self):
         self._orders: dict[tuple[str, str], OrderSubject] = {}
@@ -70,8 +54,7 @@ class OrderBook:
         # visitors place one order per merchant; a list each would be memory for nothing)
         self._by_mv: dict[tuple[str, str | None], OrderSubject | list[OrderSubject]] = {}
         self._by_merchant: dict[str, list[OrderSubject]] = {}
-        self._parked: dict[tuple[str, str], list[tuple[int, Refund]]] = {}
-        self._parked_count = 0
+        self._parked: dict[tuple[str, str], list[Refund]] = {}  # in the order folded
 
     def get(self, merchant: str, order_id: str) -> OrderSubject | None:
         return self._orders.get((merchant, order_id))
@@ -110,16 +93,10 @@ class OrderBook:
         return found
 
     def park(self, refund: Refund) -> None:
-        self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append((self._parked_count, refund))
-        self._parked_count += 1
+        self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append(refund)
 
     def unpark(self, merchant: str, order_id: str) -> list[Refund]:
-        return [r for _n, r in self._parked.pop((merchant, order_id), ())]
-
-    def parked(self) -> tuple[ParkedRefund, ...]:
-        waiting = sorted(item for group in self._parked.values() for item in group)
-        return tuple(ParkedRefund(r.event_id, r.order_id, r.merchant_shop_id, r.amount_minor, r.currency)
-                     for _n, r in waiting)
+        return self._parked.pop((merchant, order_id), [])
 
 
 def _order_key(o: OrderSubject):

@@ -7,13 +7,13 @@ import time
 
 import click
 
+from refledger.ledger.entries import MONEY_ACCOUNTS as MONEY
 from refledger.options import db_option, format_option
 from refledger.render import console, emit, emit_json, progress
 
 ENTRY_SHOWN = ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency", "amount",
                "subject", "role", "agreement_id", "agreement_version", "rate_bp", "click_event_id", "hash")
 CHANGE_COLUMNS = ("shop_id", "currency", "account", "live", "rebuilt", "change")
-MONEY = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
 
 
 class ReplayFailed(click.ClickException):

@@ -28,14 +28,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
-from refledger.ledger.entries import CLICK, CREDIT_ACCOUNTS
+from refledger.ledger.entries import (
+    CLICK, CREDIT_ACCOUNTS, EARNED_PAYABLE, EARNED_PENDING, OWED_PAYABLE, OWED_PENDING, PAID_OUT, RECEIVED,
+)
 from refledger.store.queries import checkpoints
 
 HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
           "amount", "subject", "role", "agreement_id", "agreement_version", "model", "rate_bp",
           "click_event_id", "refund_id", "reason")
-EARNED = ("earned_pending", "earned_payable", "received")
-OWED = ("owed_pending", "owed_payable", "paid_out")
+EARNED = (EARNED_PENDING, EARNED_PAYABLE, RECEIVED)
+OWED = (OWED_PENDING, OWED_PAYABLE, PAID_OUT)
 
 
 @dataclass(frozen=True)

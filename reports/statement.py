@@ -17,11 +17,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS as SWAP
 from refledger.store.queries import QueryError
 
-MONEY = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
-SWAP = ("swap_given", "swap_received")
-NEGATED = ("owed_pending", "owed_payable", "paid_out", "swap_received")
+MONEY = MONEY_ACCOUNTS
 LINE_COLUMNS = ("occurred_at", "event_id", "event_type", "log", "seq", "role", "account", "counterparty_shop_id",
                 "currency", "change", "agreement", "model", "rate_bp", "click_event_id", "refund_id", "reason",
                 "subject", "entry_id")

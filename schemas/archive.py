@@ -286,8 +286,3 @@ def read_archive(out_dir: str | os.PathLike, topic: str) -> dict[int, Iterator[M
     if not partitions:
         raise ArchiveError(f"no archive of topic {topic!r} in {out_dir}")
     return {p: read_partition(out_dir, topic, p) for p in partitions}
-
-
-def verify_archive(out_dir: str | os.PathLike, topic: str) -> dict[int, int]:
-    """Read the whole archive, checking it; returns the record count per partition."""
-    return {p: sum(1 for _ in iter_partition(out_dir, topic, p)) for p in archive_partitions(out_dir, topic)}

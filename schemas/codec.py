@@ -34,7 +34,7 @@ import fastavro
 from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter
 from refledger.schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from refledger.schemas.jsonform import record_to_json_object
-from refledger.schemas.shape import OPTIONAL_ENVELOPE_FIELDS, PAYLOAD_TYPES, check_shape, datum_to_record
+from refledger.schemas.shape import check_shape, datum_to_record
 from refledger.schemas.timestamps import format_utc_millis, parse_utc_millis
 from refledger.schemas.traffic import read_purchase, read_traffic
 from refledger.schemas.versions import SchemaVersion, load_versions, strip_logical_types
@@ -54,9 +54,7 @@ __all__ = [
     "canonical_body",
     "current_schema",
     "decode",
-    "decode_many",
     "encode",
-    "encode_unchecked",
     "format_time",
     "iter_container",
     "parse_time",
@@ -134,18 +132,6 @@ def encode(record: Mapping) -> bytes:
     return _write_body(stream, _checked_datum(record))
 
 
-def encode_unchecked(record: Mapping) -> bytes:
-    """Single-object message of a record without the shape rules, for tests and tools that need bad input.
-
-    Types must still fit the schema (fastavro raises otherwise).
-    """
-    datum = dict.fromkeys(PAYLOAD_TYPES + OPTIONAL_ENVELOPE_FIELDS)
-    datum.update(record)
-    stream = BytesIO()
-    stream.write(_CURRENT_HEADER)
-    return _write_body(stream, datum)
-
-
 def _read_datum(data: bytes) -> dict:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise Undecodable(f"expected bytes, got {type(data).__name__}")
@@ -175,18 +161,6 @@ def decode(data: bytes) -> dict:
     datum = _read_datum(data)
     check_shape(datum)
     return datum_to_record(datum)
-
-
-def decode_many(messages: Iterable[bytes]) -> list[dict | CodecError]:
-    """Decode a batch: one record, or the :class:`CodecError` it raised, per message, in order."""
-    results: list[dict | CodecError] = []
-    append = results.append
-    for message in messages:
-        try:
-            append(decode(message))
-        except CodecError as error:
-            append(error)
-    return results
 
 
 def canonical_body(record: Mapping) -> bytes:

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 
+from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS
+
 
 class QueryError(ValueError):
     """The question cannot be answered as asked (a malformed period, say): the asker's mistake,
     reported to them as it is, whether the query ran here or in a consumer."""
 
-MONEY_ACCOUNTS = ("earned_pending", "earned_payable", "owed_pending", "owed_payable", "received", "paid_out")
-# Accounts whose displayed balance is the negated sum of their entries.
-NEGATED = frozenset({"owed_pending", "owed_payable", "paid_out", "swap_received"})
 BALANCE_COLUMNS = ("shop_id", "currency") + MONEY_ACCOUNTS
-SWAP_COLUMNS = ("shop_id", "currency", "swap_given", "swap_received")
+SWAP_COLUMNS = ("shop_id", "currency") + SWAP_ACCOUNTS
 
 
 def stats(cur) -> dict:

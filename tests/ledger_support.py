@@ -62,6 +62,23 @@ def all_entries(outcomes) -> list:
     return [e for o in outcomes for e in o.entries]
 
 
+def first_broken_link(entries) -> int | None:
+    """The index of the first entry whose link or hash does not verify, or None: the auditor's
+    check of SPEC §10 as ledger/README.md writes it, on its own (no code of the ledger's)."""
+    import hashlib
+
+    prev = "0" * 64
+    for i, entry in enumerate(entries):
+        fields = entry if isinstance(entry, dict) else entry._asdict()
+        body = {k: v for k, v in fields.items() if k not in ("prev_hash", "hash")}
+        canonical = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        digest = hashlib.sha256(bytes.fromhex(prev) + canonical.encode("utf-8")).hexdigest()
+        if fields["prev_hash"] != prev or fields["hash"] != digest:
+            return i
+        prev = digest
+    return None
+
+
 def nonzero_rows(rows: list[dict]) -> list[dict]:
     """Balance rows with at least one nonzero number, in a stable order."""
     kept = [r for r in rows if any(v for k, v in r.items() if k not in ("shop_id", "currency"))]

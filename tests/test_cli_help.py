@@ -33,3 +33,13 @@ def test_help_names_the_purpose_and_gives_an_example(path):
     example = [line for line in result.output.splitlines() if "Example" in line]
     assert example, f"refledger {' '.join(path)} --help has no example:\n{result.output}"
     assert "refledger" in result.output.split("Example", 1)[1], "the example shows a refledger command line"
+
+
+def test_the_readme_command_table_lists_every_command():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("`refledger ", 1)[1].split()[0].rstrip("`") for line in table.splitlines()
+              if line.startswith("| `refledger ")}
+    assert listed == set(cli.commands), f"README lists {sorted(listed)}, the CLI has {sorted(cli.commands)}"

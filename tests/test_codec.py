@@ -25,9 +25,7 @@ from refledger.schemas.codec import (
     Undecodable,
     canonical_body,
     decode,
-    decode_many,
     encode,
-    encode_unchecked,
     format_time,
     iter_container,
     parse_time,
@@ -42,6 +40,7 @@ from refledger.schemas.shape import PAYLOAD_TYPES, SHOP_EVENT_TYPES
 from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 from refledger.schemas.versions import strip_logical_types
 
+from tests.codec_support import encode_unchecked
 from tests.scenario_files import SCENARIOS
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
 SCENARIO_LINES = [
@@ -583,16 +582,6 @@ def test_encode_unchecked_writes_what_decode_rejects():
     assert encode_unchecked(record) == encode(record)
 
 
-# ---------------------------------------------------------------- batches
-
-
-def test_decode_many_returns_records_and_errors_in_order():
-    good = encode(record_from_json(CLICK_LINE))
-    results = decode_many([good, b"\x00", good[:-1], good])
-    assert results[0] == results[3] == record_from_json(CLICK_LINE)
-    assert isinstance(results[1], Undecodable) and isinstance(results[2], Undecodable)
-
-
 # ---------------------------------------------------------------- container files
 
 
@@ -787,7 +776,7 @@ def test_an_agreement_with_unsorted_rates_is_stored_in_key_order():
     record = record_from_json(AGREEMENT_LINE)
     rates = record["agreement"]["category_rates_bp"] = {"toys": 1000, "care": 900, "apparel": 700}
     assert list(rates) != sorted(rates)
-    message = codec.encode_unchecked(record)
+    message = encode_unchecked(record)
     decoded, canonical = codec.decode_canonical(message)
     assert canonical != message
     assert canonical == codec.canonical_message(decoded)

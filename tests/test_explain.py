@@ -71,3 +71,23 @@ def test_explain_says_which_refunds_applied_and_which_were_quarantined_when_thei
     assert [(r["event_id"], r["status"]) for r in explained["refunds"]] == [
         ("r-ok", "applied"), ("r-too-much", "quarantined: refund_exceeds_order"),
         ("r-usd", "quarantined: currency_mismatch")]
+
+
+def test_parked_lists_a_refund_waiting_for_its_order_until_the_order_arrives(tmp_path):
+    from click.testing import CliRunner
+
+    from refledger.cli import cli
+
+    a, head = baby_care()
+    refund = a.refund("2026-11-03T09:00", "li-kids", "o2", 500, event_id="r-2", refund_id="rf2")
+    db = ledger_of(tmp_path, head + [a.click("2026-11-03T07:00", "zhao-photo", "li-kids", "v2"), refund])
+    result = CliRunner().invoke(cli, ["parked", "--db", db, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [(p["event_id"], p["order_id"], p["merchant_shop_id"], p["amount_minor"], p["currency"])
+            for p in json.loads(result.output)] == [("r-2", "o2", "li-kids", 500, "CNY")]
+    order = tmp_path / "order.jsonl"
+    write_event_file([a.order("2026-11-03T08:00", "li-kids", "v2", "o2", [(1, 1500, "apparel")])], order)
+    assert CliRunner().invoke(cli, ["ingest", str(order), "--db", db]).exit_code == 0
+    assert json.loads(CliRunner().invoke(cli, ["parked", "--db", db, "--format", "json"]).output) == []
+    [explained] = query(db, explain, order_id="o2")
+    assert [(r["event_id"], r["status"]) for r in explained["refunds"]] == [("r-2", "applied")]

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refledger.ledger.balances import balances
-from refledger.ledger.chain import HASHED_FIELDS, canonical_bytes, canonical_values, first_broken_link
+from refledger.ledger.chain import HASHED_FIELDS, canonical_bytes, canonical_values
 from refledger.ledger.fold import PartitionFold
-from tests.ledger_support import Alliance, all_entries, fold_all, nonzero_rows
+from tests.ledger_support import Alliance, all_entries, first_broken_link, fold_all, nonzero_rows
 
 SHOPS = ("s-a", "s-b", "s-c")
 VISITORS = ("v1", "v2")

@@ -11,8 +11,7 @@ import json
 import pytest
 
 from refledger.ledger.balances import balances
-from refledger.ledger.chain import first_broken_link
-from tests.ledger_support import SCENARIOS, all_entries, fold_all, load_records, nonzero_rows
+from tests.ledger_support import SCENARIOS, all_entries, first_broken_link, fold_all, load_records, nonzero_rows
 
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
 WITH_QUARANTINE = [p for p in SCENARIO_FILES if p.with_name(f"{p.stem}.expected-quarantine.json").exists()]

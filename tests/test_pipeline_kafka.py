@@ -16,6 +16,7 @@ from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
 from refledger.store.ledger_file import LedgerStore
 from refledger.schemas import codec
+from tests.codec_support import encode_unchecked
 from tests.pipeline_support import SCENARIOS, publish, read_topic, send_raw, stored_log
 
 pytestmark = pytest.mark.kafka
@@ -91,7 +92,7 @@ def _schema_invalid_message() -> bytes:
     record = codec.record_from_json(json.loads((SCENARIOS / "baby-care.jsonl").read_text().splitlines()[5]))
     broken = dict(record)
     broken["type"] = "order"  # a click payload under type "order"
-    return codec.encode_unchecked(broken)
+    return encode_unchecked(broken)
 
 
 def test_bad_bytes_are_quarantined_and_consumption_goes_on(kafka_bootstrap, kafka_topic, tmp_path):
