@@ -60,6 +60,10 @@ class AgreementBook:
         versions.add(a)
         self._timelines.clear()
 
+    def size(self) -> int:
+        """How many agreement versions are known."""
+        return sum(len(v.versions) for v in self._scopes.values())
+
     def resolve(self, merchant: str, referrer: str, t: int) -> Agreement | None:
         """The agreement governing (merchant, referrer) at t, or None (model none)."""
         timeline = self._timelines.get((merchant, referrer))

@@ -56,9 +56,9 @@ def _check_alliance_event(ev, knows: Knows) -> Problem | None:
     if ev.type in ("payout", "adjustment"):
         if ev.merchant_shop_id == ev.referrer_shop_id:
             return SHOP_MISMATCH, f"a {ev.type} between {ev.merchant_shop_id!r} and itself"
-        for shop in (ev.merchant_shop_id, ev.referrer_shop_id):
-            if not knows(shop):
-                return _unknown(shop)
+        for party in (ev.merchant_shop_id, ev.referrer_shop_id):
+            if party != ALLIANCE and not knows(party):  # the alliance's fund is a party, not a shop
+                return _unknown(party)
     return content_problem(ev)
 
 
@@ -67,7 +67,7 @@ _CHECKS = {
     "order": _check_merchant_event, "refund": _check_merchant_event,
     "member": _check_alliance_event, "agreement": _check_alliance_event,
     "settlement": _check_alliance_event, "payout": _check_alliance_event,
-    "adjustment": _check_alliance_event,
+    "adjustment": _check_alliance_event, "close": _check_alliance_event, "policy": _check_alliance_event,
 }
 
 

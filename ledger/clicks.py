@@ -42,9 +42,9 @@ def click_ref(click: Click) -> ClickRef:
                            click.visitor_id))
 
 
-def counted_flags(clicks: Sequence[ClickRef], base_ok: Sequence[bool]) -> list[bool]:
-    """The 24-hour rule over one (visitor, referrer, merchant), clicks in order."""
-    last = None
+def counted_flags(clicks: Sequence[ClickRef], base_ok: Sequence[bool], last: int | None = None) -> list[bool]:
+    """The 24-hour rule over one (visitor, referrer, merchant), clicks in order; ``last`` is the time of
+    the last valid click before them, if any."""
     flags = []
     for click, ok in zip(clicks, base_ok):
         valid = ok and (last is None or click.occurred_at - last >= DAY_MS)
@@ -92,13 +92,14 @@ class ClickBook:
     of its referrer in that list. Validity is a flag per click id.
     """
 
-    __slots__ = ("_by_mv", "_by_referrer", "_valid", "_subjects")
+    __slots__ = ("_by_mv", "_by_referrer", "_valid", "_subjects", "closed_through")
 
     def __init__(self):
         self._by_mv: dict[tuple[str, str | None], tuple[ClickRef, ...] | list[ClickRef]] = {}
         self._by_referrer: dict[str, list[ClickRef]] = {}
         self._valid: dict[str, bool] = {}
         self._subjects: dict[str, Subject] = {}
+        self.closed_through: int | None = None  # clicks at or before it are final (SPEC §9a)
 
     def add(self, click: ClickRef, base_ok: BaseOk) -> list[tuple[ClickRef, bool]]:
         """Index the click; return (click, validity) for it and every click whose validity flipped."""
@@ -133,8 +134,22 @@ class ClickBook:
 
     def _recheck_chain(self, bucket: Sequence[ClickRef], referrer: str, base_ok: BaseOk,
                        new: ClickRef | None = None) -> list[tuple[ClickRef, bool]]:
+        """Run the 24-hour rule again over the referrer's chain in this bucket. Clicks of a closed
+        period keep their flags (they are final); the rule runs on from the last valid one."""
         chain = [c for c in bucket if c.referrer_shop_id == referrer]
-        flags = counted_flags(chain, [base_ok(c) for c in chain])
+        last = None
+        closed = self.closed_through
+        if closed is not None:
+            flags = self._valid
+            done = 0
+            for c in chain:
+                if c.occurred_at > closed:
+                    break
+                if flags.get(c.event_id):
+                    last = c.occurred_at
+                done += 1
+            chain = chain[done:]
+        flags = counted_flags(chain, [base_ok(c) for c in chain], last)
         changed = []
         for c, valid in zip(chain, flags):
             if c is new or self._valid.get(c.event_id) is not valid:
@@ -169,6 +184,39 @@ class ClickBook:
         flags = self._valid
         return [c for group in referrers for c in group
                 if c.occurred_at >= since and (merchant == ANY or c.merchant_shop_id == merchant) and flags.get(c.event_id)]
+
+    def close_through(self, closed_through: int, keep_from: int) -> None:
+        """The books are closed through ``closed_through``: clicks at or before it keep their validity
+        from now on, and clicks before ``keep_from`` (no open order can reach back that far) are
+        forgotten. What a forgotten cpc click still has pending stays with the postings until a
+        settlement moves it."""
+        self.closed_through = closed_through
+        gone: list[ClickRef] = []
+        for mv, bucket in list(self._by_mv.items()):
+            if bucket[0].occurred_at >= keep_from:
+                continue
+            i = bisect_right(bucket, (keep_from,))
+            gone.extend(bucket[:i])
+            if i == len(bucket):
+                del self._by_mv[mv]
+            else:
+                rest = bucket[i:]
+                self._by_mv[mv] = rest if type(rest) is tuple or len(rest) > SMALL_BUCKET else tuple(rest)
+        if not gone:
+            return
+        for referrer, clicks in list(self._by_referrer.items()):
+            kept = [c for c in clicks if c.occurred_at >= keep_from]
+            if kept:
+                self._by_referrer[referrer] = kept
+            else:
+                del self._by_referrer[referrer]
+        for c in gone:
+            self._valid.pop(c.event_id, None)
+            self._subjects.pop(c.event_id, None)
+
+    def size(self) -> int:
+        """How many clicks are remembered."""
+        return len(self._valid)
 
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
                 event_id: str, out: list[Entry]) -> None:

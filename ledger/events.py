@@ -15,7 +15,7 @@ DAY_MS = 86_400_000
 ALLIANCE = "alliance"
 ANY = "*"
 MODELS = frozenset({"cps", "cpa", "cpc", "swap", "none"})
-STATUSES = frozenset({"active", "suspended", "expelled"})
+STATUSES = frozenset({"active", "suspended", "expelled", "left"})  # left: of its own accord; earns like expelled
 
 # Reason codes the fold hands out (SPEC §4).
 SCHEMA_INVALID = "schema_invalid"
@@ -30,6 +30,10 @@ CONFLICTING_DUPLICATE = "conflicting_duplicate"
 DUPLICATE_ORDER = "duplicate_order"
 RETROACTIVE_AGREEMENT = "retroactive_agreement"
 PAYOUT_EXCEEDS_PAYABLE = "payout_exceeds_payable"
+BAD_SIGNATURE = "bad_signature"
+PERIOD_CLOSED = "period_closed"
+FUTURE_CLOSE = "future_close"
+PERSONAL_DATA = "personal_data"
 
 Problem = tuple[str, str]  # (reason code, human detail)
 
@@ -112,6 +116,7 @@ class Member:
     shop_id: str
     member_shop_id: str
     status: str
+    public_key: str | None  # the shop's signing key from now on; None keeps the previous one (SPEC §4a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,31 @@ class Settlement:
 
 
 @dataclass(frozen=True, slots=True)
+class Close:
+    """The books are closed through ``closed_through``: what occurred at or before it is final (SPEC §9a)."""
+
+    type: ClassVar[str] = "close"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    close_id: str
+    closed_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The alliance's whole signing policy from this event on (SPEC §4a)."""
+
+    type: ClassVar[str] = "policy"
+    event_id: str
+    occurred_at: int
+    shop_id: str
+    policy_id: str
+    require_signatures: bool
+    operator_public_key: str | None  # None keeps the previous key
+
+
+@dataclass(frozen=True, slots=True)
 class Payout:
     type: ClassVar[str] = "payout"
     event_id: str
@@ -178,7 +208,11 @@ class Adjustment:
     reason: str | None
 
 
-Event = View | Click | Order | Refund | Member | Agreement | Settlement | Payout | Adjustment
+Event = View | Click | Order | Refund | Member | Agreement | Settlement | Close | Policy | Payout | Adjustment
+
+# Events dated in the books: a close makes those at or before closed_through final (SPEC §9a). The
+# others act in log order and keep their real date.
+DATED_TYPES = frozenset({"view", "click", "order", "refund", "member", "agreement"})
 
 
 class BadRecord(Exception):
@@ -251,7 +285,7 @@ def _member(rec, p):
     if status not in STATUSES:
         raise BadRecord(f"unknown member status {status!r}")
     return Member(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
-                  _str(p["member_shop_id"]), status)
+                  _str(p["member_shop_id"]), status, _opt_str(p.get("public_key")))
 
 
 def _agreement(rec, p):
@@ -276,6 +310,19 @@ def _agreement(rec, p):
 def _settlement(rec, p):
     return Settlement(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
                       _str(p["settlement_id"]), _int(p["period_end"]))
+
+
+def _close(rec, p):
+    return Close(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]), _str(p["close_id"]),
+                 _int(p["closed_through"]))
+
+
+def _policy(rec, p):
+    required = p.get("require_signatures")
+    if required is not None and type(required) is not bool:
+        raise BadRecord(f"require_signatures must be true or false, got {required!r}")
+    return Policy(_str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]), _str(p["policy_id"]),
+                  bool(required), _opt_str(p.get("operator_public_key")))
 
 
 def _payout(rec, p):
@@ -306,6 +353,8 @@ _PARSERS = {
     "member": _member,
     "agreement": _agreement,
     "settlement": _settlement,
+    "close": _close,
+    "policy": _policy,
     "payout": _payout,
     "adjustment": _adjustment,
 }

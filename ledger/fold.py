@@ -1,6 +1,8 @@
 """PartitionFold: one partition's log folded, event by event, into ledger entries.
 
-    record ─parse_event─▶ event ─checks─▶ quarantine reason
+    record ─parse_event─▶ event ─▶ period_closed? future_close? (SPEC §9a)
+                                 ─▶ seen before? identical: skipped; else conflicting_duplicate
+                                 ─▶ check_event ─▶ quarantine reason
                                    │
                                    ▼ handler for its type
           subjects it can affect (orders, cpc/swap clicks) recomputed from the
@@ -20,8 +22,9 @@ from refledger.ledger.clicks import ClickBook, ClickRef, click_ref
 from refledger.ledger.decisions import AttributionDecision
 from refledger.ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
 from refledger.ledger.events import (
-    CONFLICTING_DUPLICATE, DUPLICATE_ORDER, PAYOUT_EXCEEDS_PAYABLE, SCHEMA_INVALID,
-    Adjustment, Agreement, BadRecord, Click, Event, Member, Order, Payout, Refund, Settlement, View, parse_event,
+    CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, PAYOUT_EXCEEDS_PAYABLE,
+    PERIOD_CLOSED, SCHEMA_INVALID, Adjustment, Agreement, BadRecord, Click, Close, Event, Member, Order, Payout,
+    Policy, Refund, Settlement, View, parse_event,
 )
 from refledger.ledger.checks import check_event
 from refledger.ledger.journal import Journal
@@ -29,6 +32,12 @@ from refledger.ledger.membership import Membership
 from refledger.ledger.orders import OrderBook, OrderSubject, apply_refunds, reprice
 from refledger.ledger.settlement import settle_period
 from refledger.ledger.subjects import Postings
+from refledger.ledger.times import iso
+
+# After a close through C, no open order can be attributed by a click older than C − 90 days (the
+# longest window, SPEC §9a), and the 24-hour rule of an open click looks back one day: the clicks
+# before that are forgotten.
+CLICK_MEMORY_MS = 90 * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +54,28 @@ class FoldOutcome:
 
 
 _UNSEEN = object()
-_VIEW = object()  # what is remembered of a folded view: nothing but that it was one
 NOTHING = FoldOutcome()
 SKIPPED = FoldOutcome(skipped=True)
 PARKED = FoldOutcome(parked=True)
 
 
 def _remembered(ev: Event):
-    """What is remembered of a folded event to tell a re-delivery from a conflict: the event
-    itself (a click is a named tuple of its fields, cheap to keep by the million), or for a
-    view only that it was one (it changes nothing)."""
-    return _VIEW if ev.type == "view" else ev
+    """What is remembered of a folded event to tell a re-delivery from a conflict. Views and
+    clicks, nine events in ten, are remembered as (occurred_at, a hash of their type and every
+    field): small, and enough to tell content apart (two different events with one id and one
+    64-bit hash are not a practical concern). Other events are remembered as they are."""
+    kind = ev.type
+    if kind == "view" or kind == "click":
+        return (ev.occurred_at, hash((kind, ev)))
+    return ev
+
+
+def _closed_by(remembered, closed_through: int) -> bool:
+    """Whether a close through ``closed_through`` lets the fold forget this event's id: the dated
+    kinds at or before it (ids of log-order events are never forgotten)."""
+    if type(remembered) is tuple:
+        return remembered[0] <= closed_through
+    return remembered.type in DATED_TYPES and remembered.occurred_at <= closed_through
 
 
 def _quarantined(reason: str, detail: str) -> FoldOutcome:
@@ -78,11 +98,13 @@ class PartitionFold:
         self.orders = OrderBook()
         self.journal = Journal()
         self.postings = Postings(self.journal)
-        self._seen: dict[str, object] = {}  # event id → _fingerprint of what was folded
+        self.closed_through: int | None = None  # SPEC §9a: what occurred at or before it is final
+        self._seen: dict[str, object] = {}  # event id → what is remembered of the event folded
         self._handlers = {
             "view": self._on_view, "click": self._on_click, "order": self._on_order,
             "refund": self._on_refund, "member": self._on_member, "agreement": self._on_agreement,
             "settlement": self._on_settlement, "payout": self._on_payout, "adjustment": self._on_adjustment,
+            "close": self._on_close, "policy": self._on_policy,
         }
 
     # -- reading -----------------------------------------------------------------------------
@@ -91,6 +113,11 @@ class PartitionFold:
     def chain_head(self) -> str:
         return self.journal.head
 
+    def state_size(self) -> dict[str, int]:
+        """How much the fold remembers, per kind of state (after a close, only what SPEC §9a needs)."""
+        return {"event_ids": len(self._seen), "clicks": self.clicks.size(), **self.orders.size(),
+                "pending_subjects": len(self.postings.pending_subjects()),
+                "agreements": self.agreements.size(), "members": len(self.membership.known_shops)}
 
     # -- folding -----------------------------------------------------------------------------
 
@@ -107,6 +134,13 @@ class PartitionFold:
 
         For callers that hold events already (the consumer builds views and clicks
         from the fields its reader found, without a record)."""
+        closed = self.closed_through
+        if closed is not None and ev.occurred_at <= closed and ev.type in DATED_TYPES:
+            return _quarantined(PERIOD_CLOSED, f"{ev.type} of {iso(ev.occurred_at)}: the books are closed through "
+                                               f"{iso(closed)}")
+        if ev.type == "close" and ev.closed_through > ev.occurred_at:
+            return _quarantined(FUTURE_CLOSE, f"closes through {iso(ev.closed_through)}, later than the close "
+                                              f"itself ({iso(ev.occurred_at)})")
         event_id = ev.event_id
         remembered = _remembered(ev)
         prior = self._seen.get(event_id, _UNSEEN)
@@ -159,8 +193,9 @@ class PartitionFold:
         return _posted(out, decisions)
 
     def _on_order(self, order: Order) -> FoldOutcome:
-        if self.orders.get(order.merchant_shop_id, order.order_id) is not None:
-            return _quarantined(DUPLICATE_ORDER, f"order {order.order_id} at {order.merchant_shop_id} was already folded")
+        merchant, order_id = order.merchant_shop_id, order.order_id
+        if self.orders.get(merchant, order_id) is not None or self.orders.is_closed(merchant, order_id):
+            return _quarantined(DUPLICATE_ORDER, f"order {order_id} at {merchant} was already folded")
         subject = self.orders.add(order)
         out: list[Entry] = []
         decisions = self._reprice([subject], order.event_id, out)
@@ -177,6 +212,9 @@ class PartitionFold:
     def _on_refund(self, refund: Refund) -> FoldOutcome:
         subject = self.orders.get(refund.merchant_shop_id, refund.order_id)
         if subject is None:
+            if self.orders.is_closed(refund.merchant_shop_id, refund.order_id):
+                return _quarantined(PERIOD_CLOSED, f"order {refund.order_id} at {refund.merchant_shop_id} is in "
+                                                   "a closed period: correct it with an adjustment")
             self.orders.park(refund)
             return PARKED
         problem = subject.refund_problem(refund)
@@ -220,6 +258,23 @@ class PartitionFold:
         for subject in settle_period(self.postings.pending_subjects(), settlement.period_end):
             self.postings.settle(subject, settlement.event_id, out)
         return _posted(out)
+
+    def _on_close(self, close: Close) -> FoldOutcome:
+        """SPEC §9a: everything at or before closed_through becomes final. Closing posts no entry;
+        parked refunds of the closed period are given up, and the fold forgets what it no longer
+        needs. A close not later than the current one changes nothing."""
+        through = close.closed_through
+        if self.closed_through is not None and through <= self.closed_through:
+            return NOTHING
+        self.closed_through = through
+        given_up = self.orders.close_through(through)
+        self.clicks.close_through(through, through - CLICK_MEMORY_MS)
+        self._seen = {event_id: remembered for event_id, remembered in self._seen.items()
+                      if not _closed_by(remembered, through)}
+        return _posted((), (), [(refund.event_id, PERIOD_CLOSED) for refund in given_up])
+
+    def _on_policy(self, policy: Policy) -> FoldOutcome:
+        return NOTHING
 
     def _on_payout(self, payout: Payout) -> FoldOutcome:
         merchant, referrer, currency = payout.merchant_shop_id, payout.referrer_shop_id, payout.currency

@@ -44,9 +44,15 @@ class OrderSubject(Subject):
 
 
 class OrderBook:
-    """Every order folded in this partition, and the refunds waiting for theirs."""
+    """Every order folded in this partition, and the refunds waiting for theirs.
 
-    __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked")
+    After a close (SPEC §9a) an order of the closed period can no longer change:
+    only its key and time are kept (``closed``), so that ``duplicate_order`` and
+    refunds of closed orders are still decided exactly; what it still has
+    pending stays with the postings until a settlement moves it.
+    """
+
+    __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked", "_parked_seq", "closed")
 
     def __init__(self):
         self._orders: dict[tuple[str, str], OrderSubject] = {}
@@ -54,10 +60,16 @@ class OrderBook:
         # visitors place one order per merchant; a list each would be memory for nothing)
         self._by_mv: dict[tuple[str, str | None], OrderSubject | list[OrderSubject]] = {}
         self._by_merchant: dict[str, list[OrderSubject]] = {}
-        self._parked: dict[tuple[str, str], list[Refund]] = {}  # in the order folded
+        self._parked: dict[tuple[str, str], list[tuple[int, Refund]]] = {}  # (n-th parked, refund)
+        self._parked_seq = 0
+        self.closed: dict[tuple[str, str], int] = {}  # (merchant, order_id) → occurred_at, closed orders
 
     def get(self, merchant: str, order_id: str) -> OrderSubject | None:
+        """The open order (None for an unknown or a closed one)."""
         return self._orders.get((merchant, order_id))
+
+    def is_closed(self, merchant: str, order_id: str) -> bool:
+        return (merchant, order_id) in self.closed
 
     def add(self, order: Order) -> OrderSubject:
         subject = OrderSubject(order)
@@ -93,10 +105,49 @@ class OrderBook:
         return found
 
     def park(self, refund: Refund) -> None:
-        self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append(refund)
+        self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append((self._parked_seq, refund))
+        self._parked_seq += 1
 
     def unpark(self, merchant: str, order_id: str) -> list[Refund]:
-        return self._parked.pop((merchant, order_id), [])
+        """The refunds waiting for this order, in the order they were folded."""
+        return [refund for _n, refund in self._parked.pop((merchant, order_id), ())]
+
+    def close_through(self, closed_through: int) -> list[Refund]:
+        """Close the books through ``closed_through``: orders at or before it are kept by key and time
+        only; parked refunds at or before it are given up (their order can no longer arrive) and
+        returned, in the order they were folded."""
+        for key, subject in list(self._orders.items()):
+            if subject.occurred_at <= closed_through:
+                self.closed[key] = subject.occurred_at
+                del self._orders[key]
+        for mv, known in list(self._by_mv.items()):
+            if type(known) is list:
+                kept = [o for o in known if o.occurred_at > closed_through]
+                if not kept:
+                    del self._by_mv[mv]
+                else:
+                    self._by_mv[mv] = kept if len(kept) > 1 else kept[0]
+            elif known.occurred_at <= closed_through:
+                del self._by_mv[mv]
+        for merchant, orders in list(self._by_merchant.items()):
+            kept = [o for o in orders if o.occurred_at > closed_through]
+            if kept:
+                self._by_merchant[merchant] = kept
+            else:
+                del self._by_merchant[merchant]
+        given_up = []
+        for key, waiting in list(self._parked.items()):
+            kept = [(n, r) for n, r in waiting if r.occurred_at > closed_through]
+            given_up.extend((n, r) for n, r in waiting if r.occurred_at <= closed_through)
+            if kept:
+                self._parked[key] = kept
+            else:
+                del self._parked[key]
+        return [refund for _n, refund in sorted(given_up, key=lambda item: item[0])]
+
+    def size(self) -> dict[str, int]:
+        return {"open_orders": len(self._orders), "closed_orders": len(self.closed),
+                "parked_refunds": sum(len(w) for w in self._parked.values())}
 
 
 def _order_key(o: OrderSubject):

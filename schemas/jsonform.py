@@ -53,10 +53,24 @@ def _settlement_payload(payload: Mapping) -> dict:
     return out
 
 
+def _close_payload(payload: Mapping) -> dict:
+    out = dict(payload)
+    out["closed_through"] = format_utc_millis(payload["closed_through"])
+    return out
+
+
+def _without_nulls(payload: Mapping) -> dict:
+    """Optional fields (a member's public key, a policy's settings) appear only when given."""
+    return {field: value for field, value in payload.items() if value is not None}
+
+
 _PAYLOAD_TO_JSON: Mapping[str, Callable[[Mapping], dict]] = {
     "order": _order_payload,
     "agreement": _agreement_payload,
     "settlement": _settlement_payload,
+    "close": _close_payload,
+    "member": _without_nulls,
+    "policy": _without_nulls,
 }
 
 

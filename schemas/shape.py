@@ -18,12 +18,17 @@ from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 
 PAYLOAD_TYPES = (
     "view", "click", "order", "refund", "member", "agreement", "settlement", "payout", "adjustment",
+    "close", "policy",
 )
 SHOP_EVENT_TYPES = frozenset({"view", "click", "order", "refund"})
 ALLIANCE_EVENT_TYPES = frozenset(PAYLOAD_TYPES) - SHOP_EVENT_TYPES
 OPTIONAL_ENVELOPE_FIELDS = ("signature",)
 EVENT_ID_MAX_CHARS = 64
 AMOUNT_MODELS = frozenset({"cpa", "cpc"})
+ALLIANCE = "alliance"  # the alliance's fund, a party to payouts and adjustments (SPEC §2)
+MAX_MINOR = 10**12     # every amount in minor units is at most this, in absolute value (SPEC §2)
+MAX_QUANTITY = 10**6
+MAX_DAYS = 90          # attribution_window_days and hold_days are 0 to 90 (SPEC §9a)
 
 
 def check_currency(field: str, code: str) -> None:
@@ -38,20 +43,43 @@ def check_time(field: str, millis: int) -> None:
         raise invalid(field, f"time out of range (years 0001-9999): {millis}")
 
 
+def check_minor(field: str, amount: int) -> None:
+    """An amount in minor units is at most 10^12 in absolute value."""
+    if not -MAX_MINOR <= amount <= MAX_MINOR:
+        raise invalid(field, f"{amount} is beyond the bound of ±10^12 minor units")
+
+
 def _check_money_payload(kind: str, payload: Mapping) -> None:
     check_currency(f"{kind}.currency", payload["currency"])
+    check_minor(f"{kind}.amount_minor", payload["amount_minor"])
+
+
+def _check_transfer(kind: str, payload: Mapping) -> None:
+    _check_money_payload(kind, payload)
+    if payload["merchant_shop_id"] == ALLIANCE and payload["referrer_shop_id"] == ALLIANCE:
+        raise invalid(f"{kind}.referrer_shop_id", f"a {kind} between the alliance's fund and itself")
 
 
 def _check_order(kind: str, payload: Mapping) -> None:
     check_currency("order.currency", payload["currency"])
     if not payload["lines"]:
         raise invalid("order.lines", "an order needs at least one line")
+    for i, line in enumerate(payload["lines"]):
+        if not line["quantity"] <= MAX_QUANTITY:
+            raise invalid(f"order.lines[{i}].quantity", f"{line['quantity']} is beyond the bound of 10^6")
+        check_minor(f"order.lines[{i}].unit_price_minor", line["unit_price_minor"])
+    check_minor("order.total_minor", payload["total_minor"])
 
 
 def _check_agreement(kind: str, payload: Mapping) -> None:
     check_time("agreement.effective_from", payload["effective_from"])
     if payload["currency"] is not None:
         check_currency("agreement.currency", payload["currency"])
+    if payload["amount_minor"] is not None:
+        check_minor("agreement.amount_minor", payload["amount_minor"])
+    for field in ("attribution_window_days", "hold_days"):
+        if payload[field] > MAX_DAYS:
+            raise invalid(f"agreement.{field}", f"{payload[field]} days; at most {MAX_DAYS}")
     model = payload["model"]
     if model == "cps" and payload["rate_bp"] is None:
         raise invalid("agreement.rate_bp", "required when model is cps")
@@ -65,13 +93,18 @@ def _check_settlement(kind: str, payload: Mapping) -> None:
     check_time("settlement.period_end", payload["period_end"])
 
 
+def _check_close(kind: str, payload: Mapping) -> None:
+    check_time("close.closed_through", payload["closed_through"])
+
+
 _PAYLOAD_CHECKS: Mapping[str, Callable[[str, Mapping], None]] = {
     "order": _check_order,
     "refund": _check_money_payload,
-    "payout": _check_money_payload,
-    "adjustment": _check_money_payload,
+    "payout": _check_transfer,
+    "adjustment": _check_transfer,
     "agreement": _check_agreement,
     "settlement": _check_settlement,
+    "close": _check_close,
 }
 
 
@@ -81,8 +114,11 @@ def check_shape(datum: Mapping) -> None:
     The rules: ``event_id`` has 1 to 64 characters; the payload named by
     ``type`` is present and every other payload is null or absent;
     ``visitor_id`` is set on shop events; times fit the text form; currency
-    codes are three upper-case letters; an order has lines; a cps agreement
-    has ``rate_bp``, a cpa or cpc one ``amount_minor`` and ``currency``.
+    codes are three upper-case letters; an order has lines; amounts are
+    within ±10^12 minor units and quantities at most 10^6; a cps agreement
+    has ``rate_bp``, a cpa or cpc one ``amount_minor`` and ``currency``, and
+    its window and hold are at most 90 days; a payout or adjustment does not
+    have the alliance's fund on both sides.
     """
     event_id = datum["event_id"]
     if not 0 < len(event_id) <= EVENT_ID_MAX_CHARS:

@@ -20,14 +20,14 @@ answers.
 from __future__ import annotations
 
 from refledger.schemas.binary import read_int, read_long, read_string
-from refledger.schemas.shape import EVENT_ID_MAX_CHARS
+from refledger.schemas.shape import EVENT_ID_MAX_CHARS, MAX_MINOR, MAX_QUANTITY
 from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
 
 HEADER_SIZE = 10
 _KINDS = ("view", "click")  # the first two symbols of the EventType enum
-_NULL_BRANCHES = bytes(7)   # order … adjustment: union branch 0 (null), one byte each
+_NULL_BRANCHES = bytes(9)   # order … adjustment, close, policy: union branch 0 (null), one byte each
 _ORDER, _REFUND = 4, 6      # the EventType symbols order (2) and refund (3), zig-zag encoded
-_ALLIANCE_NULLS = bytes(5)  # member … adjustment: null
+_ALLIANCE_NULLS = bytes(7)  # member … adjustment, close, policy: null
 
 
 def _signature(b: bytes, i: int) -> tuple[str | None, int]:
@@ -74,9 +74,9 @@ def read_traffic_fields(data: bytes, current_fingerprint: bytes) -> tuple | None
             if data[i] != 0:
                 return None
             i += 1
-        if data[i:i + 7] != _NULL_BRANCHES:
+        if data[i:i + 9] != _NULL_BRANCHES:
             return None
-        signature, i = _signature(data, i + 7)
+        signature, i = _signature(data, i + 9)
     except (IndexError, ValueError):
         return None
     if i != len(data) or not 0 < len(event_id) <= EVENT_ID_MAX_CHARS or not MIN_MILLIS <= occurred_at <= MAX_MILLIS:
@@ -137,12 +137,14 @@ def read_purchase(data: bytes, current_fingerprint: bytes) -> dict | None:
                 category, i = read_string(data, i)
                 quantity, i = read_int(data, i)
                 unit_price, i = read_long(data, i)
+                if quantity > MAX_QUANTITY or not -MAX_MINOR <= unit_price <= MAX_MINOR:
+                    return None       # beyond SPEC's bounds: schema_invalid, on the general path
                 lines.append({"sku": sku, "category": category, "quantity": quantity,
                               "unit_price_minor": unit_price})
             if data[i] != 0:          # the lines end after one block
                 return None
             total, i = read_long(data, i + 1)
-            if data[i] != 0:          # refund null
+            if not -MAX_MINOR <= total <= MAX_MINOR or data[i] != 0:   # refund null
                 return None
             i += 1
             name = "order"
@@ -156,12 +158,14 @@ def read_purchase(data: bytes, current_fingerprint: bytes) -> dict | None:
             merchant, i = read_string(data, i)
             currency, i = read_string(data, i)
             amount, i = read_long(data, i)
+            if not -MAX_MINOR <= amount <= MAX_MINOR:
+                return None
             name = "refund"
             payload = {"order_id": order_id, "refund_id": refund_id, "merchant_shop_id": merchant,
                        "currency": currency, "amount_minor": amount}
-        if data[i:i + 5] != _ALLIANCE_NULLS:
+        if data[i:i + 7] != _ALLIANCE_NULLS:
             return None
-        signature, i = _signature(data, i + 5)
+        signature, i = _signature(data, i + 7)
     except (IndexError, ValueError):
         return None
     if (i != len(data) or not 0 < len(event_id) <= EVENT_ID_MAX_CHARS or not MIN_MILLIS <= occurred_at <= MAX_MILLIS

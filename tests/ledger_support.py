@@ -15,7 +15,7 @@ from refledger.ledger.balances import balances
 from refledger.ledger.fold import PartitionFold
 
 from tests.scenario_files import SCENARIOS
-TIME_FIELDS = {"agreement": ("effective_from",), "settlement": ("period_end",)}
+TIME_FIELDS = {"agreement": ("effective_from",), "settlement": ("period_end",), "close": ("closed_through",)}
 AGREEMENT_OPTIONAL = ("rate_bp", "amount_minor", "currency")
 
 
@@ -44,6 +44,11 @@ def to_record(event: dict) -> dict:
             payload["category_rates_bp"] = {}
         payload.setdefault("attribution_window_days", 15)
         payload.setdefault("hold_days", 15)
+    if kind == "member":
+        payload.setdefault("public_key", None)
+    if kind == "policy":
+        payload.setdefault("require_signatures", None)
+        payload.setdefault("operator_public_key", None)
     record.setdefault("visitor_id", None)
     return record
 

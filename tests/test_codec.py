@@ -663,8 +663,10 @@ def test_write_container_rejects_invalid_records_and_leaves_no_file(tmp_path):
 # ---------------------------------------------------------------- property: random valid records
 
 names = st.text(max_size=12)
-minor = st.integers(-(2**63), 2**63 - 1)
+minor = st.integers(-(10**12), 10**12)          # SPEC §2: amounts within ±10^12 minor units
+quantities = st.integers(-(2**31), 10**6)        # and quantities at most 10^6
 basis_points = st.integers(-(2**31), 2**31 - 1)
+days = st.integers(-(2**31), 90)                 # windows and holds at most 90 days
 currencies = st.text(alphabet=string.ascii_uppercase, min_size=3, max_size=3)
 times = st.integers(MIN_MILLIS, MAX_MILLIS)
 
@@ -672,7 +674,7 @@ placements = st.fixed_dictionaries(
     {"referrer_shop_id": names, "merchant_shop_id": names, "placement_id": names}
 )
 order_lines = st.fixed_dictionaries(
-    {"sku": names, "category": names, "quantity": basis_points, "unit_price_minor": minor}
+    {"sku": names, "category": names, "quantity": quantities, "unit_price_minor": minor}
 )
 PAYLOADS = {
     "view": placements,
@@ -691,17 +693,22 @@ PAYLOADS = {
          "amount_minor": minor}
     ),
     "member": st.fixed_dictionaries(
-        {"member_shop_id": names, "status": st.sampled_from(["active", "suspended", "expelled"])}
+        {"member_shop_id": names, "status": st.sampled_from(["active", "suspended", "expelled", "left"]),
+         "public_key": st.none() | names}
     ),
     "settlement": st.fixed_dictionaries({"settlement_id": names, "period_end": times}),
+    "close": st.fixed_dictionaries({"close_id": names, "closed_through": times}),
+    "policy": st.fixed_dictionaries(
+        {"policy_id": names, "require_signatures": st.none() | st.booleans(), "operator_public_key": st.none() | names}
+    ),
     "payout": st.fixed_dictionaries(
         {"payout_id": names, "merchant_shop_id": names, "referrer_shop_id": names, "currency": currencies,
          "amount_minor": minor}
-    ),
+    ).filter(lambda p: not p["merchant_shop_id"] == p["referrer_shop_id"] == "alliance"),
     "adjustment": st.fixed_dictionaries(
         {"adjustment_id": names, "merchant_shop_id": names, "referrer_shop_id": names, "currency": currencies,
          "amount_minor": minor, "reason": names}
-    ),
+    ).filter(lambda p: not p["merchant_shop_id"] == p["referrer_shop_id"] == "alliance"),
 }
 
 
@@ -720,8 +727,8 @@ def agreements(draw):
         "category_rates_bp": draw(st.dictionaries(names, basis_points, max_size=4)),
         "amount_minor": draw(minor if needs_amount else st.none() | minor),
         "currency": draw(currencies if needs_amount else st.none() | currencies),
-        "attribution_window_days": draw(basis_points),
-        "hold_days": draw(basis_points),
+        "attribution_window_days": draw(days),
+        "hold_days": draw(days),
     }
 
 
