@@ -420,7 +420,10 @@ def _java() -> str:
 
 
 def _port_free(port: int) -> bool:
+    """True when a server could listen on `port` now. Bound as Kafka binds (SO_REUSEADDR), so the
+    connections a stopped broker closed, lingering in TIME_WAIT for a minute, do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
