@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from refledger.options import db_option, format_option
-from refledger.render import console, emit, emit_json
+from refledger.render import console, emit, emit_json, line
 
 
 
@@ -52,10 +52,10 @@ def verify(db, checkpoint_file, fmt):
         out = console()
         entries = sum(h["entries"] for h in result["logs"].values())
         if result["ok"]:
-            out.print(f"[green]ok[/green]: {len(result['logs'])} chains, {entries:,} entries; "
-                      f"checked {', '.join(result['checks'])}")
+            out.print(line(("ok", "green"), f": {len(result['logs'])} chains, {entries:,} entries; "
+                                            f"checked {', '.join(result['checks'])}"))
         else:
-            out.print(f"[red]{len(result['problems'])} problem(s)[/red] in {db}:")
+            out.print(line((f"{len(result['problems'])} problem(s)", "red"), f" in {db}:"))
             emit(result["problems"], "table", ("check", "where", "detail"))
     sys.exit(0 if result["ok"] else 1)
 
@@ -110,7 +110,7 @@ def statement(db, shop_id, period, fmt):
         emit(result["lines"], "csv", LINE_COLUMNS)
         return
     out = console()
-    out.print(f"[bold]statement of {shop_id}[/bold] for {period} ({result['from']} – {result['until']})")
+    out.print(line((f"statement of {shop_id}", "bold"), f" for {period} ({result['from']} – {result['until']})"))
     _balance_table(result["opening"], "opening balances")
     emit(result["lines"], "table", ("occurred_at", "event_id", "event_type", "role", "account",
                                     "counterparty_shop_id", "currency", "change", "agreement", "rate_bp",
@@ -122,7 +122,7 @@ def statement(db, shop_id, period, fmt):
          title="netting of payable balances at the close", numeric=("they_owe_payable", "we_owe_payable",
                                                                     "they_owe_pending", "we_owe_pending"))
     for row in result["overall"]:
-        out.print(f"[bold]{row['says']}[/bold]")
+        out.print(line((row["says"], "bold")))
 
 
 def _balance_table(rows, title):

@@ -6,7 +6,7 @@ import click
 
 from refledger.options import db_option, format_option
 from refledger.store.queries import BALANCE_COLUMNS, MONEY_ACCOUNTS, SWAP_COLUMNS
-from refledger.render import console, emit, emit_json
+from refledger.render import console, emit, emit_json, line
 
 
 def _query(db, name, **params):
@@ -65,7 +65,7 @@ def explain(db, order_id, merchant, fmt):
     out = console()
     for item in found:
         decision = item["decision"] or {}
-        out.print(f"[bold]order {item['order_id']}[/bold] at {item['merchant_shop_id']} ({item['log']})")
+        out.print(line((f"order {item['order_id']}", "bold"), f" at {item['merchant_shop_id']} ({item['log']})"))
         for order in item["order"]:
             body = order["order"]
             out.print(f"  {order['occurred_at']}  visitor {order['visitor_id']}  "

@@ -9,7 +9,7 @@ import click
 
 from refledger.ledger.entries import MONEY_ACCOUNTS as MONEY
 from refledger.options import db_option, format_option
-from refledger.render import console, emit, emit_json, progress
+from refledger.render import console, emit, emit_json, line, progress
 
 ENTRY_SHOWN = ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency", "amount",
                "subject", "role", "agreement_id", "agreement_version", "rate_bp", "click_event_id", "hash")
@@ -111,8 +111,8 @@ def _render_what_if(report) -> None:
     emit(report.what_if, "table", ("position", "agreement_id", "version", "action", "replaced_event_ids", "logs"),
          title="what-if agreements", numeric=("version", "logs"))
     for q in report.what_if_quarantined:
-        out.print(f"[yellow]warning[/yellow]: {q['position']} ({q['event_id']}) was quarantined in {q['logs']} "
-                  f"log(s): {q['reason']}: {q['detail']}")
+        out.print(line(("warning", "yellow"), f": {q['position']} ({q['event_id']}) was quarantined in "
+                                              f"{q['logs']} log(s): {q['reason']}: {q['detail']}"))
     changes = [c.as_dict() for c in report.comparison.balance_changes]
     if changes:
         emit(changes, "table", CHANGE_COLUMNS, title="balance changes against the live ledger (minor units)",
@@ -130,13 +130,13 @@ def _render_comparison(comparison, out, mode: str) -> None:
     if comparison.identical:
         total = sum(h.live_entries for h in comparison.heads)
         if mode == "until":
-            out.print(f"[green]identical[/green] to the {total:,} live entries that this part of the log caused, "
-                      f"in {len(comparison.heads)} chains")
+            out.print(line(("identical", "green"), f" to the {total:,} live entries that this part of the log "
+                                                   f"caused, in {len(comparison.heads)} chains"))
         else:
-            out.print(f"[green]identical[/green]: {total:,} entries in {len(comparison.heads)} chains, "
-                      "same chain heads, balances, positions and quarantine")
+            out.print(line(("identical", "green"), f": {total:,} entries in {len(comparison.heads)} chains, "
+                                                   "same chain heads, balances, positions and quarantine"))
         return
-    out.print("[red]DIFFERENT[/red]")
+    out.print(line(("DIFFERENT", "red")))
     for diff in comparison.first_differences:
         live, rebuilt = dict(diff.live or ()), dict(diff.rebuilt or ())
         differing = set(diff.differing_columns())
