@@ -41,6 +41,7 @@ from kafka.structs import OffsetAndMetadata
 
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
+from refledger.schemas.kafka_client import client_settings
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 log = logging.getLogger("refledger.consume")
@@ -77,14 +78,17 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
 
     # Listeners run on kafka-python's IO thread, which must not call blocking
     # consumer APIs: they only wait for the ledger; Kafka hears of it later.
+    # A batch the ledger could not take (a full disk) is the poll loop's to
+    # report: raised here, it would only come back as kafka-python's
+    # "rebalance callback" error, hiding what went wrong.
 
     def on_partitions_revoked(self, revoked):
         # the batch in flight is in DuckDB before its partitions can move
-        self.member.await_ledger()
+        self.member.await_ledger(failed_ok=True)
         self.member.assigned.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
-        self.member.await_ledger()
+        self.member.await_ledger(failed_ok=True)
         self.member.assigned.update(assigned)
         self.member.seek_assigned(assigned)
 
@@ -121,7 +125,7 @@ class LedgerConsumer:
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **client_settings(bootstrap_servers),
             group_id=group,
             group_instance_id=instance_id,
             client_id=client_id,
@@ -192,12 +196,15 @@ class LedgerConsumer:
             self._unchecked_batches = 0
             self._writer.submit(self.processor.store.checkpoint)
 
-    def await_ledger(self, keep: int = 0) -> None:
+    def await_ledger(self, keep: int = 0, failed_ok: bool = False) -> None:
         """Wait until all but ``keep`` batches in flight are in DuckDB, oldest first.
-        Raises what a commit raised."""
+        Raises what a commit raised; with ``failed_ok``, stops at a failed commit, which stays
+        first in line for the poll loop to raise."""
         with self._pending_lock:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
+                if failed_ok and future.exception() is not None:
+                    return
                 future.result()
                 self._pending.popleft()
                 self._committed.append(batch)

@@ -15,7 +15,6 @@ Infrastructure failures raise `KafkaAdminError` with what was tried.
 
 from __future__ import annotations
 
-import socket
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -24,28 +23,13 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from refledger.schemas.kafka_client import KafkaUnreachable, client_settings, port_open
+
 PROBE_INTERVAL_S = 0.1
 
 
 class KafkaAdminError(Exception):
     """The cluster cannot be reached or refuses an administrative request."""
-
-
-def _host_port(bootstrap: str) -> tuple[str, int]:
-    first = bootstrap.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    if not host or not port.isdigit():
-        raise KafkaAdminError(f"bootstrap servers must look like HOST:PORT, got {bootstrap!r}")
-    return host.strip("[]"), int(port)
-
-
-def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
-    """True when the first bootstrap server accepts a TCP connection."""
-    try:
-        with socket.create_connection(_host_port(bootstrap), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -54,9 +38,8 @@ def admin_client(bootstrap: str, timeout_s: float = 10.0) -> Iterator[KafkaAdmin
     timeout_ms = max(int(timeout_s * 1000), 1000)
     try:
         client = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+            **{**client_settings(bootstrap), "bootstrap_timeout_ms": timeout_ms},
             client_id="refledger-admin",
-            bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
         )
     except KafkaError as exc:
@@ -74,7 +57,7 @@ def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     try:
         with admin_client(bootstrap, timeout_s) as client:
             cluster = client.describe_cluster()
-    except (KafkaAdminError, KafkaError, OSError):
+    except (KafkaAdminError, KafkaError, KafkaUnreachable, OSError):
         return False
     return any(not b.get("is_fenced", False) for b in cluster.get("brokers", []))
 

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 
 from refledger.producers.kafka_admin import create_topic
 from refledger.schemas import codec
+from refledger.schemas.kafka_client import client_settings
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
@@ -68,7 +69,7 @@ class AlliancePublisher:
                  producer: KafkaProducer | None = None, linger_ms: int = 20):
         self.topic = topic
         self.producer = producer or KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **client_settings(bootstrap_servers),
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,

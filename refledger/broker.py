@@ -44,7 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from refledger.producers.kafka_admin import cluster_answers, port_open
+from refledger.producers.kafka_admin import cluster_answers
+from refledger.schemas.kafka_client import port_open
 
 KAFKA_VERSIONS = ("4.3.1", "4.3.0")
 LOG4J_VERSION = "2.25.4"

@@ -58,6 +58,7 @@ from typing import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from refledger.schemas.kafka_client import client_settings
 from refledger.schemas.archive import (
     ArchiveError, SegmentWriter, archived_record, exclusive, partition_dir, remove_leftovers, resume_offset,
     topic_dir,
@@ -189,7 +190,7 @@ class PartitionSink:
 def _open_consumer(bootstrap_servers: str) -> KafkaConsumer:
     try:
         return KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, client_id="refledger-archive",
+            **client_settings(bootstrap_servers), group_id=None, client_id="refledger-archive",
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=POLL_MAX_RECORDS, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200,

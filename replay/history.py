@@ -109,9 +109,11 @@ def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
+    from refledger.schemas.kafka_client import client_settings
+
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, client_id="refledger-replay",
+            **client_settings(bootstrap_servers), group_id=None, client_id="refledger-replay",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=POLL_MAX_RECORDS,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200)
     except KafkaError as exc:

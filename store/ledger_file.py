@@ -127,6 +127,10 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
+# Tables every ledger has held since its first version: a file holding tables but not these is some
+# other database, and the ledger's tables are not added to it.
+LEDGER_MARKS = ("events", "positions", "batches")
+
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
 
 
@@ -183,6 +187,16 @@ def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
             time.sleep(0.1)
 
 
+def _refuse_other_databases(con, path: Path) -> None:
+    """`StoreError` unless the file is new (no tables) or a ledger (it holds `LEDGER_MARKS`)."""
+    tables = sorted(name for (name,) in con.execute("SHOW TABLES").fetchall())
+    if tables and not set(LEDGER_MARKS) <= set(tables):
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        con.close()
+        raise StoreError(f"{path} is a DuckDB database but not a refledger ledger (it holds {shown}); "
+                         "give --db a new file or an existing ledger")
+
+
 class LedgerStore:
     """One ledger, one DuckDB file. Writers share one connection; each thread
     gets its own cursor. `write_batch` is the only way rows get in."""
@@ -203,6 +217,7 @@ class LedgerStore:
                 # few thousand rows over threads costs more than it saves), and the machine's
                 # other cores are busy reading and folding.
                 self.con.execute("SET threads = 1")
+                _refuse_other_databases(self.con, self.path)
                 self.con.execute(SCHEMA_DDL + LEDGER_DDL + extra_ddl)
         except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
