@@ -9,6 +9,7 @@ the CLI and the tests:
   (an existing topic is fine) and returns once metadata shows every partition
   with a leader.
 - `partitions_for(bootstrap, topic)` counts a topic's partitions.
+- `message_limit(bootstrap, topic)`: the largest message the topic takes.
 
 Infrastructure failures raise `KafkaAdminError` with what was tried.
 """
@@ -20,12 +21,15 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from refledger.schemas.kafka_client import KafkaUnreachable, client_settings, port_open
 
 PROBE_INTERVAL_S = 0.1
+# The broker's own default for message.max.bytes, taken when the topic's setting cannot be read
+# (a client allowed to write a topic is not always allowed to read its configuration).
+BROKER_DEFAULT_MESSAGE_BYTES = 1_048_588
 
 
 class KafkaAdminError(Exception):
@@ -113,3 +117,18 @@ def partitions_for(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
         if entry.get("name") == topic and entry.get("error_code", 0) == 0:
             return len(entry.get("partitions", []))
     raise KafkaAdminError(f"topic {topic!r} does not exist at {bootstrap}")
+
+
+def message_limit(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """The largest message, in bytes, that `topic` takes (its `max.message.bytes`, which follows the
+    broker's `message.max.bytes` unless set for the topic); the broker's default when the
+    configuration cannot be read."""
+    key = "max.message.bytes"
+    with admin_client(bootstrap, timeout_s) as client:
+        try:
+            described = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})],
+                                                config_filter="all")
+            value = described["topic"][topic][key]["value"]
+            return int(value)
+        except (KafkaError, KeyError, TypeError, ValueError):
+            return BROKER_DEFAULT_MESSAGE_BYTES

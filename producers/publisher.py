@@ -2,7 +2,10 @@
 
 Every event is checked against the schema rules before it leaves the
 process (a `ValueError` names the field), encoded as Avro single-object
-bytes, and sent with the idempotent producer (`acks=all`). Routing follows
+bytes, and sent with the idempotent producer (`acks=all`). An event larger
+than the topic takes in one message is refused before it is sent
+(`EventTooLarge`, a `ValueError` too), so one bad event never fails a batch
+of good ones. Routing follows
 SPEC §3: shop events, payouts and adjustments are keyed by their merchant;
 `member`, `agreement` and `settlement` events go to every partition so each
 partition is a complete log for its merchants.
@@ -21,13 +24,19 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from kafka import KafkaProducer
+from kafka.errors import MessageSizeTooLargeError
 
-from refledger.producers.kafka_admin import create_topic
+from refledger.producers.kafka_admin import create_topic, message_limit
 from refledger.schemas import codec
 from refledger.schemas.kafka_client import client_settings
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
+BATCH_BYTES = 512 * 1024
+
+
+class EventTooLarge(ValueError):
+    """The event is larger than the topic takes in one message."""
 
 
 class PublishError(Exception):
@@ -67,13 +76,17 @@ class AlliancePublisher:
 
     def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_TOPIC, *,
                  producer: KafkaProducer | None = None, linger_ms: int = 20):
+        """``producer``: one of your own, used as it is; else one is made for ``bootstrap_servers``,
+        sized to the largest message the topic takes."""
         self.topic = topic
+        limit = None if producer else message_limit(bootstrap_servers, topic)
         self.producer = producer or KafkaProducer(
             **client_settings(bootstrap_servers),
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
-            batch_size=512 * 1024,
+            max_request_size=limit,  # a larger event is refused by send(), before it can fail a batch
+            batch_size=min(BATCH_BYTES, limit),
             compression_type=None,
             max_in_flight_requests_per_connection=5,
             delivery_timeout_ms=120_000,
@@ -108,7 +121,11 @@ class AlliancePublisher:
             self._send(record["event_id"], key, value, None)
 
     def _send(self, event_id: str, key: bytes, value: bytes, partition: int | None) -> None:
-        future = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        try:
+            future = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        except MessageSizeTooLargeError as exc:
+            raise EventTooLarge(f"event {event_id} is {len(value):,} bytes as Avro; topic {self.topic} takes "
+                                f"messages of at most {self.producer.config['max_request_size']:,} bytes") from exc
         future.add_errback(self._failed, event_id)
         self.sent += 1
 

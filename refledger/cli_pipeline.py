@@ -36,8 +36,9 @@ def _summary_table(summary: dict, title: str) -> None:
 def produce(files, bootstrap_servers, topic, partitions, fmt):
     """Publish JSON Lines or Avro container event files to Kafka as Avro.
 
-    Events are validated first; a line that breaks the schema is not sent and
-    is listed with its file and line (exit status 1). Shop events are keyed
+    Events are validated first; a line that breaks the schema, or that is
+    larger than the topic takes in one message, is not sent and is listed
+    with its file and line (exit status 1); the other lines are published. Shop events are keyed
     by merchant; member, agreement and settlement events go to every
     partition.
 
@@ -45,7 +46,7 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
     """
     from refledger.schemas.event_files import read_records
     from refledger.producers.kafka_admin import create_topic
-    from refledger.producers.publisher import AlliancePublisher
+    from refledger.producers.publisher import AlliancePublisher, EventTooLarge
 
     create_topic(bootstrap_servers, topic, partitions)
     rejected = []
@@ -55,10 +56,14 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
         task = bar.add_task("publishing", total=None, rate="")
         for path in files:
             for position, record, error in read_records(path):
+                if error is None:
+                    try:
+                        pub.publish(record)
+                    except EventTooLarge as exc:
+                        error = f"too_large: {exc}"
                 if error:
                     rejected.append({"position": position, "error": error})
                     continue
-                pub.publish(record)
                 published += 1
                 if published % 2000 == 0:
                     bar.update(task, completed=published,
