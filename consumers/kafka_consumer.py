@@ -41,7 +41,7 @@ from kafka.structs import OffsetAndMetadata
 
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
-from refledger.schemas.kafka_client import client_settings
+from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 log = logging.getLogger("refledger.consume")
@@ -109,6 +109,7 @@ class LedgerConsumer:
         on_batch: Callable[[ConsumeSummary], None] | None = None,
         client_id: str = "refledger-consume",
         instance_id: str | None = None,
+        login: KafkaLogin | None = None,
     ):
         self.processor = processor
         self.topic = topic
@@ -124,8 +125,8 @@ class LedgerConsumer:
         self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._unchecked_batches = 0  # committed since the last idle checkpoint
-        self.consumer = KafkaConsumer(
-            **client_settings(bootstrap_servers),
+        self.consumer = connect(
+            KafkaConsumer, bootstrap_servers, login,
             group_id=group,
             group_instance_id=instance_id,
             client_id=client_id,
@@ -268,6 +269,7 @@ def consume(
     handle_signals: bool = True,
     instance_id: str | None = None,
     on_batch: Callable[[ConsumeSummary], None] | None = None,
+    login: KafkaLogin | None = None,
 ) -> ConsumeSummary:
     """Run `members` group members in this process, sharing one ledger."""
     # Three threads share the GIL here: the poll loop, kafka-python's IO thread
@@ -281,20 +283,20 @@ def consume(
     try:
         return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                         members=members, max_records=max_records, handle_signals=handle_signals,
-                        instance_id=instance_id, on_batch=on_batch)
+                        instance_id=instance_id, on_batch=on_batch, login=login)
     finally:
         sys.setswitchinterval(previous_interval)
         gc.set_threshold(*previous_threshold)
 
 
 def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members, max_records, handle_signals,
-             instance_id, on_batch) -> ConsumeSummary:
+             instance_id, on_batch, login) -> ConsumeSummary:
     lock = threading.Lock()
     group_members = [
         LedgerConsumer(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                        max_records=max_records, lock=lock, on_batch=on_batch,
                        client_id=f"refledger-consume-{i}",
-                       instance_id=f"{instance_id}-{i}" if instance_id else None)
+                       instance_id=f"{instance_id}-{i}" if instance_id else None, login=login)
         for i in range(members)
     ]
     if handle_signals:

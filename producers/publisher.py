@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from kafka import KafkaProducer
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import AuthorizationError, MessageSizeTooLargeError
 
 from refledger.producers.kafka_admin import create_topic, message_limit
 from refledger.schemas import codec
-from refledger.schemas.kafka_client import client_settings
+from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
@@ -44,9 +44,24 @@ class PublishError(Exception):
 
     def __init__(self, failures: list[tuple[str, Exception]]):
         self.failures = failures
-        shown = "; ".join(f"{eid}: {exc}" for eid, exc in failures[:5])
-        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        super().__init__(f"{len(failures)} event(s) not delivered: {shown}{more}")
+        reasons: dict[str, list[str]] = {}
+        for event_id, exc in failures:
+            reasons.setdefault(str(exc), []).append(event_id)
+        shown = "; ".join(f"{reason} ({_some(ids)})" for reason, ids in list(reasons.items())[:3])
+        more = f"; and {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+        refused = ("the broker refused this client (may it write the topic? check --sasl-username, or ask the "
+                   "alliance's operator for access): " if any(_refusal(exc) for _, exc in failures) else "")
+        super().__init__(f"{refused}{len(failures)} event(s) not delivered: {shown}{more}")
+
+
+def _some(event_ids: list[str]) -> str:
+    return ", ".join(event_ids[:3]) + (f" and {len(event_ids) - 3} more" if len(event_ids) > 3 else "")
+
+
+def _refusal(exc: Exception) -> bool:
+    """An authorization failure; kafka-python reports a refused producer id (a client that may write
+    no topic) as a plain KafkaError naming ClusterAuthorizationFailedError."""
+    return isinstance(exc, AuthorizationError) or "AuthorizationFailed" in str(exc)
 
 
 def to_millis(value) -> int:
@@ -75,13 +90,13 @@ class AlliancePublisher:
     """Validating, idempotent publisher; one method per event type."""
 
     def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_TOPIC, *,
-                 producer: KafkaProducer | None = None, linger_ms: int = 20):
-        """``producer``: one of your own, used as it is; else one is made for ``bootstrap_servers``,
-        sized to the largest message the topic takes."""
+                 producer: KafkaProducer | None = None, linger_ms: int = 20, login: KafkaLogin | None = None):
+        """``producer``: one of your own, used as it is; else one is made for ``bootstrap_servers``
+        (logged in as ``login``), sized to the largest message the topic takes."""
         self.topic = topic
-        limit = None if producer else message_limit(bootstrap_servers, topic)
-        self.producer = producer or KafkaProducer(
-            **client_settings(bootstrap_servers),
+        limit = None if producer else message_limit(bootstrap_servers, topic, login=login)
+        self.producer = producer or connect(
+            KafkaProducer, bootstrap_servers, login,
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
@@ -222,13 +237,13 @@ class AlliancePublisher:
 
 def publish_records(records: Iterable[dict], bootstrap_servers: str, topic: str = DEFAULT_TOPIC, *,
                     partitions: int = 6, on_progress: Callable[[int], None] | None = None,
-                    every: int = 5000) -> tuple[int, int]:
+                    every: int = 5000, login: KafkaLogin | None = None) -> tuple[int, int]:
     """Publish records to ``topic`` (created with ``partitions`` if missing); returns (events,
     Kafka messages): alliance events become one message per partition. ``on_progress(events)``
     is called every ``every`` events and at the end."""
-    create_topic(bootstrap_servers, topic, partitions)
+    create_topic(bootstrap_servers, topic, partitions, login=login)
     count = 0
-    with AlliancePublisher(bootstrap_servers, topic) as pub:
+    with AlliancePublisher(bootstrap_servers, topic, login=login) as pub:
         for record in records:
             pub.publish(record)
             count += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, db_option, format_option, topic_option
+from refledger.options import bootstrap_option, db_option, format_option, kafka_login_option, topic_option
 from refledger.render import console, emit, emit_json, progress
 
 
@@ -30,10 +30,11 @@ def _summary_table(summary: dict, title: str) -> None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @bootstrap_option
+@kafka_login_option
 @topic_option
 @click.option("--partitions", default=6, show_default=True, help="Partitions when the topic must be created.")
 @format_option("table", "json")
-def produce(files, bootstrap_servers, topic, partitions, fmt):
+def produce(files, bootstrap_servers, login, topic, partitions, fmt):
     """Publish JSON Lines or Avro container event files to Kafka as Avro.
 
     Events are validated first; a line that breaks the schema, or that is
@@ -48,11 +49,11 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
     from refledger.producers.kafka_admin import create_topic
     from refledger.producers.publisher import AlliancePublisher, EventTooLarge
 
-    create_topic(bootstrap_servers, topic, partitions)
+    create_topic(bootstrap_servers, topic, partitions, login=login)
     rejected = []
     published = 0
     started = time.monotonic()
-    with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
+    with AlliancePublisher(bootstrap_servers, topic, login=login) as pub, progress() as bar:
         task = bar.add_task("publishing", total=None, rate="")
         for path in files:
             for position, record, error in read_records(path):
@@ -91,8 +92,9 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write JSON Lines (.jsonl) or Avro (.avro) here.")
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Publish straight to Kafka instead of a file.")
+@kafka_login_option
 @topic_option
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic):
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, login, topic):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
@@ -110,11 +112,11 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic)
         count = write_event_file(generate(cfg), Path(out))
         click.echo(f"wrote {count:,} events to {out}")
     else:
-        count, messages = publish_with_progress(generate(cfg), bootstrap_servers, topic)
+        count, messages = publish_with_progress(generate(cfg), bootstrap_servers, topic, login=login)
         click.echo(f"published {count:,} events to {topic} as {messages:,} Kafka messages")
 
 
-def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[int, int]:
+def publish_with_progress(records, bootstrap_servers: str, topic: str, login=None) -> tuple[int, int]:
     """`publish_records` with a progress bar on the terminal."""
     from refledger.producers.publisher import publish_records
 
@@ -125,11 +127,12 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[
         def show(count: int) -> None:
             bar.update(task, completed=count, rate=f"{count / max(time.monotonic() - started, 1e-6):,.0f} ev/s")
 
-        return publish_records(records, bootstrap_servers, topic, on_progress=show)
+        return publish_records(records, bootstrap_servers, topic, on_progress=show, login=login)
 
 
 @click.command()
 @bootstrap_option
+@kafka_login_option
 @db_option
 @topic_option
 @click.option("--group", default="refledger", show_default=True, help="Consumer group id.")
@@ -140,7 +143,7 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[
               help="Static group membership: a restarted consumer with the same id takes its partitions back "
                    "at once instead of waiting for the session to time out.")
 @format_option("table", "json")
-def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, fmt):
+def consume(bootstrap_servers, login, db, topic, group, until_idle, members, instance_id, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
     Positions live in the ledger: each poll batch is committed to DuckDB in
@@ -161,7 +164,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
     try:
         with ReadServer(db, store.con, READ_QUERIES):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
-                                  until_idle=until_idle, members=members, instance_id=instance_id)
+                                  until_idle=until_idle, members=members, instance_id=instance_id, login=login)
     finally:
         processor.close()
         store.close()

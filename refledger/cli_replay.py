@@ -8,7 +8,7 @@ import time
 import click
 
 from refledger.ledger.entries import MONEY_ACCOUNTS as MONEY
-from refledger.options import db_option, format_option
+from refledger.options import db_option, format_option, kafka_login_option
 from refledger.render import console, emit, emit_json, line, progress
 
 ENTRY_SHOWN = ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency", "amount",
@@ -29,6 +29,7 @@ class ReplayFailed(click.ClickException):
                    "or an archive directory written by `refledger archive`.")
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Kafka for --source kafka (or $KAFKA_BOOTSTRAP_SERVERS).")
+@kafka_login_option
 @click.option("--topic", default=None,
               help="The topic to replay (default: the one the ledger consumed; with --source events, all).")
 @click.option("--until", "until_text", default=None, metavar="TIME",
@@ -40,7 +41,7 @@ class ReplayFailed(click.ClickException):
 @click.option("--keep", default=None, type=click.Path(dir_okay=False),
               help="Keep the rebuilt ledger in this new file instead of a temporary one.")
 @format_option("table", "json")
-def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, keep, fmt):
+def replay(db, source, bootstrap_servers, login, topic, until_text, agreements_file, keep, fmt):
     """Rebuild the ledger from its history into a scratch ledger and compare.
 
     The history is folded by the same code as `consume`, keeping each
@@ -70,7 +71,7 @@ def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, ke
                 bar.update(task, completed=events_read, rate=f"{events_read / elapsed:,.0f} ev/s")
 
             report = rebuild(db, source, bootstrap_servers=bootstrap_servers, topic=topic, until_ms=until_ms,
-                             agreements=agreements_file, keep=keep, on_progress=show)
+                             agreements=agreements_file, keep=keep, on_progress=show, login=login)
     except ReplayError as exc:
         raise ReplayFailed(str(exc)) from exc
     if fmt == "json":

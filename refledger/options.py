@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
+from refledger.schemas.kafka_client import ENV_MECHANISM, ENV_PASSWORD, ENV_USERNAME, MECHANISMS, KafkaLogin
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 db_option = click.option(
@@ -29,3 +32,33 @@ bootstrap_option = click.option(
 
 topic_option = click.option(
     "--topic", default=DEFAULT_TOPIC, show_default=True, help="The alliance's event topic.")
+
+
+_LOGIN_OPTIONS = (
+    click.option("--sasl-username", envvar=ENV_USERNAME, default=None, metavar="USER",
+                 help=f"Log in to a broker that asks (SASL), as this user (or ${ENV_USERNAME}).", ),
+    click.option("--sasl-password", envvar=ENV_PASSWORD, default=None, metavar="PASSWORD",
+                 help=f"The user's password (or ${ENV_PASSWORD}, which other users of the machine cannot "
+                      "see in the process list)."),
+    click.option("--sasl-mechanism", envvar=ENV_MECHANISM, type=click.Choice(MECHANISMS),
+                 default=MECHANISMS[0], show_default=True, help=f"How to log in (or ${ENV_MECHANISM})."),
+)
+
+
+def kafka_login_option(command):
+    """``--sasl-username``/``--sasl-password``/``--sasl-mechanism`` (or their environment variables):
+    who the command is to a broker that asks; the command receives them as one ``login``, a
+    `KafkaLogin`, or None when no user name is given."""
+
+    @functools.wraps(command)
+    def with_login(*args, sasl_username, sasl_password, sasl_mechanism, **kwargs):
+        if sasl_username and not sasl_password:
+            raise click.UsageError(f"--sasl-username needs --sasl-password (or ${ENV_PASSWORD})")
+        if sasl_password and not sasl_username:
+            raise click.UsageError(f"--sasl-password needs --sasl-username (or ${ENV_USERNAME})")
+        login = KafkaLogin(sasl_username, sasl_password, sasl_mechanism) if sasl_username else None
+        return command(*args, login=login, **kwargs)
+
+    for option in reversed(_LOGIN_OPTIONS):
+        with_login = option(with_login)
+    return with_login

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from refledger.schemas.kafka_client import KafkaLogin
 from refledger.schemas.messages import AVRO, JSON, Message
 
 POLL_MAX_RECORDS = 5000
@@ -103,17 +104,17 @@ def _check_start(what: str, start: int, needed: int | None) -> None:
 # ---- Kafka ---------------------------------------------------------------------
 
 def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *,
-                  idle_timeout_s: float = IDLE_TIMEOUT_S) -> Iterator[LogRead]:
+                  idle_timeout_s: float = IDLE_TIMEOUT_S, login: KafkaLogin | None = None) -> Iterator[LogRead]:
     """The topic from offset 0, partition by partition, with a plain consumer (assign, no group,
     no commits), each partition up to `upto` or, for partitions the ledger never read, its end."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
-    from refledger.schemas.kafka_client import client_settings
+    from refledger.schemas.kafka_client import connect
 
     try:
-        consumer = KafkaConsumer(
-            **client_settings(bootstrap_servers), group_id=None, client_id="refledger-replay",
+        consumer = connect(
+            KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-replay",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=POLL_MAX_RECORDS,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200)
     except KafkaError as exc:

@@ -47,6 +47,7 @@ from refledger.replay.compare import Comparison, compare
 from refledger.replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
 from refledger.replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
+from refledger.schemas.kafka_client import KafkaLogin
 from refledger.replay.whatif import WhatIf, read_agreements
 
 EVENTS, KAFKA = "events", "kafka"
@@ -128,11 +129,12 @@ def parse_until(text: str) -> int:
 def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | None = None,
             topic: str | None = None, until_ms: int | None = None, agreements: str | Path | None = None,
             keep: str | Path | None = None, batch_size: int = BATCH_SIZE,
-            on_progress: Callable[[int], None] | None = None, wait: float = 30.0) -> ReplayReport:
+            on_progress: Callable[[int], None] | None = None, wait: float = 30.0,
+            login: KafkaLogin | None = None) -> ReplayReport:
     """Rebuild the ledger at `db` from `source` into a scratch ledger and compare.
 
     `source`: "events" (the ledger's stored log), "kafka" (needs
-    `bootstrap_servers`) or an archive directory. Raises ReplayError when the
+    `bootstrap_servers`, and `login` for a broker that asks) or an archive directory. Raises ReplayError when the
     history or the ledger cannot be read; differences are in the report.
     """
     started = time.monotonic()
@@ -142,7 +144,7 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
         con = duckdb.connect(str(Path(scratch) / "live-copy.duckdb"))
         try:
             snapshot = take_snapshot(db, con, with_values=source == EVENTS, wait=wait)
-            topics, reads = _history(con, snapshot, source, bootstrap_servers, topic)
+            topics, reads = _history(con, snapshot, source, bootstrap_servers, topic, login)
             if until_ms is not None:
                 reads = until_prefix(reads, until_ms)
             what_if = None
@@ -222,7 +224,7 @@ def _check_keep(db, keep) -> Path | None:
 
 
 def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | None,
-             topic: str | None) -> tuple[list[str], Iterator[LogRead]]:
+             topic: str | None, login: KafkaLogin | None) -> tuple[list[str], Iterator[LogRead]]:
     """The topics a replay from `source` covers, and their log reads."""
     upto = snapshot.upto()
     if source == EVENTS:
@@ -235,7 +237,7 @@ def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | 
         if not bootstrap_servers:
             raise ReplayError("--source kafka needs --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS)")
         name = topic or _ledger_topic(snapshot.topics(), "Kafka")
-        return [name], kafka_history(bootstrap_servers, name, upto, first)
+        return [name], kafka_history(bootstrap_servers, name, upto, first, login=login)
     if not Path(source).is_dir():
         raise ReplayError(f"--source is 'events', 'kafka' or an archive directory; {source} is none of these")
     found = archive_topics(source, topic)
