@@ -161,8 +161,9 @@ def test_li_kids_second_click_counts_from_exactly_24_hours(model, gap, counted, 
     later counts again; one millisecond sooner does not. Out of order: the second click is
     folded first, and the first one's arrival re-runs the rule over the chain."""
     s, log = per_click(model)
-    first = s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1")
-    second = s.click_at(CLICKED + gap, "li-kids", "wang-bath", "v1", event_id="c-2")
+    # the later click has the smaller event id: time, not id, orders a chain
+    first = s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-b")
+    second = s.click_at(CLICKED + gap, "li-kids", "wang-bath", "v1", event_id="c-a")
     log += [first, second] if arrival == "in-order" else [second, first]
     assert_counted(both_ways(log), model, counted)
 
@@ -174,8 +175,8 @@ def test_24_hours_run_from_the_last_counted_click_not_the_last_click(model, arri
     10:00 the next day (counted: exactly 24 h after the first, the last counted one), folded in
     every order."""
     s, log = per_click(model)
-    clicks = [s.click_at(CLICKED + gap, "li-kids", "wang-bath", "v1", event_id=f"c-{n}")
-              for n, gap in enumerate((0, 24 * HOUR - 1, 24 * HOUR))]
+    clicks = [s.click_at(CLICKED + gap, "li-kids", "wang-bath", "v1", event_id=f"c-{9 - n}")
+              for n, gap in enumerate((0, 24 * HOUR - 1, 24 * HOUR))]  # later clicks, smaller ids
     log += [clicks[i] for i in arrival]
     assert_counted(both_ways(log), model, 2)
 
@@ -314,6 +315,25 @@ def test_two_versions_effective_at_the_same_millisecond_the_greater_version_wins
     log += [s.click_at(starts + HOUR, "li-kids", "wang-bath", "v1", event_id="c-1"),
             s.order_at(starts + 2 * HOUR, "wang-bath", "v1", "o1", BATH_GEL, event_id="o-1")]
     both_ways(log).totals(earned={"li-kids": 600}, owed={"wang-bath": 600})
+
+
+@pytest.mark.parametrize("arrival", ["in-order", "reversed"])
+def test_the_most_specific_agreement_scope_wins(arrival):
+    """wang-bath pays 5 % to any referrer (wang-bath, *); li-kids is paid 12 % by any merchant
+    (*, li-kids); wang-bath and zhang-toys agreed 3 % between them (wang-bath, zhang-toys). So
+    li-kids' order at wang-bath earns 5 % ((M, *) before (*, R)), zhang-toys' 3 % ((M, R) first),
+    li-kids' order at zhao-photo 12 % ((*, R) before (*, *)), zhang-toys' at zhao-photo 8 %."""
+    s, log = baby_care()
+    scoped = [s.agreement_at(NOV_1, agreement_id=f"{m}-{r}", merchant=m, referrer=r, rate_bp=rate,
+                             event_id=f"a-{m}-{r}")
+              for m, r, rate in (("wang-bath", "*", 500), ("*", "li-kids", 1200), ("wang-bath", "zhang-toys", 300))]
+    log += scoped if arrival == "in-order" else scoped[::-1]
+    for n, (referrer, merchant) in enumerate((("li-kids", "wang-bath"), ("zhang-toys", "wang-bath"),
+                                              ("li-kids", "zhao-photo"), ("zhang-toys", "zhao-photo"))):
+        log += [s.click_at(CLICKED, referrer, merchant, f"v{n}", event_id=f"c-{n}"),
+                s.order_at(CLICKED + HOUR, merchant, f"v{n}", f"o{n}", BATH_GEL, event_id=f"o-{n}")]
+    both_ways(log).totals(earned={"li-kids": 500 + 1200, "zhang-toys": 300 + 800},
+                          owed={"wang-bath": 500 + 300, "zhao-photo": 1200 + 800})
 
 
 # -- SPEC §6 and §7: half up at exactly .5, per line, cumulative over refunds -----------------------
