@@ -149,8 +149,8 @@ LEDGER_RULES = [
 BOUNDARIES = "tests/test_boundaries.py"
 TARGETS = {
     "ledger": Target("ledger", mutate=["refledger/ledger/*"], tests=[
-        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_ledger_rules.py", "tests/test_ledger_scenarios.py",
-        "tests/test_ledger_properties.py"]),
+        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",
+        "tests/test_ledger_scenarios.py", "tests/test_ledger_properties.py"]),
     "bulk": Target("bulk", mutate=["refledger/replay/bulk.py"], tests=[BOUNDARIES, "tests/test_bulk.py"]),
     "schemas": Target("schemas", mutate=["refledger/schemas/*"], tests=[
         "tests/test_codec.py", "tests/test_schemas.py", "tests/test_traffic_reader.py", "tests/test_archive.py"]),
