@@ -156,7 +156,8 @@ TARGETS = {
         "tests/test_codec.py", "tests/test_schemas.py", "tests/test_traffic_reader.py", "tests/test_archive.py"]),
     "bulk-rules": Target("bulk-rules", rules=BULK_RULES, tests=[BOUNDARIES, "tests/test_bulk.py"]),
     "ledger-rules": Target("ledger-rules", rules=LEDGER_RULES, tests=[
-        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_ledger_rules.py", "tests/test_ledger_scenarios.py"]),
+        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",
+        "tests/test_ledger_scenarios.py"]),
 }
 
 

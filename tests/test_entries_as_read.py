@@ -114,3 +114,24 @@ def test_an_alliance_event_delivered_again_with_other_content_is_a_conflict(kind
     assert outcomes[-3].quarantine is None
     assert outcomes[-2].skipped
     assert outcomes[-1].quarantine == "conflicting_duplicate"
+
+
+@pytest.mark.parametrize("ordered_after, settles, earns", [
+    (15 * DAY, True, 800), (15 * DAY + 1, False, 0)], ids=["exactly-15-days", "15-days-and-1ms"])
+def test_an_agreement_record_without_window_or_hold_gets_the_15_day_defaults(ordered_after, settles, earns):
+    """SPEC §2: attribution_window_days and hold_days default to 15. Given an agreement record
+    without them, the fold attributes an order exactly 15 days after the click (not 1 ms later),
+    and a settlement 15 days after the order makes it payable."""
+    s = Story()
+    agreement = s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="default", rate_bp=800,
+                               event_id="a-default")
+    for name in ("attribution_window_days", "hold_days"):
+        del agreement["agreement"][name]
+    ordered = CLICKED + ordered_after
+    log = s.head + [agreement, s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1"),
+                    s.order_at(ordered, "wang-bath", "v1", "o1", [(1, 10_000, "care")], event_id="o-1"),
+                    s.settlement_at(ordered + 15 * DAY, ordered + 15 * DAY, event_id="s-1")]
+    _, outcomes = fold_all(log)
+    payable = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_payable")
+    pending = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_pending")
+    assert (payable, pending) == ((earns, 0) if settles else (0, earns))
