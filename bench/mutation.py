@@ -223,7 +223,7 @@ def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = Tr
         for name, code in sorted(data.get("exit_code_by_key", {}).items()):
             found.append({"name": name, "status": status_by_exit_code[code]})
     for mutant in found:
-        if mutant["status"] != "killed":
+        if mutant["status"] in ("survived", "suspicious"):
             shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant["name"]], cwd=scratch, env=env,
                                    capture_output=True, text=True)
             mutant["diff"] = shown.stdout.strip()
@@ -275,7 +275,8 @@ def equivalent_mutants() -> dict[str, str]:
 
 
 def score(mutants: list[dict], equivalent: dict[str, str]) -> dict:
-    counted = [m for m in mutants if m["status"] not in ("no tests", "skipped")]
+    counted = [m for m in mutants if m["status"] not in ("no tests", "skipped", "not checked",
+                                                         "check was interrupted by user")]
     killed = [m for m in counted if m["status"] in ("killed", "timeout", "caught by type check")]
     judged = [m for m in counted if m not in killed and m["name"] in equivalent]
     survivors = [m for m in counted if m not in killed and m["name"] not in equivalent]
@@ -321,7 +322,8 @@ def main(argv=None) -> int:
         result["minutes"] = round((time.perf_counter() - started) / 60, 1)
         report[name] = result
         print(f"{name}: {result['killed']} of {result['mutants']} mutants killed, {result['equivalent']} equivalent, "
-              f"{result['survived']} survived, {result['not run']} not run by any test of the subset: "
+              f"{result['survived']} survived, {result['not run']} not run (no test of the subset runs them, "
+              f"or the run was interrupted): "
               f"score {result['score']} % ({result['minutes']} min)", flush=True)
         for m in result["survivors"]:
             print(f"  SURVIVED {m['name']} ({m['status']})\n" + "\n".join(f"    {line}" for line in
