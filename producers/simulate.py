@@ -83,6 +83,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
 
+from refledger.producers.operator import close_record, settlement_record
+from refledger.schemas.periods import DEFAULT_ZONE, alliance_zone, month_bounds, period_of, shift_period
+
 __all__ = ["SimulationConfig", "simulate"]
 
 SECOND_MS = 1000
@@ -161,6 +164,7 @@ class SimulationConfig:
     late_rate: float = 0.02
     settlements: bool = True
     alliance_id: str = "sim"
+    time_zone: str = DEFAULT_ZONE
 
     def __post_init__(self):
         if self.shops < 2:
@@ -175,6 +179,7 @@ class SimulationConfig:
         if not 0 < len(self.alliance_id) <= 40:
             raise ValueError("alliance_id must have 1 to 40 characters")
         date.fromisoformat(self.start)
+        alliance_zone(self.time_zone)
 
 
 def simulate(cfg: SimulationConfig | None = None) -> Iterator[dict]:
@@ -361,6 +366,10 @@ class _Simulation:
         self.terms = _Terms(self.agreements)
         self.membership = _Membership()
         self.floor = _PayableFloor()
+        self.zone = alliance_zone(cfg.time_zone)
+        self.period = period_of(self.start, self.zone)  # the alliance's month the run is in
+        self.month_end = month_bounds(self.period, self.zone)[1]
+        self.months_ended = 0
         self.clicks: dict[tuple[int, int], list] = {}
         self.recent_orders: deque = deque(maxlen=32)
         self._make_audience()
@@ -406,13 +415,14 @@ class _Simulation:
         for _ in range(MAX_DAYS):
             if self.end is not None and day_start >= self.end:
                 break
-            self._turn_of_month(day_start)
+            day_end = day_start + DAY_MS if self.end is None else min(day_start + DAY_MS, self.end)
+            self._month_ends(day_end)
+            self._plan_month(day_start)
             self._traffic(day_start)
             yield from self._deliver(day_start + DAY_MS)
             if self.done:
                 return
             day_start += DAY_MS
-        self._turn_of_month(day_start)
         yield from self._deliver(None)
 
     def _deliver(self, until: int | None) -> Iterator[dict]:
@@ -481,14 +491,24 @@ class _Simulation:
                 "payout_id": f"pay-{self._next('payout'):06d}", "merchant_shop_id": self.shop_ids[1],
                 "referrer_shop_id": self.shop_ids[0], "currency": CURRENCY, "amount_minor": 100})
 
-    def _turn_of_month(self, day_start: int) -> None:
-        """At a month's first day: settle the month before (if the run covered it), plan this one's suspensions."""
-        day = _ms_day(day_start)
-        if day.day == 1 and day_start > self.start and self.cfg.settlements:
-            last = day - timedelta(days=1)
-            self._push(partial(self._settle, day_start - 1, f"{last.year:04d}-{last.month:02d}"),
-                       day_start + DAY_MS)
-        if (day.day == 1 or day_start == self.start) and (self.end is None or day_start < self.end):
+    def _month_ends(self, until: int) -> None:
+        """Each month of the alliance's time zone that ended before ``until``: the operator's month end, a
+        day later (`producers/operator.py`: the settlement of the month and, from the run's third month
+        on, the close through the month before it), then the adjustment and payouts that follow."""
+        while self.month_end < until:
+            period, end = self.period, self.month_end
+            if self.cfg.settlements:
+                deliver = end + 1 + DAY_MS
+                self._push(partial(self._settle, end, period), deliver)
+                if self.months_ended >= 1:
+                    self._push(close_record(self.alliance, shift_period(period, -1), self.zone), deliver)
+            self.months_ended += 1
+            self.period = shift_period(period, 1)
+            self.month_end = month_bounds(self.period, self.zone)[1]
+
+    def _plan_month(self, day_start: int) -> None:
+        """On the first day of the run and of each month: this month's suspensions."""
+        if (_ms_day(day_start).day == 1 or day_start == self.start) and (self.end is None or day_start < self.end):
             self._plan_suspension(day_start, day_start == self.start)
 
     def _plan_suspension(self, day_start: int, first: bool) -> None:
@@ -509,14 +529,25 @@ class _Simulation:
             self.membership.change(shop, back, True)
             self._alliance_event("member", back, {"member_shop_id": self.shop_ids[shop], "status": "active"})
 
-    def _settle(self, period_end: int, settlement_id: str, deliver: int, seq: int) -> dict:
+    def _settle(self, period_end: int, period: str, deliver: int, seq: int) -> dict:
         """Built when delivered: the settlement, then the adjustment and payouts that follow it."""
         self.floor.settle((deliver, seq), period_end)
-        record = self._envelope("settlement", deliver, "alliance", None,
-                                {"settlement_id": settlement_id, "period_end": period_end})
+        record = settlement_record(self.alliance, period, self.zone)
         self._adjust(deliver + DAY_MS + 10 * HOUR_MS)
+        self._fine(deliver + DAY_MS + 11 * HOUR_MS)
         self._pay_out(deliver + 3 * DAY_MS + 10 * HOUR_MS)
         return record
+
+    def _fine(self, at: int) -> None:
+        """Now and then a member is fined, paid to the alliance's fund (SPEC §2: the fund is the payee)."""
+        rand = self.rng.random
+        if rand() >= 0.5:
+            return
+        self._alliance_event("adjustment", at, {
+            "adjustment_id": f"fine-{self._next('fine'):05d}",
+            "merchant_shop_id": self.shop_ids[int(rand() * len(self.shop_ids))], "referrer_shop_id": "alliance",
+            "currency": CURRENCY, "amount_minor": 1000 * (1 + int(rand() * 5)),
+            "reason": "cross-shop banner taken down without notice"})
 
     def _adjust(self, at: int) -> None:
         rand = self.rng.random
