@@ -41,11 +41,21 @@ later, in one or two ``refund`` events that never exceed the total. Event
 mix: views ~60 %, clicks ~30 %, orders ~8 %, refunds ~2 %.
 
 One member is suspended for a few days in the first month (and sometimes
-re-activated), others now and then later. Each month end gets a
-``settlement`` (``period_end`` the month's last millisecond, published a day
-after the month ended), then perhaps an ``adjustment``, then ``payout`` events
-from merchants to referrers. A payout never exceeds what the merchant owes
-the referrer as payable: it pays 40-80 % of a lower bound made of the cps and
+re-activated), others now and then later.
+
+The operator runs each month as `refledger settle` does, in the alliance's
+time zone (``time_zone``, default Asia/Shanghai, where November ends at
+2026-11-30T15:59:59.999Z): a day after a month ended comes its
+``settlement`` (``settlement-YYYY-MM``, ``period_end`` the month's last
+millisecond there) and, from the run's third month on, the ``close`` through
+the month before it (``close-through-YYYY-MM``; built by
+`producers/operator.py`, so a later `refledger settle` of the same month finds
+them and publishes nothing). Nothing the simulation sends is late enough to
+be closed out: late events arrive within four weeks. Then perhaps an
+``adjustment`` between two shops, perhaps a fine paid to the alliance's fund
+(an adjustment with ``"alliance"`` as payee), then ``payout`` events from
+merchants to referrers. A payout never exceeds what the merchant owes the
+referrer as payable: it pays 40-80 % of a lower bound made of the cps and
 cpa commission of orders whose whole story (the order, its refunds, every
 click of the visitor for that merchant inside the longest window) was
 delivered before a settlement that made it payable, less earlier payouts and
@@ -64,12 +74,14 @@ not the sum of its lines or in "RMB", a negative, excessive or foreign
 currency refund, or an order id sent again under a new event id. Once per
 stream (when ``bad_rate`` > 0) there is also a retroactive agreement and a
 payout before any settlement. Event ids are ``<alliance_id>-000000123``,
-numbered when the event is made.
+numbered when the event is made (the month end's own, derived from the
+months, aside).
 
 With ``events=N`` the stream stops after exactly N records (traffic runs as
 many days as it needs); otherwise ``days`` of traffic, the late deliveries,
-and the closing settlement, adjustment and payouts of a month that ends with
-the run. ``settlements=False`` leaves out settlements, adjustments and payouts.
+and the month end (settlement, close, adjustments, payouts) of every month
+that ended within the run. ``settlements=False`` leaves out settlements,
+closes, adjustments and payouts.
 """
 
 from __future__ import annotations
@@ -471,12 +483,15 @@ class _Simulation:
 
     def _open_alliance(self) -> None:
         for i, shop_id in enumerate(self.shop_ids):
-            self._alliance_event("member", self.start - DAY_MS + i * SECOND_MS,
-                                 {"member_shop_id": shop_id, "status": "active"})
+            self._member(self.start - DAY_MS + i * SECOND_MS, shop_id, "active")
         for i, agreement in enumerate(self.agreements):
             self._alliance_event("agreement", agreement.published + i * SECOND_MS, agreement.payload(self.shop_ids))
         if self.cfg.bad_rate > 0:
             self._deliberate_mistakes()
+
+    def _member(self, at: int, shop_id: str, status: str) -> None:
+        """A member event in the codec's normal form (no public key: signatures are not required)."""
+        self._alliance_event("member", at, {"member_shop_id": shop_id, "status": status, "public_key": None})
 
     def _deliberate_mistakes(self) -> None:
         """A back-dated agreement and a payout before any settlement, both to be quarantined."""
@@ -523,11 +538,11 @@ class _Simulation:
             return
         shop = int(rand() * len(self.shop_ids))
         self.membership.change(shop, at, False)
-        self._alliance_event("member", at, {"member_shop_id": self.shop_ids[shop], "status": "suspended"})
+        self._member(at, self.shop_ids[shop], "suspended")
         back = at + (2 + int(rand() * 6)) * DAY_MS
         if rand() < 0.6 and (self.end is None or back < self.end):
             self.membership.change(shop, back, True)
-            self._alliance_event("member", back, {"member_shop_id": self.shop_ids[shop], "status": "active"})
+            self._member(back, self.shop_ids[shop], "active")
 
     def _settle(self, period_end: int, period: str, deliver: int, seq: int) -> dict:
         """Built when delivered: the settlement, then the adjustment and payouts that follow it."""
