@@ -119,7 +119,7 @@ def statement(db, shop_id, period, fmt, locale, zone):
 
 def _statement_tables(result: dict, locale: str, zone) -> None:
     from refledger.reports.money import format_money
-    from refledger.reports.words import label
+    from refledger.reports.words import amount, label
     from refledger.schemas import codec
     from refledger.schemas.periods import show_time
 
@@ -129,7 +129,7 @@ def _statement_tables(result: dict, locale: str, zone) -> None:
     click.echo(say_statement_title(result, locale, zone))
     _balance_table(result["opening"], label("opening", locale), locale)
     lines = [{**line, "occurred_at": show_time(codec.parse_time(line["occurred_at"]), zone),
-              "change": money(line, "change")} for line in result["lines"]]
+              "change": amount(line["change"], line["currency"], locale)} for line in result["lines"]]
     columns = ("occurred_at", "event_id", "event_type", "role", "account", "counterparty_shop_id", "change",
                "agreement", "rate_bp", "click_event_id", "refund_id", "reason")
     emit(lines, "table", columns, title=label("entries_in", locale, count=len(lines), period=result["period"]),

@@ -66,7 +66,7 @@ def settle(period, bootstrap_servers, topic, close_through, alliance_id, dry_run
     else:
         from refledger.reports.settlement_preview import preview_lines
 
-        lines += preview_lines(ledger["preview"], locale, zone.key)
+        lines += preview_lines(ledger["preview"], locale, zone.key, per_pair=dry_run)
     _echo_lines(lines)
 
 

@@ -88,7 +88,10 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
               help="Publish straight to Kafka instead of a file.")
 @topic_option
 @tz_option
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, zone):
+@click.option("--month-ends/--no-month-ends", default=True, show_default=True,
+              help="Include the operator's month ends (settlements, closes, adjustments, payouts); without them, "
+                   "run each month end yourself with `refledger settle`.")
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, zone, month_ends):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
@@ -103,7 +106,8 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic,
 
     if not out and not bootstrap_servers:
         raise click.UsageError("give --out FILE or --bootstrap-servers")
-    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key)
+    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key,
+                           settlements=month_ends)
     if out:
         count = write_event_file(generate(cfg), Path(out))
         click.echo(f"wrote {count:,} events to {out}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from refledger.reports.money import DEFAULT_LOCALE, format_money
-from refledger.reports.words import label, party, say
+from refledger.reports.words import amount, label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
 
@@ -39,7 +39,7 @@ def explained_lines(item: dict, locale: str = DEFAULT_LOCALE, tz: str | None = N
            ("click_event_id", "referrer_shop_id", "occurred_at", "eligible", "reason"), ())
     yield "  " + _verdict(decision, locale)
     entries = [{**e, "shop_id": party(e["shop_id"], locale),
-                "amount": format_money(e["amount"], e["currency"], locale)} for e in item["entries"]]
+                "amount": amount(e["amount"], e["currency"], locale)} for e in item["entries"]]
     yield (label("entries", locale), entries,
            ("seq", "event_id", "shop_id", "account", "counterparty_shop_id", "amount", "role"), ("seq", "amount"))
     if item["refunds"]:

@@ -134,17 +134,31 @@ def _agreement_holds(cur) -> pa.Table:
                      for name, values in columns.items()})
 
 
-def preview_lines(result: dict, locale: str = DEFAULT_LOCALE, tz: str | None = None) -> list[str]:
-    """For people: what becomes payable per pair, then the sheet as it will stand."""
+def preview_lines(result: dict, locale: str = DEFAULT_LOCALE, tz: str | None = None, per_pair: bool = True) -> list[str]:
+    """For people: what becomes payable (per pair, or in total per currency), then the sheet it leads to."""
     zone = alliance_zone(tz)
     end = show_time(codec.parse_time(result["period_end"]), zone)
     lines = [say("preview_title", locale, period=result["period"], end=end, zone=zone.key)]
     if result["already_folded"]:
         lines.append(say("already_folded", locale,
                          event_ids=", ".join(s["event_id"] for s in result["already_folded"])))
-    lines += [f"  {_due_line(move, locale)}" for move in result["becomes_payable"]] or \
-        [f"  {label('nothing_due', locale)}"]
+    moves = result["becomes_payable"]
+    if per_pair:
+        lines += [f"  {_due_line(move, locale)}" for move in moves]
+    else:
+        lines += [f"  {say('due_in_total', locale, amount=format_money(amount, currency, locale), count=count)}"
+                  for currency, (amount, count) in sorted(_totals(moves).items())]
+    if not moves:
+        lines.append(f"  {label('nothing_due', locale)}")
     return lines + sheet_lines(result["sheet"], locale, tz, projected_end=result["period_end"])
+
+
+def _totals(moves: list[dict]) -> dict[str, tuple[int, int]]:
+    totals: dict[str, tuple[int, int]] = {}
+    for move in moves:
+        amount, count = totals.get(move["currency"], (0, 0))
+        totals[move["currency"]] = (amount + move["amount_minor"], count + move["subjects"])
+    return totals
 
 
 def _due_line(move: dict, locale: str) -> str:

@@ -9,7 +9,8 @@ printing them as plain text is the renderer's job.
 
 from __future__ import annotations
 
-from refledger.reports.money import DEFAULT_LOCALE, format_money
+from refledger.ledger.entries import CLICK
+from refledger.reports.money import DEFAULT_LOCALE, format_count, format_money
 
 FUND = "alliance"  # the alliance's own fund as a party to payouts and adjustments (SPEC §2)
 
@@ -26,6 +27,7 @@ _SENTENCES = {
     "to_receive_only": ("{party}：应收 {receive}", "{party}: to receive {receive}"),
     "becomes_payable": ("{payer} 欠 {payee} {amount} 转为应付（{count} 笔）",
                         "{payer} owes {payee} {amount}, now payable ({count} orders and clicks)"),
+    "due_in_total": ("合计 {amount} 转为应付（{count} 笔订单和点击）", "{amount} in all becomes payable ({count} orders and clicks)"),
     "sheet_title": ("结算单 · {when}", "Settlement sheet · {when}"),
     "settlement_cut": ("{period} 结算后（结算截止 {end}，{zone}）", "right after the {period} settlement (period end {end}, {zone})"),
     "ledger_now": ("当前账面", "as the ledger stands"),
@@ -54,6 +56,7 @@ _SENTENCES = {
     "attributed": ("胜出点击 {click}，推荐方 {referrer}，协议 {agreement} v{version}（{terms}），佣金 {commission}",
                    "winning click {click}, referrer {referrer}, agreement {agreement} v{version} ({terms}), "
                    "commission {commission}"),
+    "clicks": ("{count} 次点击", "{count} click(s)"),
     "swap_balance": ("{shop} 给 {other} 导流 {given} 次，收到 {received} 次（差额 {balance}）",
                      "{shop} sent {other} {given} clicks and received {received} (balance {balance})"),
 }
@@ -163,3 +166,10 @@ def pays(payer: str, payee: str, amount_minor: int, currency: str, locale: str =
     """``j-jade 付给 h-hats ¥5.00`` (zh_CN), ``j-jade pays h-hats CN¥5.00`` (en_US)."""
     return say("pays", locale, payer=party(payer, locale), payee=party(payee, locale),
                amount=format_money(amount_minor, currency, locale))
+
+
+def amount(amount_minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """An entry's amount for people: money as money, swap credits (currency CLICK) as clicks."""
+    if currency == CLICK:
+        return say("clicks", locale, count=format_count(amount_minor, locale))
+    return format_money(amount_minor, currency, locale)

@@ -157,6 +157,7 @@ def test_the_fund_has_its_own_section_and_swap_credits_are_shown_per_pair(tmp_pa
         [("c-snacks", 1, 2, -1)]
     table = run("statement", "--db", db, "--shop", "a-tea", "--period", "2026-11").output
     assert "联盟基金" in table and "a-tea 付给 联盟基金 ¥20.00" in table and "资源互换点击" in table
+    assert "1 次点击" in table and "CLICK0" not in table  # a swap credit is a click, not money
 
 
 def ingest(tmp_path, records) -> str:
