@@ -115,4 +115,7 @@ def parked(db, fmt, locale, zone):
 
         rows = [{**r, "amount_minor": format_money(r["amount_minor"], r["currency"], locale),
                  "occurred_at": show_time(parse_time(r["occurred_at"]), zone)} for r in rows]
-    emit(rows, fmt, columns, title="parked refunds", numeric=("amount_minor",), headers=headers(columns, locale))
+    from refledger.reports.words import label
+
+    emit(rows, fmt, columns, title=label("parked_refunds", locale), numeric=("amount_minor",),
+         headers=headers(columns, locale))

@@ -134,7 +134,8 @@ def _agreement_holds(cur) -> pa.Table:
                      for name, values in columns.items()})
 
 
-def preview_lines(result: dict, locale: str = DEFAULT_LOCALE, tz: str | None = None, per_pair: bool = True) -> list[str]:
+def preview_lines(result: dict, locale: str = DEFAULT_LOCALE, tz: str | None = None,
+                  per_pair: bool = True) -> list[str]:
     """For people: what becomes payable (per pair, or in total per currency), then the sheet it leads to."""
     zone = alliance_zone(tz)
     end = show_time(codec.parse_time(result["period_end"]), zone)

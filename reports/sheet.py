@@ -43,7 +43,8 @@ def sheet(cur, period: str | None = None, tz: str | None = None) -> dict:
         """SELECT DISTINCT topic, partition FROM entries
            EXCEPT SELECT topic, partition FROM checkpoints WHERE event_id = ? ORDER BY ALL""",
         [found["event_id"]]).fetchall()]
-    return sheet_of(payable_by_pair(cur, cut, {"settlement": found["event_id"]}), period=period, settlement=found, logs_without_settlement=missing)
+    owed = payable_by_pair(cur, cut, {"settlement": found["event_id"]})
+    return sheet_of(owed, period=period, settlement=found, logs_without_settlement=missing)
 
 
 def sheet_of(owed: list[Owed], *, period: str | None, settlement: dict | None,

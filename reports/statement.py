@@ -92,7 +92,8 @@ def statement(cur, shop_id: str, period: str, tz: str | None = None, locale: str
         change = _shown(e["account"], int(e["amount"]))
         closing[(e["currency"], e["account"])] = closing.get((e["currency"], e["account"]), 0) + change
         lines.append({
-            "occurred_at": codec.format_time(naive_utc_millis(e["occurred_at"])), "event_id": e["event_id"], "event_type": e["event_type"],
+            "occurred_at": codec.format_time(naive_utc_millis(e["occurred_at"])), "event_id": e["event_id"],
+            "event_type": e["event_type"],
             "log": f"{e['topic']}:{e['partition']}", "seq": int(e["seq"]), "role": e["role"],
             "account": e["account"], "counterparty_shop_id": e["counterparty_shop_id"],
             "currency": e["currency"], "change": change,

@@ -121,7 +121,8 @@ def test_the_month_end_is_published_once_and_the_dry_run_foretells_it(kafka_boot
     assert "已发布 settlement-2026-11（结算截止 2026-11-30 23:59）到 6 个分区" in out
     assert "已发布 close-through-2026-10（关账至 2026-10-31 23:59）到 6 个分区" in out
     published = month_end_messages(kafka_bootstrap, kafka_topic)
-    assert published == Counter({(p, e): 1 for p in range(6) for e in ("settlement-2026-11", "close-through-2026-10")})
+    month_end = ("settlement-2026-11", "close-through-2026-10")
+    assert published == Counter({(p, e): 1 for p in range(6) for e in month_end})
     records = {codec.decode(v)["event_id"]: codec.decode(v) for _, v in read_topic(kafka_bootstrap, kafka_topic)[0]}
     settlement, close = records["settlement-2026-11"], records["close-through-2026-10"]
     assert settlement["settlement"] == {"settlement_id": "2026-11", "period_end": ms("2026-11-30T15:59:59.999")}

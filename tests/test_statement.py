@@ -99,7 +99,8 @@ def test_netting_both_ways(tmp_path):
     nets = {n["counterparty_shop_id"]: n for n in statement(db, "li-kids", "2026-11")["netting"]}
     z = nets["zhang-toys"]
     assert (z["they_owe_payable"], z["we_owe_payable"]) == (500, 2072)
-    assert z["owes"] == "li-kids 欠 zhang-toys ¥20.72，zhang-toys 欠 li-kids ¥5.00：li-kids 付给 zhang-toys ¥15.72"
+    assert z["owes"] == ("li-kids 欠 zhang-toys ¥20.72，zhang-toys 欠 li-kids ¥5.00："
+                         "li-kids 付给 zhang-toys ¥15.72")
 
 
 def test_csv_and_table(baby):
