@@ -37,7 +37,8 @@ import pyarrow as pa
 
 from refledger.reports.money import DEFAULT_LOCALE, format_money
 from refledger.reports.netting import Owed
-from refledger.reports.sheet import payable_by_pair, period_bounds, settlements, sheet_lines, sheet_of
+from refledger.reports.months import alliance_month
+from refledger.reports.sheet import payable_by_pair, settlements, sheet_lines, sheet_of
 from refledger.reports.words import label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
@@ -95,7 +96,7 @@ GROUP BY ALL ORDER BY p.currency, p.payer, p.payee
 def settlement_preview(cur, period: str, tz: str | None = None) -> dict:
     """What the settlement of ``period`` (period end: its last millisecond in the alliance's zone) would
     make payable per pair, and the sheet as it will stand once it is folded."""
-    period_end = period_bounds(period, tz)[1]
+    period_end = alliance_month(period, tz)[1]
     cur.register("agreement_holds", _agreement_holds(cur))
     try:
         due = cur.execute(_DUE, {"period_end": period_end}).fetchall()

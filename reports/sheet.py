@@ -22,7 +22,8 @@ from refledger.reports.netting import PAYABLE_BY_PAIR, Owed, net_pairs, party_to
 from refledger.reports.money import DEFAULT_LOCALE, format_money
 from refledger.reports.words import FUND, chinese, label, party, pays, say
 from refledger.schemas import codec
-from refledger.schemas.periods import PeriodError, alliance_zone, month_bounds, show_time
+from refledger.reports.months import alliance_month
+from refledger.schemas.periods import alliance_zone, show_time
 from refledger.schemas.timestamps import naive_utc_millis
 from refledger.store.queries import QueryError
 
@@ -86,7 +87,7 @@ def settlements(cur) -> list[dict]:
 
 def period_settlement(cur, period: str, tz: str | None = None) -> dict:
     """The settlement of ``period``: the last one named for it, else the last whose period end falls in it."""
-    start, end = period_bounds(period, tz)
+    start, end = alliance_month(period, tz)
     folded = settlements(cur)
     named = [s for s in folded if s["settlement_id"] == period]
     within = [s for s in folded if start <= codec.parse_time(s["period_end"]) <= end]
@@ -95,15 +96,6 @@ def period_settlement(cur, period: str, tz: str | None = None) -> dict:
     known = ", ".join(f"{s['settlement_id']} (ends {s['period_end']})" for s in folded) or "none"
     raise SheetError(f"no settlement for {period} in this ledger (settlements folded: {known}); "
                      "leave out --period for the sheet as the ledger stands")
-
-
-def period_bounds(period: str, tz: str | None = None) -> tuple[int, int]:
-    """The first and last millisecond of ``period`` in the alliance's zone; a bad period or zone is the
-    asker's mistake (a `SheetError`, reported as it is even through a consumer's read socket)."""
-    try:
-        return month_bounds(period, alliance_zone(tz))
-    except PeriodError as exc:
-        raise SheetError(str(exc)) from exc
 
 
 

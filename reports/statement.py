@@ -26,10 +26,11 @@ from datetime import datetime
 
 from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS as SWAP
 from refledger.reports.money import DEFAULT_LOCALE, format_count, format_money
+from refledger.reports.months import alliance_month
 from refledger.reports.netting import PairNet
 from refledger.reports.words import FUND, party, pays, say
 from refledger.schemas import codec
-from refledger.schemas.periods import PeriodError, alliance_zone, month_bounds
+from refledger.schemas.periods import alliance_zone
 from refledger.schemas.timestamps import naive_utc, naive_utc_millis
 from refledger.store.queries import QueryError
 
@@ -41,15 +42,6 @@ LINE_COLUMNS = ("occurred_at", "event_id", "event_type", "log", "seq", "role", "
 
 class StatementError(QueryError):
     """The period or shop cannot make a statement."""
-
-
-def period_bounds(period: str, tz: str | None = None) -> tuple[int, int]:
-    """The first millisecond of the month and the first of the next, in the alliance's zone (UTC epoch ms)."""
-    try:
-        start, last = month_bounds(period, alliance_zone(tz))
-    except PeriodError as exc:
-        raise StatementError(str(exc)) from exc
-    return start, last + 1
 
 
 _ENTRIES = """
@@ -68,7 +60,8 @@ def _shown(account: str, amount: int) -> int:
 
 
 def statement(cur, shop_id: str, period: str, tz: str | None = None, locale: str = DEFAULT_LOCALE) -> dict:
-    start_ms, end_ms = period_bounds(period, tz)
+    start_ms, last_ms = alliance_month(period, tz)
+    end_ms = last_ms + 1
     start, end = naive_utc(start_ms), naive_utc(end_ms)
     [(known,)] = cur.execute("SELECT count(*) FROM entries WHERE shop_id = ? OR counterparty_shop_id = ?",
                              [shop_id, shop_id]).fetchall()
