@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option, people_options
+from refledger.options import db_option, format_option, people_options, tz_option
 from refledger.render import console, emit, emit_json, headers
 
 
@@ -63,7 +63,8 @@ def verify(db, checkpoint_file, fmt):
 @click.command()
 @db_option
 @format_option("table", "json")
-def checkpoints(db, fmt):
+@tz_option
+def checkpoints(db, fmt, zone):
     """The chain heads recorded at each settlement, per log.
 
     Save the JSON output; later `refledger verify --since-checkpoint FILE`
@@ -78,6 +79,10 @@ def checkpoints(db, fmt):
     if fmt == "json":
         emit_json({"ledger": str(db), "checkpoints": rows})
     else:
+        from refledger.schemas.codec import parse_time
+        from refledger.schemas.periods import show_time
+
+        rows = [{**r, "period_end": show_time(parse_time(r["period_end"]), zone, seconds=True)} for r in rows]
         emit(rows, "table", ("settlement_event_id", "period_end", "topic", "partition", "entries", "head"),
              title="checkpoints (chain heads at each settlement)", numeric=("entries",))
 
