@@ -38,6 +38,7 @@ from refledger.schemas.periods import month_bounds, parse_period
 
 ALLIANCE = "alliance"
 SCAN_POLL_RECORDS = 20_000
+SCAN_IDLE_S = 30.0
 
 
 class OperatorError(Exception):
@@ -123,17 +124,18 @@ def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInf
     if not alliance_id:
         raise OperatorError(f"topic {topic!r} holds no event to learn the alliance from; give --alliance")
     records = month_end_records(alliance_id, period, zone, close_through)
-    partitions = found.partitions
-    for record in records:
-        _refuse_conflicts(record, found.events.get(record["event_id"], ()))
     done = []
-    with publisher or AlliancePublisher(bootstrap_servers, topic) as pub:
-        for record in records:
-            before = tuple(Published(p, o, t) for p, o, t, _ in found.events.get(record["event_id"], ()))
-            missing = [p for p in partitions if p not in {b.partition for b in before}]
-            if missing:
-                pub.publish(record, partitions=missing)
-            done.append(MonthEndEvent(record, before, tuple(missing)))
+    for record in records:
+        seen = found.events.get(record["event_id"], ())
+        _refuse_conflicts(record, seen)
+        before = tuple(Published(p, o, t) for p, o, t, _ in seen)
+        held = {b.partition for b in before}
+        done.append(MonthEndEvent(record, before, tuple(p for p in found.partitions if p not in held)))
+    if any(event.now for event in done):
+        with publisher or AlliancePublisher(bootstrap_servers, topic) as pub:
+            for event in done:
+                if event.now:
+                    pub.publish(event.record, partitions=list(event.now))
     return done
 
 
@@ -172,8 +174,15 @@ def scan_topic(bootstrap_servers: str, topic: str, event_ids: list[str]) -> tupl
         needles = [(event_id, event_id.encode("utf-8")) for event_id in event_ids]
         events: dict[str, list] = {}
         alliance_id = None
+        moved = time.monotonic()
         while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for tp, messages in consumer.poll(timeout_ms=1000).items():
+            polled = consumer.poll(timeout_ms=1000)
+            if polled:
+                moved = time.monotonic()
+            elif time.monotonic() - moved > SCAN_IDLE_S:
+                raise OperatorError(f"no data from Kafka for {SCAN_IDLE_S:.0f}s while reading {topic!r} for "
+                                    "earlier month ends; nothing was published")
+            for tp, messages in polled.items():
                 for message in messages:
                     value = message.value
                     if message.offset >= ends[tp] or value is None:

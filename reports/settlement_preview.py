@@ -42,12 +42,9 @@ from refledger.reports.sheet import payable_by_pair, settlements, sheet_lines, s
 from refledger.reports.words import label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
+from refledger.store.queries import FOLDED_EVENTS
 
 DAY_MS = 86_400_000
-
-_FOLDED = """(SELECT ev.* FROM events ev WHERE NOT EXISTS (
-                 SELECT 1 FROM quarantine q WHERE q.topic = ev.topic AND q.partition = ev.partition
-                 AND q."offset" = ev."offset" AND q.event_id = ev.event_id))"""
 
 _DUE = f"""
 WITH pending AS (
@@ -78,7 +75,7 @@ clicks AS (
     SELECT t.topic, t.partition, t.subject, epoch_ms(ev.occurred_at) AS occurred_ms,
            arg_max(a.hold_days, (a.effective_from, a.event_id)) AS hold_days
     FROM click_terms t
-    JOIN {_FOLDED} ev ON ev.topic = t.topic AND ev.partition = t.partition AND ev.type = 'click'
+    JOIN {FOLDED_EVENTS} ev ON ev.topic = t.topic AND ev.partition = t.partition AND ev.type = 'click'
                      AND 'click:' || ev.event_id = t.subject
     JOIN agreement_holds a ON a.topic = t.topic AND a.partition = t.partition
                           AND a.agreement_id = t.agreement_id AND a.version = t.agreement_version
@@ -122,7 +119,7 @@ def _agreement_holds(cur) -> pa.Table:
     columns = {name: [] for name in ("topic", "partition", "event_id", "agreement_id", "version",
                                      "effective_from", "hold_days")}
     for topic, partition, event_id, avro in cur.execute(
-            f"SELECT topic, partition, event_id, avro FROM {_FOLDED} WHERE type = 'agreement'").fetchall():
+            f"SELECT topic, partition, event_id, avro FROM {FOLDED_EVENTS} WHERE type = 'agreement'").fetchall():
         terms = codec.decode(avro)["agreement"]
         hold = terms.get("hold_days")
         for name, value in (("topic", topic), ("partition", partition), ("event_id", event_id),

@@ -25,7 +25,7 @@ from refledger.schemas import codec
 from refledger.reports.months import alliance_month
 from refledger.schemas.periods import alliance_zone, show_time
 from refledger.schemas.timestamps import naive_utc_millis
-from refledger.store.queries import QueryError
+from refledger.store.queries import FOLDED_EVENTS, QueryError
 
 
 class SheetError(QueryError):
@@ -74,11 +74,11 @@ def settlements(cur) -> list[dict]:
     """Every settlement the ledger folded, in the order it was first folded: event id, settlement id,
     period end (UTC text) and how many logs folded it."""
     rows = cur.execute(
-        """SELECT c.event_id, min(c.batch_id) AS first_batch, any_value(c.period_end), count(*) AS logs,
+        f"""SELECT c.event_id, min(c.batch_id) AS first_batch, any_value(c.period_end), count(*) AS logs,
                   any_value(e.avro)
            FROM checkpoints c
-           JOIN events e ON e.topic = c.topic AND e.partition = c.partition AND e.event_id = c.event_id
-                        AND e.type = 'settlement'
+           JOIN {FOLDED_EVENTS} e ON e.topic = c.topic AND e.partition = c.partition
+                                   AND e.event_id = c.event_id AND e.type = 'settlement'
            GROUP BY c.event_id ORDER BY first_batch, c.event_id""").fetchall()
     return [{"event_id": event_id, "settlement_id": codec.decode(avro)["settlement"]["settlement_id"],
              "period_end": codec.format_time(naive_utc_millis(period_end)), "logs": int(logs)}

@@ -13,6 +13,13 @@ class QueryError(ValueError):
     """The question cannot be answered as asked (a malformed period, say): the asker's mistake,
     reported to them as it is, whether the query ran here or in a consumer."""
 
+# The stored events the fold did not quarantine: an event row is quarantined when a quarantine row
+# names the same log, offset and event id (a parked refund rejected later names the offset of the
+# event that rejected it, under its own id, so it never hides that event).
+FOLDED_EVENTS = """(SELECT ev.* FROM events ev WHERE NOT EXISTS (
+    SELECT 1 FROM quarantine q WHERE q.topic = ev.topic AND q.partition = ev.partition
+    AND q."offset" = ev."offset" AND q.event_id = ev.event_id))"""
+
 BALANCE_COLUMNS = ("shop_id", "currency") + MONEY_ACCOUNTS
 SWAP_COLUMNS = ("shop_id", "currency") + SWAP_ACCOUNTS
 
