@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from refledger.options import db_option, format_option, people_options, topic_option
@@ -48,6 +50,8 @@ def settle(period, bootstrap_servers, topic, close_through, alliance_id, dry_run
         raise click.UsageError("--dry-run reads the ledger: give --db")
     if not dry_run and not bootstrap_servers:
         raise click.UsageError("give --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS), or --dry-run --db")
+    if db and not Path(db).exists():
+        raise click.ClickException(f"no ledger at {db}")  # said before anything is published
     published = [] if dry_run else run_month_end(bootstrap_servers, topic, period, zone, close_through=close_through,
                                                  alliance_id=alliance_id)
     ledger = _month_in_ledger(db, period, zone, dry_run) if db else None

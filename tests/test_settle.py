@@ -182,6 +182,8 @@ def test_what_settle_refuses_before_it_reaches_kafka(tmp_path):
     assert "give --db" in run("settle", "--period", "2026-10", "--dry-run", code=2)
     assert "YYYY-MM" in run("settle", "--period", "2026-1", "--dry-run", "--db", tmp_path / "x.duckdb", code=1)
     assert "unknown time zone" in run("settle", "--period", "2026-10", "--tz", "Mars/Olympus", code=2)
+    assert "no ledger at" in run("settle", "--period", "2026-10", "--bootstrap-servers", "127.0.0.1:1", "--db",
+                                 tmp_path / "missing.duckdb", code=1)
 
 
 def test_a_settlement_is_derived_from_its_period_alone():
