@@ -82,9 +82,9 @@ def checkpoints(db, fmt, zone):
         from refledger.schemas.codec import parse_time
         from refledger.schemas.periods import show_time
 
-        rows = [{**r, "period_end": show_time(parse_time(r["period_end"]), zone, seconds=True)} for r in rows]
-        emit(rows, "table", ("settlement_event_id", "period_end", "topic", "partition", "entries", "head"),
-             title="checkpoints (chain heads at each settlement)", numeric=("entries",))
+        rows = [{**r, "at": show_time(parse_time(r["at"]), zone, seconds=True)} for r in rows]
+        emit(rows, "table", ("kind", "event_id", "at", "topic", "partition", "entries", "head"),
+             title="checkpoints (chain heads at each settlement and close)", numeric=("entries",))
 
 
 

@@ -23,8 +23,8 @@ without the fold:
 3. **Due.** ``occurred_at ≤ P − hold_days × 24 h``, summed per (payer, payee,
    currency) with the number of orders and clicks.
 
-Events the fold quarantined (a row in ``quarantine`` with the same log,
-offset and event id) are left out. What the ledger has not yet read from
+Events the fold quarantined are left out (the ledger's ``folded_events``
+view). What the ledger has not yet read from
 the topic is not in the figures: consume first.
 
 Alongside, the sheet as it will stand once the settlement is folded: what
@@ -42,7 +42,6 @@ from refledger.reports.sheet import payable_by_pair, settlements, sheet_lines, s
 from refledger.reports.words import label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
-from refledger.store.queries import FOLDED_EVENTS
 
 DAY_MS = 86_400_000
 
@@ -75,7 +74,7 @@ clicks AS (
     SELECT t.topic, t.partition, t.subject, epoch_ms(ev.occurred_at) AS occurred_ms,
            arg_max(a.hold_days, (a.effective_from, a.event_id)) AS hold_days
     FROM click_terms t
-    JOIN {FOLDED_EVENTS} ev ON ev.topic = t.topic AND ev.partition = t.partition AND ev.type = 'click'
+    JOIN folded_events ev ON ev.topic = t.topic AND ev.partition = t.partition AND ev.type = 'click'
                      AND 'click:' || ev.event_id = t.subject
     JOIN agreement_holds a ON a.topic = t.topic AND a.partition = t.partition
                           AND a.agreement_id = t.agreement_id AND a.version = t.agreement_version
@@ -119,7 +118,7 @@ def _agreement_holds(cur) -> pa.Table:
     columns = {name: [] for name in ("topic", "partition", "event_id", "agreement_id", "version",
                                      "effective_from", "hold_days")}
     for topic, partition, event_id, avro in cur.execute(
-            f"SELECT topic, partition, event_id, avro FROM {FOLDED_EVENTS} WHERE type = 'agreement'").fetchall():
+            "SELECT topic, partition, event_id, avro FROM folded_events WHERE type = 'agreement'").fetchall():
         terms = codec.decode(avro)["agreement"]
         hold = terms.get("hold_days")
         for name, value in (("topic", topic), ("partition", partition), ("event_id", event_id),

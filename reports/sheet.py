@@ -25,7 +25,7 @@ from refledger.schemas import codec
 from refledger.reports.months import alliance_month
 from refledger.schemas.periods import alliance_zone, show_time
 from refledger.schemas.timestamps import naive_utc_millis
-from refledger.store.queries import FOLDED_EVENTS, QueryError
+from refledger.store.queries import QueryError
 
 
 class SheetError(QueryError):
@@ -39,10 +39,11 @@ def sheet(cur, period: str | None = None, tz: str | None = None) -> dict:
         return sheet_of(owed, period=None, settlement=None, logs_without_settlement=[])
     found = period_settlement(cur, period, tz)
     cut = """(SELECT e.* FROM entries e JOIN checkpoints c ON c.topic = e.topic AND c.partition = e.partition
-              WHERE c.event_id = $settlement AND e.seq < c.entries)"""
+              WHERE c.kind = 'settlement' AND c.event_id = $settlement AND e.seq < c.entries)"""
     missing = [f"{t}:{p}" for t, p in cur.execute(
         """SELECT DISTINCT topic, partition FROM entries
-           EXCEPT SELECT topic, partition FROM checkpoints WHERE event_id = ? ORDER BY ALL""",
+           EXCEPT SELECT topic, partition FROM checkpoints WHERE kind = 'settlement' AND event_id = ?
+           ORDER BY ALL""",
         [found["event_id"]]).fetchall()]
     owed = payable_by_pair(cur, cut, {"settlement": found["event_id"]})
     return sheet_of(owed, period=period, settlement=found, logs_without_settlement=missing)
@@ -74,11 +75,12 @@ def settlements(cur) -> list[dict]:
     """Every settlement the ledger folded, in the order it was first folded: event id, settlement id,
     period end (UTC text) and how many logs folded it."""
     rows = cur.execute(
-        f"""SELECT c.event_id, min(c.batch_id) AS first_batch, any_value(c.period_end), count(*) AS logs,
+        """SELECT c.event_id, min(c.batch_id) AS first_batch, any_value(c."at"), count(*) AS logs,
                   any_value(e.avro)
            FROM checkpoints c
-           JOIN {FOLDED_EVENTS} e ON e.topic = c.topic AND e.partition = c.partition
-                                   AND e.event_id = c.event_id AND e.type = 'settlement'
+           JOIN folded_events e ON e.topic = c.topic AND e.partition = c.partition
+                               AND e.event_id = c.event_id AND e.type = 'settlement'
+           WHERE c.kind = 'settlement'
            GROUP BY c.event_id ORDER BY first_batch, c.event_id""").fetchall()
     return [{"event_id": event_id, "settlement_id": codec.decode(avro)["settlement"]["settlement_id"],
              "period_end": codec.format_time(naive_utc_millis(period_end)), "logs": int(logs)}

@@ -32,7 +32,7 @@ from refledger.reports.words import FUND, party, pays, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone
 from refledger.schemas.timestamps import naive_utc, naive_utc_millis
-from refledger.store.queries import FOLDED_EVENTS, QueryError
+from refledger.store.queries import QueryError
 
 MONEY = MONEY_ACCOUNTS
 LINE_COLUMNS = ("occurred_at", "event_id", "event_type", "log", "seq", "role", "account", "counterparty_shop_id",
@@ -44,12 +44,12 @@ class StatementError(QueryError):
     """The period or shop cannot make a statement."""
 
 
-_ENTRIES = f"""
-    SELECT e.*, ev.type AS event_type, coalesce(cp.period_end, ev.occurred_at) AS occurred_at
+_ENTRIES = """
+    SELECT e.*, ev.type AS event_type, coalesce(cp."at", ev.occurred_at) AS occurred_at
     FROM entries e
-    JOIN (SELECT DISTINCT topic, partition, event_id, type, occurred_at FROM {FOLDED_EVENTS}) ev
+    JOIN (SELECT DISTINCT topic, partition, event_id, type, occurred_at FROM folded_events) ev
       USING (topic, partition, event_id)
-    LEFT JOIN (SELECT DISTINCT topic, partition, event_id, period_end FROM checkpoints) cp
+    LEFT JOIN (SELECT DISTINCT topic, partition, event_id, "at" FROM checkpoints WHERE kind = 'settlement') cp
       USING (topic, partition, event_id)
     WHERE e.shop_id = $shop
 """
