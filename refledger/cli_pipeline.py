@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, db_option, format_option, topic_option
+from refledger.options import bootstrap_option, db_option, format_option, topic_option, tz_option
 from refledger.render import console, emit, emit_json, progress
 
 
@@ -95,11 +95,17 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Publish straight to Kafka instead of a file.")
 @topic_option
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic):
+@tz_option
+@click.option("--month-ends/--no-month-ends", default=True, show_default=True,
+              help="Include the operator's month ends (settlements, closes, adjustments, payouts); without them, "
+                   "run each month end yourself with `refledger settle`.")
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, zone, month_ends):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
-    and a few bad events, seeded and deterministic.
+    and a few bad events, seeded and deterministic; each month of the
+    alliance's time zone ends as `refledger settle` ends it (a settlement and,
+    from the third month on, a close through the month before), then payouts.
 
     Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
     """
@@ -108,7 +114,8 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic)
 
     if not out and not bootstrap_servers:
         raise click.UsageError("give --out FILE or --bootstrap-servers")
-    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events)
+    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key,
+                           settlements=month_ends)
     if out:
         count = write_event_file(generate(cfg), Path(out))
         click.echo(f"wrote {count:,} events to {out}")
