@@ -19,6 +19,7 @@ from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
+from refledger.cli_operator import settle, sheet
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 from refledger.render import plain
@@ -37,6 +38,9 @@ USER_ERRORS = (
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
     ("refledger.schemas.kafka_client", "KafkaUnreachable"),
+    ("refledger.producers.operator", "OperatorError"),
+    ("refledger.schemas.periods", "PeriodError"),
+    ("refledger.reports.money", "LocaleError"),
 )
 
 
@@ -102,7 +106,7 @@ def cli(kafka_log):
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement)
+            archive, replay, verify, checkpoints, statement, settle, sheet)
 
 for command in COMMANDS:
     cli.add_command(command)
