@@ -42,7 +42,7 @@ from kafka.structs import OffsetAndMetadata
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.schemas.kafka_client import KafkaLogin, connect
-from refledger.schemas.messages import DEFAULT_TOPIC
+from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 
 log = logging.getLogger("refledger.consume")
 
@@ -53,7 +53,6 @@ MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000
-DEFAULT_GROUP = "refledger"
 
 
 @dataclass

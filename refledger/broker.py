@@ -49,9 +49,7 @@ from pathlib import Path
 from refledger import secure_broker
 from refledger.producers.kafka_admin import cluster_answers
 from refledger.schemas.kafka_client import KafkaLogin, port_open
-from refledger.schemas.messages import DEFAULT_TOPIC
-
-DEFAULT_GROUP = "refledger"  # the ledger's consumer group, as `refledger consume` names it
+from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 
 KAFKA_VERSIONS = ("4.3.1", "4.3.0")
 LOG4J_VERSION = "2.25.4"
@@ -163,8 +161,8 @@ def start(
         path.chmod(0o700)
     logins = secure_broker.keep_logins(path, f"{HOST}:{port}") if secure else {}
     controller = _controller_port(path, port)
-    _write_private(path / "server.properties",
-                   _server_properties(path, port, controller, logins.get(secure_broker.OPERATOR)))
+    secure_broker.write_private(path / "server.properties",
+                                _server_properties(path, port, controller, logins.get(secure_broker.OPERATOR)))
     (path / "log4j2.properties").write_text(_log4j2_properties(path))
     _format_storage(java, libs, path)
     pid = _launch(java, libs, path, exit_with_parent)
@@ -354,14 +352,6 @@ def _resolve_dir(directory: PathLike | None, port: int) -> Path:
 
 def _operator(directory: Path) -> KafkaLogin | None:
     return secure_broker.logins(directory).get(secure_broker.OPERATOR)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner may read (it may hold a password)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
 
 
 def _server_properties(directory: Path, port: int, controller_port: int, operator: KafkaLogin | None) -> str:

@@ -22,7 +22,7 @@ from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
-from refledger.render import plain
+from refledger.render import plain_lines
 
 # (module, class): errors to report as one line. Looked up in sys.modules when one is raised,
 # so that starting the command line imports none of these modules.
@@ -71,7 +71,7 @@ class RefledgerGroup(click.Group):
             message = user_message(exc)
             if message is None:
                 raise
-            raise click.ClickException("\n".join(map(plain, message.splitlines()))) from exc
+            raise click.ClickException(plain_lines(message)) from exc
 
 
 KAFKA_LOG_LEVELS = ("debug", "info", "warning", "error")

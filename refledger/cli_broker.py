@@ -20,6 +20,11 @@ dir_option = click.option(
     help="Broker directory (config, data, logs) [default: ~/.local/state/refledger/broker-PORT].")
 
 
+group_option = click.option(
+    "--group", default=local_broker.DEFAULT_GROUP, show_default=True,
+    help="The consumer group the ledger may read the topic in (with --secure).")
+
+
 @click.group()
 def broker():
     """Run a local single-node Apache Kafka broker (KRaft, no ZooKeeper).
@@ -41,8 +46,7 @@ def broker():
                    "the topic, the ledger's group reads it, the operator does everything. A directory once "
                    "secured always starts secured.")
 @topic_option
-@click.option("--group", default=local_broker.DEFAULT_GROUP, show_default=True,
-              help="With --secure: the consumer group the ledger may read the topic in.")
+@group_option
 def start(port: int, directory: Path | None, wait_s: float, secure: bool, topic: str, group: str):
     """Start the broker in the background and wait until it answers.
 
@@ -102,8 +106,7 @@ def status(port: int, directory: Path | None, fmt: str):
 @bootstrap_option
 @kafka_login_option
 @topic_option
-@click.option("--group", default=local_broker.DEFAULT_GROUP, show_default=True,
-              help="The consumer group the ledger may read the topic in.")
+@group_option
 @click.option("--shop-password", envvar="REFLEDGER_SHOP_PASSWORD", required=True,
               help="The password shops' integrations log in with as user shop (or $REFLEDGER_SHOP_PASSWORD).")
 @click.option("--ledger-password", envvar="REFLEDGER_LEDGER_PASSWORD", required=True,

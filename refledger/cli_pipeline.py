@@ -11,6 +11,7 @@ import click
 
 from refledger.options import bootstrap_option, db_option, format_option, kafka_login_option, topic_option, tz_option
 from refledger.render import console, emit, emit_json, progress
+from refledger.schemas.messages import DEFAULT_GROUP
 
 
 def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: int | None = None):
@@ -150,7 +151,7 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str, login=Non
 @kafka_login_option
 @db_option
 @topic_option
-@click.option("--group", default="refledger", show_default=True, help="Consumer group id.")
+@click.option("--group", default=DEFAULT_GROUP, show_default=True, help="Consumer group id.")
 @click.option("--until-idle", type=float, default=None, metavar="SECONDS",
               help="Stop once no new event came for this long (default: run until SIGINT/SIGTERM).")
 @click.option("--members", default=1, show_default=True, help="Group members in this process.")

@@ -55,9 +55,14 @@ def console(stderr: bool = False) -> Console:
     return PlainConsole(stderr=stderr, highlight=False, markup=False, emoji=False, soft_wrap=False, width=width)
 
 
+def plain_lines(text) -> str:
+    """`plain`, line by line: the line breaks are kept, every other control character escaped."""
+    return "\n".join(plain(part) for part in str(text).split("\n"))
+
+
 def echo(text: str) -> None:
-    """Lines for people, written as they are (click, no rich): each line plain text, as `plain` makes it."""
-    click.echo("\n".join(plain(part) for part in str(text).split("\n")))
+    """Lines for people, written as they are (click, no rich), each as `plain` makes it."""
+    click.echo(plain_lines(text))
 
 
 def line(*parts) -> Text:

@@ -67,14 +67,20 @@ def keep_logins(directory: Path, bootstrap: str) -> dict[str, KafkaLogin]:
     for role in ROLES:
         login = kept.get(role) or KafkaLogin(role, secrets.token_urlsafe(24), MECHANISM[role])
         kept[role] = login
-        path = folder / f"{role}.env"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(f"# refledger: the {role} login of the broker in {directory}\n"
+        write_private(folder / f"{role}.env",
+                      f"# refledger: the {role} login of the broker in {directory}\n"
                       f"{BOOTSTRAP_ENV}={bootstrap}\n{ENV_USERNAME}={login.username}\n"
                       f"{ENV_PASSWORD}={login.password}\n{ENV_MECHANISM}={login.mechanism}\n")
-        path.chmod(0o600)
     return kept
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it may hold a password), never readable by others even
+    for a moment."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
 
 
 def security_properties(operator: KafkaLogin) -> str:

@@ -63,15 +63,6 @@ def host_port(server: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
-    """True when the first bootstrap server accepts a TCP connection."""
-    try:
-        with socket.create_connection(host_port(bootstrap.split(",")[0]), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
 def check_listening(bootstrap: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Return when one of the bootstrap servers accepts a TCP connection; else `KafkaUnreachable`
     naming each server and why."""
@@ -87,6 +78,15 @@ def check_listening(bootstrap: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Non
     raise KafkaUnreachable(
         f"no Kafka broker listens at {bootstrap} ({'; '.join(failures)}); start one with "
         "`refledger broker start` or check --bootstrap-servers")
+
+
+def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """True when the first bootstrap server accepts a TCP connection."""
+    try:
+        check_listening(bootstrap.split(",")[0], timeout_s)
+    except KafkaUnreachable:
+        return False
+    return True
 
 
 def connect(client_class, bootstrap: str, login: KafkaLogin | None = None, **settings):

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from refledger.schemas import codec
 
 DEFAULT_TOPIC = "shop-events"  # the alliance's event topic on Kafka
+DEFAULT_GROUP = "refledger"  # the ledger's consumer group
 
 AVRO = "avro"      # value holds Avro single-object bytes
 JSON = "json"      # value holds one JSON Lines line (bytes)

@@ -113,6 +113,12 @@ def peer_uid(sock: socket.socket) -> int | None:
     return uid
 
 
+def _stranger(sock: socket.socket) -> int | None:
+    """The uid at the other end of ``sock`` when it is another user's (None: this user, or unknown)."""
+    uid = peer_uid(sock)
+    return uid if uid is not None and uid != os.getuid() else None
+
+
 def _default(value):
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -129,8 +135,8 @@ class _Handler(socketserver.StreamRequestHandler):
     timeout = 30  # a client that connects and says nothing does not hold a thread forever
 
     def handle(self):
-        asker = peer_uid(self.request)
-        if asker is not None and asker != os.getuid():
+        asker = _stranger(self.request)
+        if asker is not None:
             log.warning("refused a read from uid %d on %s", asker, self.server.server_address)
             self.wfile.write(json.dumps(_failure("refused", "this consumer answers its own user only")).encode()
                              + b"\n")
@@ -221,8 +227,8 @@ def _ask_socket(db: str | Path, name: str, params: dict):
 
 def _check_answerer(sock: socket.socket, path: str) -> None:
     """Only a consumer run by this user may answer this user's reads."""
-    answerer = peer_uid(sock)
-    if answerer is not None and answerer != os.getuid():
+    answerer = _stranger(sock)
+    if answerer is not None:
         raise ReadError(f"the process answering on {path} runs as uid {answerer}, not as you (uid {os.getuid()}): "
                         "it is not your consumer, and its answers are refused")
 
