@@ -157,6 +157,16 @@ def test_a_username_without_a_password_is_a_usage_error(secure):
     assert result.returncode == 2 and "--sasl-password" in result.stderr, result.stderr
 
 
+def test_the_operator_settles_the_month_and_a_shop_may_not(secure):
+    settle = ("settle", "--period", "2026-12", "--force", "--bootstrap-servers", secure.bootstrap, "--topic", TOPIC,
+              "--format", "json")
+    operator = secure.logins["operator"]
+    done = refledger(*settle, "--sasl-mechanism", operator.mechanism, login=operator)
+    assert done.returncode == 0, done.stderr
+    [settlement] = json.loads(done.stdout)["published"]
+    assert settlement["event_id"] == "settlement-2026-12" and len(settlement["published_to"]) == 6
+    refused(refledger(*settle, login=secure.logins["shop"]), "refused")
+
 def test_the_operator_changes_the_ledgers_password_with_broker_grant(secure, tmp_path):
     operator, shop, ledger = (secure.logins[r] for r in ("operator", "shop", "ledger"))
     granted = refledger("broker", "grant", "--bootstrap-servers", secure.bootstrap, "--topic", TOPIC, "--group",
