@@ -141,11 +141,14 @@ class LedgerConsumer:
             max_poll_interval_ms=300_000,
         )
         # A topic created a moment ago may not be in the client's metadata yet; joining the group then
-        # would get no partitions until the next metadata refresh (minutes). Learn its partitions first.
+        # would get no partitions until the next metadata refresh (minutes). Learn its partitions first,
+        # once subscribed: asked before, the metadata of every topic comes first, the group is formed on
+        # it, and the topic's own metadata arriving next makes the member rejoin at once, a rebalance that
+        # kafka-python does not always come back from (tests/test_group_join.py).
+        self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
         deadline = time.monotonic() + TOPIC_WAIT_S
         while not self.consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
 
     def stop(self, *_args) -> None:
         """Ask the loop to finish its batch, commit, and return."""
