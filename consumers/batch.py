@@ -39,7 +39,7 @@ from refledger.schemas.codec import CURRENT_FINGERPRINT
 from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
 from refledger.schemas.traffic import read_traffic_fields
 
-from refledger.consumers.folding import FoldBackend, FoldItem, InProcessFolds
+from refledger.consumers.folding import FoldBackend, FoldItem, InProcessFolds, StoredEvent
 from refledger.ledger.events import traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
@@ -119,8 +119,8 @@ class LogProcessor:
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
 
-    def _stored(self, topic: str, partition: int) -> list[bytes]:
-        stored = [avro for _offset, avro in self.store.partition_events(topic, partition)]
+    def _stored(self, topic: str, partition: int) -> list[StoredEvent]:
+        stored = list(self.store.partition_events(topic, partition))
         if stored:
             log.info("rebuilding fold state of %s:%d from %d stored events", topic, partition, len(stored))
         return stored

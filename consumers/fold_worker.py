@@ -32,7 +32,9 @@ import sys
 import threading
 import traceback
 
-from refledger.consumers.folding import COLLECTOR_THRESHOLD, FoldItem, FoldResult, fold_items, rebuilt_fold
+from refledger.consumers.folding import (
+    COLLECTOR_THRESHOLD, FoldItem, FoldResult, StoredEvent, fold_items, rebuilt_fold,
+)
 
 
 class FoldWorkerError(RuntimeError):
@@ -53,7 +55,7 @@ def _serve(jobs, results, fold_factory) -> None:
         try:
             if kind == "load":
                 _, topic, partition, stored = message
-                folds[(topic, partition)] = rebuilt_fold(fold_factory, stored)
+                folds[(topic, partition)] = rebuilt_fold(fold_factory, stored, f"{topic}:{partition}")
             elif kind == "fold":
                 _, job_id, items = message
                 result = fold_items(folds, items)
@@ -121,7 +123,7 @@ class ChildProcessFolds:
     def knows(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._known
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
+    def load(self, topic: str, partition: int, stored: list[StoredEvent]) -> None:
         """Build the partition's fold from its stored log (before any job names it)."""
         self._send(("load", topic, partition, stored))
         self._known.add((topic, partition))

@@ -18,6 +18,7 @@ met: their entries are in the ledger already, so only the state is rebuilt.
 from __future__ import annotations
 
 import gc
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
@@ -25,9 +26,13 @@ from typing import Callable, Iterable, NamedTuple, Protocol
 import pyarrow as pa
 
 from refledger.consumers.ledger_rows import LedgerRows
-from refledger.ledger.events import Event
+from refledger.ledger.events import Event, traffic_event
 from refledger.ledger.fold import NOTHING
 from refledger.schemas import codec
+from refledger.schemas.codec import CURRENT_FINGERPRINT
+from refledger.schemas.traffic import read_traffic_fields
+
+log = logging.getLogger("refledger.rebuild")
 
 # The garbage collector's thresholds while folding batch after batch (consume, in both of its
 # processes; ingest; replay). Batches in flight hold hundreds of thousands of young objects
@@ -73,11 +78,35 @@ class FoldResult:
     entries_posted: int
 
 
-def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes]):
-    """A log's fold state, from its stored events (their entries are in the ledger already)."""
+StoredEvent = tuple[int, str, bytes]  # (offset, event id, the stored single-object message)
+
+
+def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name: str):
+    """A log's fold state, from its stored events (their entries are in the ledger already).
+
+    The stored bytes are read as the consumer's decode step read them (views and clicks by the
+    fixed-layout reader, the rest by ``decode_canonical``), so what was folded reads back the same.
+    A stored event that cannot be read now (stored under rules that have since become stricter, or
+    its bytes damaged on disk) never stops the rebuild: it is logged with its position and left
+    out of the state, as a replay of the stored events leaves it out, and `refledger verify`
+    reports it (check ``stored``).
+    """
     fold = fold_factory()
-    for avro in stored:
-        fold.apply(codec.decode(avro))
+    for offset, event_id, avro in stored:
+        fields = read_traffic_fields(avro, CURRENT_FINGERPRINT)
+        if fields is not None:
+            kind, read_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+            fold.apply_event(traffic_event(kind, read_id, occurred_at, shop_id, visitor_id, referrer, merchant,
+                                           placement))
+            continue
+        try:
+            record = codec.decode_canonical(avro)[0]
+        except codec.CodecError as error:
+            log.error("stored event at %s offset %d event %s can no longer be read (%s: %s): left out of the "
+                      "fold's rebuilt state; `refledger verify` reports it", log_name, offset, event_id,
+                      error.reason, error)
+            continue
+        fold.apply(record)
     return fold
 
 
@@ -127,7 +156,7 @@ class FoldBackend(Protocol):
     def knows(self, topic: str, partition: int) -> bool:
         """Whether the log's fold is built."""
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
+    def load(self, topic: str, partition: int, stored: list[StoredEvent]) -> None:
         """Build the log's fold from its stored events (before any job names the log)."""
 
     def submit(self, items: list[FoldItem]) -> object:
@@ -150,8 +179,8 @@ class InProcessFolds:
     def knows(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self.folds
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
-        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored)
+    def load(self, topic: str, partition: int, stored: list[StoredEvent]) -> None:
+        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored, f"{topic}:{partition}")
 
     def submit(self, items: list[FoldItem]) -> FoldResult:
         return fold_items(self.folds, items)

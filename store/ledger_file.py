@@ -276,10 +276,10 @@ class LedgerStore:
         return {(t, p): o for t, p, o in rows}
 
     def partition_events(self, topic: str, partition: int):
-        """The stored log of one partition, in order: (offset, avro bytes)."""
+        """The stored log of one partition, in order: (offset, event id, avro bytes)."""
         cur = self.cursor()
         cur.execute(
-            """SELECT "offset", avro FROM events WHERE topic = ? AND partition = ?
+            """SELECT "offset", event_id, avro FROM events WHERE topic = ? AND partition = ?
                ORDER BY "offset" """,
             [topic, partition],
         )
