@@ -14,7 +14,7 @@ one outcome:
 
 A batch goes through three steps:
 
-1. `decode_messages`: each message is decoded (views, clicks, orders and refunds of
+1. `LogProcessor.decode_messages`: each message is decoded (views, clicks, orders and refunds of
    the current schema by the fixed-layout readers) and becomes an
    `EventRow` for the `events` table and a `FoldItem` for the fold;
 2. the items go to a `FoldBackend` (`consumers.folding`): folded at once in
@@ -135,7 +135,7 @@ class LogProcessor:
         ``Message``s first.
         """
         pending = PendingBatch(BatchWrite(source=self.source))
-        pending.items = items = decode_messages(messages, pending, kafka_records)
+        pending.items = items = self.decode_messages(messages, pending, kafka_records)
         folds = self.folds
         if items:
             for topic, partition in {(item.topic, item.partition) for item in items}:
@@ -143,6 +143,56 @@ class LogProcessor:
                     folds.load(topic, partition, self._stored(topic, partition))
             pending.ticket = folds.submit(items)
         return pending
+
+    def decode_messages(self, messages: Iterable[Message], pending: PendingBatch,
+                        kafka_records: bool) -> list[FoldItem]:
+        """Step 1 of a batch (`process` calls it): every message decoded; an `EventRow` and a
+        `FoldItem` for each event (its raw bytes in ``pending.raws``), a quarantine row for what
+        cannot be read. The one decode step of `consume`, `ingest` and replay; ``kafka_records``:
+        the messages are kafka-python ``ConsumerRecord``s."""
+        batch = pending.write
+        add_event = batch.events.append
+        raws = pending.raws
+        positions = batch.positions
+        items: list[FoldItem] = []
+        add_item = items.append
+        read = 0
+        for msg in messages:
+            topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
+            read += 1
+            positions[(topic, partition)] = offset + 1
+            position = "" if kafka_records else msg.position
+            # views and clicks (nine events in ten) as their fields, everything else as a record
+            fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
+                      and (kafka_records or msg.kind == AVRO) else None)
+            if fields is not None:  # a view or click: no order, refund, amount or currency
+                kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+                add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
+                                          merchant, referrer, None, None, None, None, msg.timestamp, value)))
+                event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
+                                      placement)
+                add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
+            else:
+                if kafka_records:
+                    msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
+                try:
+                    record, canonical = decode_canonical(msg)
+                except codec.CodecError as exc:
+                    batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
+                                         exc.reason, str(exc), "decode", msg.raw_bytes())
+                    continue
+                kind = record["type"]
+                payload = record[kind]
+                add_event(_new(EventRow, (
+                    topic, partition, offset, record["event_id"], kind, record["occurred_at"], record["shop_id"],
+                    record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("referrer_shop_id"),
+                    payload.get("order_id"), payload.get("refund_id"),
+                    payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
+                    msg.timestamp, canonical)))
+                add_item(_new(FoldItem, (topic, partition, offset, position, None, record)))
+            raws.append(value)
+        batch.events_read = read
+        return items
 
     def commit(self, pending: PendingBatch) -> int:
         """Step 3: the fold's part of the batch collected, the batch written in one transaction."""
@@ -170,56 +220,6 @@ class LogProcessor:
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
         return batch_id
-
-
-def decode_messages(messages: Iterable[Message], pending: PendingBatch, kafka_records: bool) -> list[FoldItem]:
-    """Step 1 of a batch: every message decoded; an `EventRow` and a `FoldItem` for each event (the
-    item's raw bytes in ``pending.raws``), a quarantine row for what cannot be read. The one decode
-    step of `consume`, `ingest` and replay; ``kafka_records``: the messages are kafka-python
-    ``ConsumerRecord``s."""
-    batch = pending.write
-    add_event = batch.events.append
-    raws = pending.raws
-    positions = batch.positions
-    items: list[FoldItem] = []
-    add_item = items.append
-    read = 0
-    for msg in messages:
-        topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
-        read += 1
-        positions[(topic, partition)] = offset + 1
-        position = "" if kafka_records else msg.position
-        # views and clicks (nine events in ten) as their fields, everything else as a record
-        fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
-                  and (kafka_records or msg.kind == AVRO) else None)
-        if fields is not None:  # a view or click: no order, refund, amount or currency
-            kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
-            add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
-                                      merchant, referrer, None, None, None, None, msg.timestamp, value)))
-            event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
-                                  placement)
-            add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
-        else:
-            if kafka_records:
-                msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
-            try:
-                record, canonical = decode_canonical(msg)
-            except codec.CodecError as exc:
-                batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
-                                     exc.reason, str(exc), "decode", msg.raw_bytes())
-                continue
-            kind = record["type"]
-            payload = record[kind]
-            add_event(_new(EventRow, (
-                topic, partition, offset, record["event_id"], kind, record["occurred_at"], record["shop_id"],
-                record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("referrer_shop_id"),
-                payload.get("order_id"), payload.get("refund_id"),
-                payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
-                msg.timestamp, canonical)))
-            add_item(_new(FoldItem, (topic, partition, offset, position, None, record)))
-        raws.append(value)
-    batch.events_read = read
-    return items
 
 
 def _readable_event_id(msg: Message) -> str | None:

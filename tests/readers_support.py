@@ -15,13 +15,14 @@ Used by the exhaustive bit-flip tests, the fuzzing smoke test and
 
 from __future__ import annotations
 
-from refledger.consumers.batch import PendingBatch, decode_messages
+from refledger.consumers.batch import LogProcessor, PendingBatch
 from refledger.ledger.events import parse_event
+from refledger.ledger.fold import PartitionFold
 from refledger.schemas import codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT, SCHEMA_VERSIONS, CodecError
 from refledger.schemas.messages import AVRO, Message
 from refledger.schemas.traffic import read_purchase, read_traffic, read_traffic_fields
-from refledger.store.ledger_file import BatchWrite
+from refledger.store.ledger_file import BatchWrite, LedgerStore
 
 from tests.codec_support import encode_unchecked
 
@@ -127,12 +128,22 @@ def codec_answer(data: bytes):
         return type(error)
 
 
+_CONSUMER: list[LogProcessor] = []
+
+
+def _consumer() -> LogProcessor:
+    """A consumer over an in-memory ledger, for its decode step (which reads nothing stored)."""
+    if not _CONSUMER:
+        _CONSUMER.append(LogProcessor(LedgerStore(":memory:"), PartitionFold, source="test"))
+    return _CONSUMER[0]
+
+
 def _consumer_step(data: bytes, kafka_records: bool):
     """What the consumer's decode step makes of the message: (reason, None) when it quarantines
     it, else (the fold item, the stored event row)."""
     pending = PendingBatch(BatchWrite(source="test"))
     message = Message("t", 0, 7, data, AVRO, None, "" if kafka_records else "file.avro#8")
-    items = decode_messages([message], pending, kafka_records)
+    items = _consumer().decode_messages([message], pending, kafka_records)
     rows = pending.write.events
     if not items:
         assert not rows and pending.write.quarantined == 1
