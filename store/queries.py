@@ -55,7 +55,7 @@ def stats(cur) -> dict:
 def balances(cur) -> list[dict]:
     """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows."""
     money_cols = ", ".join(
-        f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)::BIGINT"
+        f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)"
         for acc in MONEY_ACCOUNTS
     )
     money = cur.execute(
@@ -64,8 +64,8 @@ def balances(cur) -> list[dict]:
     ).fetchall()
     swaps = cur.execute(
         """SELECT shop_id,
-                  coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0)::BIGINT,
-                  -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)::BIGINT
+                  coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0),
+                  -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)
            FROM entries WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
     ).fetchall()
     rows = [dict(zip(BALANCE_COLUMNS, (shop, cur_, *map(int, nums)))) for shop, cur_, *nums in money]
