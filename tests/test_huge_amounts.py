@@ -12,6 +12,7 @@ verified ledger and a replay that matches.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
@@ -167,3 +168,13 @@ def test_balances_past_two_to_the_63_are_exact_everywhere(tmp_path):
     [netting] = statement["netting"]
     assert netting["net"] == earned and netting["payer"] == "wang-bath"
     assert "li-kids" in run("statement", "--db", db, "--shop", "li-kids", "--period", "2026-11")
+
+
+def test_money_for_people_is_exact_however_many_digits():
+    """Decimal's default 28 digits would round a sum of a billion orders at the bound, or fail."""
+    from refledger.reports.money import as_decimal, format_money
+
+    huge = 10**30 + 1
+    assert format_money(huge, "CNY") == "¥10,000,000,000,000,000,000,000,000,000.01"
+    assert format_money(-huge, "JPY") == "-JP¥1,000,000,000,000,000,000,000,000,000,001"
+    assert as_decimal(huge, "BHD") == Decimal("1000000000000000000000000000.001")
