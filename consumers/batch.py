@@ -27,7 +27,6 @@ A batch goes through three steps:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -223,11 +222,13 @@ class LogProcessor:
 
 
 def _readable_event_id(msg: Message) -> str | None:
-    """Best effort: the event id of an event that failed to decode, if it shows."""
+    """Best effort: the event id of an event that failed to decode, if it shows (JSON read by the
+    codec's own JSON reader, so no line can break this either)."""
     if msg.kind == JSON:
         try:
-            value = json.loads(msg.value).get("event_id")
-            return value if isinstance(value, str) else None
-        except (ValueError, AttributeError):
+            value = codec.parse_json(msg.value)
+        except codec.CodecError:
             return None
+        event_id = value.get("event_id") if isinstance(value, dict) else None
+        return event_id if isinstance(event_id, str) else None
     return None

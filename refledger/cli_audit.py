@@ -39,7 +39,7 @@ def verify(db, checkpoint_file, fmt):
     if checkpoint_file:
         try:
             saved = read_checkpoint_file(checkpoint_file)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, OSError) as exc:
             _fail(f"cannot read checkpoints from {checkpoint_file}: {exc}")
     con = _open_read_only(db)
     try:

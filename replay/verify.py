@@ -25,7 +25,6 @@ Each problem names where it is: log, seq and entry id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
 from refledger.ledger.entries import (
     CLICK, CREDIT_ACCOUNTS, EARNED_PAYABLE, EARNED_PENDING, OWED_PAYABLE, OWED_PENDING, PAID_OUT, RECEIVED,
 )
-from refledger.schemas.codec import CodecError, decode_canonical
+from refledger.schemas.codec import CodecError, decode_canonical, parse_json
 from refledger.store.queries import checkpoints
 
 HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
@@ -192,13 +191,23 @@ def _extends(con, saved: list[dict], check: str) -> list[Problem]:
     return problems
 
 
+CHECKPOINT_FIELDS = {"topic": str, "partition": int, "entries": int, "head": str}
+
+
 def read_checkpoint_file(path: str | Path) -> list[dict]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    items = data["checkpoints"] if isinstance(data, dict) else data
-    for cp in items:
-        missing = {"topic", "partition", "entries", "head"} - set(cp)
-        if missing:
-            raise ValueError(f"{path}: a checkpoint lacks {', '.join(sorted(missing))}")
+    """The checkpoints of a file saved from `refledger checkpoints --format json` (or a bare list of
+    them); ValueError, naming what is wrong, for anything else."""
+    data = parse_json(Path(path).read_bytes())
+    items = data.get("checkpoints") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ValueError("expected the output of `refledger checkpoints --format json`")
+    for n, cp in enumerate(items, start=1):
+        if not isinstance(cp, dict):
+            raise ValueError(f"checkpoint {n} is not an object")
+        for name, kind in CHECKPOINT_FIELDS.items():
+            value = cp.get(name)
+            if type(value) is not kind or (kind is int and value < 0):
+                raise ValueError(f"checkpoint {n} has no {name} (a {'whole number' if kind is int else 'string'})")
     return items
 
 

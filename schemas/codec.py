@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -57,6 +58,8 @@ __all__ = [
     "encode",
     "format_time",
     "iter_container",
+    "MAX_JSON_DEPTH",
+    "parse_json",
     "parse_time",
     "read_container",
     "record_from_json",
@@ -230,7 +233,35 @@ def format_time(millis: int) -> str:
     return format_utc_millis(millis)
 
 
-def _parse_json(line: str | bytes | bytearray) -> object:
+# An event nests four levels deep (an order's lines); JSON nested deeper than this is not an event
+# whoever reads it. Checked before parsing, so the answer never depends on how deep the reader's own
+# call stack is (the parser's recursion limit does).
+MAX_JSON_DEPTH = 64
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_JSON_TOKENS_IN_BYTES = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _nested_too_deep(text: str | bytes | bytearray) -> bool:
+    """Whether JSON text opens more than MAX_JSON_DEPTH arrays and objects inside each other
+    (brackets inside strings do not count)."""
+    text_is_str = isinstance(text, str)
+    openers = "[{" if text_is_str else b"[{"
+    if text.count(openers[0:1]) + text.count(openers[1:2]) <= MAX_JSON_DEPTH:
+        return False  # nearly every line: too few brackets to look closer
+    depth = 0
+    for token in (_JSON_TOKENS if text_is_str else _JSON_TOKENS_IN_BYTES).findall(text):
+        if len(token) == 1:  # a bracket; a string token has its two quotes at least
+            depth += 1 if token in openers else -1
+            if depth > MAX_JSON_DEPTH:
+                return True
+    return False
+
+
+def parse_json(line: str | bytes | bytearray) -> object:
+    """The JSON value of one line of text; :class:`Undecodable` when it is not JSON, or nests
+    arrays and objects deeper than ``MAX_JSON_DEPTH``."""
+    if _nested_too_deep(line):
+        raise Undecodable(f"not an event: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(line)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and bad UTF-8 are ValueErrors
@@ -244,7 +275,7 @@ def record_from_json(obj_or_line: Mapping | str | bytes | bytearray) -> dict:
     :class:`SchemaInvalid` naming the field. Times must be UTC text with at most
     millisecond precision (see :mod:`schemas.timestamps`).
     """
-    obj = _parse_json(obj_or_line) if isinstance(obj_or_line, (str, bytes, bytearray)) else obj_or_line
+    obj = parse_json(obj_or_line) if isinstance(obj_or_line, (str, bytes, bytearray)) else obj_or_line
     return datum_to_record(_checked_datum(obj, _FROM_JSON))
 
 
