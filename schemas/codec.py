@@ -297,18 +297,22 @@ _ONE_MS = timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class ContainerEvent:
-    """One event read from a container file.
+    """One event read from a container file, or the file's unreadable rest.
 
     ``index`` counts events from 0 in file order. ``message`` is the event as a
     single-object message under the current schema (the bytes to keep when it
-    is quarantined; empty when the file could not be read at that point).
-    Exactly one of ``record`` and ``error`` is set.
+    is quarantined). Exactly one of ``record`` and ``error`` is set. When the
+    file cannot be read from some point on (a damaged header or block, a cut),
+    the last item has ``rest``: the bytes from byte ``offset`` of the file to
+    its end, with an :class:`Undecodable` ``error`` and no ``message``.
     """
 
     index: int
     message: bytes
     record: dict | None
     error: CodecError | None
+    offset: int | None = None
+    rest: bytes = b""
 
 
 def _times_to_millis(value: object) -> object:
@@ -334,20 +338,48 @@ def _container_event(index: int, datum: dict) -> ContainerEvent:
     return ContainerEvent(index, message, datum_to_record(datum), None)
 
 
+CONTAINER_MAGIC = b"Obj\x01"
+
+
+def _block_data(block) -> list[dict]:
+    """Every datum of a container block, read before any is given out; the block must hold
+    exactly as many events as it says (a damaged count would otherwise drop events silently)."""
+    data = list(block)
+    if block.bytes_.tell() != len(block.bytes_.getbuffer()):
+        raise ValueError(f"the block says it holds {block.num_records} events and has bytes beyond them")
+    return data
+
+
 def iter_container(path: str | os.PathLike) -> Iterator[ContainerEvent]:
     """Every event of an Avro container file written with any known schema version, errors included.
 
-    A file or block that cannot be read yields one :class:`Undecodable` event and ends the iteration.
+    Blocks are read whole: a damaged header or block (or a cut) ends the iteration with one item
+    holding the unreadable rest of the file from the start of that block, with its byte offset (the
+    whole file, from byte 0, when no event could be read), so nothing read is lost and nothing
+    damaged is taken for an event.
     """
     index = 0
     with open(path, "rb") as stream:
+        offset = 0  # where the part not read yet starts: after the header, then after each whole block
         try:
-            for datum in fastavro.reader(stream, reader_schema=_DOCUMENTED_CURRENT):
-                yield _container_event(index, datum)
-                index += 1
+            if stream.read(len(CONTAINER_MAGIC)) != CONTAINER_MAGIC:  # fastavro does not look
+                raise ValueError("not an Avro container file: it does not start with Obj\\x01")
+            stream.seek(0)
+            blocks = fastavro.block_reader(stream, reader_schema=_DOCUMENTED_CURRENT)
+            offset = stream.tell()
+            for block in blocks:
+                events = [_container_event(index + n, datum) for n, datum in enumerate(_block_data(block))]
+                yield from events
+                index += len(events)
+                offset = block.offset + block.size
         except Exception as error:  # a broken header or block: nothing after it can be trusted
-            problem = f"unreadable Avro container at event {index}: {type(error).__name__}: {error}"
-            yield ContainerEvent(index, b"", None, Undecodable(problem))
+            if not index:
+                offset = 0  # nothing read (a header that does not resolve fails only at the first event)
+            stream.seek(offset)
+            rest = stream.read()
+            problem = (f"unreadable Avro container from byte {offset} ({len(rest)} bytes to the end of the file, "
+                       f"after {index} events): {type(error).__name__}: {error}")
+            yield ContainerEvent(index, b"", None, Undecodable(problem), offset, rest)
 
 
 def read_container(path: str | os.PathLike) -> Iterator[dict]:

@@ -14,6 +14,7 @@ DEFAULT_TOPIC = "shop-events"  # the alliance's event topic on Kafka
 
 AVRO = "avro"      # value holds Avro single-object bytes
 JSON = "json"      # value holds one JSON Lines line (bytes)
+DAMAGED = "damaged"  # value holds the unreadable rest of a file (``problem`` says why): undecodable
 
 
 class Message(NamedTuple):
@@ -27,6 +28,7 @@ class Message(NamedTuple):
     kind: str = AVRO
     timestamp: int | None = None
     position: str = ""
+    problem: str = ""        # why a DAMAGED value cannot be read
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -41,6 +43,8 @@ def decode_message(msg: Message) -> dict:
         return codec.decode(msg.value)
     if msg.kind == JSON:
         return codec.record_from_json(msg.value)
+    if msg.kind == DAMAGED:
+        raise codec.Undecodable(msg.problem)
     raise ValueError(f"unknown message kind {msg.kind!r}")
 
 
