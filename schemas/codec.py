@@ -32,7 +32,7 @@ from pathlib import Path
 
 import fastavro
 
-from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter
+from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter, compile_int_check
 from refledger.schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from refledger.schemas.jsonform import record_to_json_object
 from refledger.schemas.shape import check_shape, datum_to_record
@@ -102,6 +102,7 @@ _DOCUMENTED_CURRENT = fastavro.parse_schema(CURRENT_VERSION.schema())
 _FROM_JSON = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.TEXT))
 _FROM_RECORD = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS))
 _CANONICAL = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS, sort_maps=True))
+_INT_BEYOND_32_BITS = compile_int_check(CURRENT_VERSION.schema())  # fastavro reads an int as any varint
 
 
 def current_schema() -> dict:
@@ -153,6 +154,9 @@ def _read_datum(data: bytes) -> dict:
         raise Undecodable(f"unreadable Avro body: {type(error).__name__}: {error}") from None
     if stream.tell() != len(data):
         raise Undecodable(f"{len(data) - stream.tell()} trailing bytes after the Avro body")
+    int_beyond = _INT_BEYOND_32_BITS(datum)
+    if int_beyond:
+        raise Undecodable(f"unreadable Avro body: {int_beyond}")
     return datum
 
 
@@ -331,6 +335,9 @@ def _container_event(index: int, datum: dict) -> ContainerEvent:
     stream = BytesIO()
     stream.write(_CURRENT_HEADER)
     message = _write_body(stream, datum)
+    int_beyond = _INT_BEYOND_32_BITS(datum)
+    if int_beyond:
+        return ContainerEvent(index, message, None, Undecodable(f"unreadable Avro event: {int_beyond}"))
     try:
         check_shape(datum)
     except SchemaInvalid as error:

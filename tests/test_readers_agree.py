@@ -111,3 +111,63 @@ def test_a_reader_that_skips_a_check_is_caught(monkeypatch):
     found = _each(dict(MESSAGES)["v3-click"], bit_flips)
     assert 8 * codec.HEADER_SIZE in found, "the event_id length byte's low bit"
     assert "consumer (Kafka records): stored an event where the codec raises Undecodable" in found[8 * codec.HEADER_SIZE]
+
+
+def _widened(node):
+    """The schema with every Avro int written as a long: the same bytes for values within 32 bits,
+    and a writer for values beyond them."""
+    if node == "int":
+        return "long"
+    if isinstance(node, list):
+        return [_widened(branch) for branch in node]
+    if isinstance(node, dict):
+        return {key: _widened(value) if key in ("type", "items", "values", "fields") else value
+                for key, value in node.items()} if node.get("type") != "enum" else node
+    return node
+
+
+def _widened_message(record: dict) -> bytes:
+    import io
+
+    import fastavro
+
+    from refledger.schemas.versions import strip_logical_types
+
+    schema = strip_logical_types(codec.CURRENT_VERSION.schema())
+    schema["fields"] = [{**field, "type": _widened(field["type"])} for field in schema["fields"]]
+    datum = {**{name: None for name in PAYLOAD_TYPES}, "signature": None, **record}
+    stream = io.BytesIO()
+    stream.write(codec.MAGIC + codec.CURRENT_FINGERPRINT)
+    fastavro.schemaless_writer(stream, fastavro.parse_schema(schema), datum)
+    return stream.getvalue()
+
+
+def _with(name: str, **changes) -> dict:
+    record = SAMPLES[name]
+    return {**record, record["type"]: {**record[record["type"]], **changes}}
+
+
+BEYOND_32_BITS = {
+    "rate": _with("agreement-cps", rate_bp=2**31),
+    "version": _with("agreement-cps", version=-(2**31) - 1),
+    "category rate": _with("agreement-cps", category_rates_bp={"care": 700, "toys": 2**40}),
+    "category rate, keys unsorted": _with("agreement-cps", category_rates_bp={"toys": 1000, "care": 2**40}),
+    "window": _with("agreement-cpc", attribution_window_days=-(2**33)),
+    "quantity": _with("order", lines=[{"sku": "s", "category": "c", "quantity": -(2**32), "unit_price_minor": 0}]),
+}
+
+
+@pytest.mark.parametrize("name", list(BEYOND_32_BITS))
+def test_an_avro_int_beyond_32_bits_is_undecodable_to_every_reader(name):
+    """Found by fuzzing: fastavro reads an Avro int as any varint, so the codec read an agreement
+    whose category rate passed 32 bits, and decode_canonical, re-encoding its unsorted map, refused it."""
+    message = _widened_message(BEYOND_32_BITS[name])
+    assert message[:codec.HEADER_SIZE] == codec.MAGIC + codec.CURRENT_FINGERPRINT
+    assert codec_answer(message) is Undecodable
+    assert disagreements(message) == []
+    within = _widened_message(SAMPLES[_sample_of(name)])
+    assert within == codec.encode(SAMPLES[_sample_of(name)]), "a long and an int write the same bytes"
+
+
+def _sample_of(name: str) -> str:
+    return {"window": "agreement-cpc", "quantity": "order"}.get(name, "agreement-cps")
