@@ -18,7 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
+from refledger.cli import cli
 from refledger.consumers.batch import LogProcessor
 from refledger.ledger.fold import PartitionFold
 from refledger.replay.verify import verify
@@ -150,6 +152,10 @@ def test_an_event_stored_under_looser_rules_never_stops_a_restart(tmp_path, loos
     assert len(unreadable) == 1
     assert unreadable[0]["where"] == "shop-events:0 offset 4 event o-big"
     assert "unit_price_minor" in unreadable[0]["detail"]
+
+    replayed = CliRunner().invoke(cli, ["replay", "--db", str(path), "--format", "json"], catch_exceptions=False)
+    assert replayed.exit_code == 1, replayed.output  # the entries o-big caused differ, and are shown
+    assert "o-big" in replayed.output
 
 
 def test_stored_bytes_damaged_on_disk_never_stop_a_restart(tmp_path, caplog):
