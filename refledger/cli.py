@@ -18,6 +18,7 @@ from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
+from refledger.cli_operator import settle, sheet
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
@@ -34,6 +35,9 @@ USER_ERRORS = (
     ("refledger.schemas.errors", "CodecError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.producers.operator", "OperatorError"),
+    ("refledger.schemas.periods", "PeriodError"),
+    ("refledger.reports.money", "LocaleError"),
 )
 
 
@@ -80,7 +84,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement)
+            archive, replay, verify, checkpoints, statement, settle, sheet)
 
 for command in COMMANDS:
     cli.add_command(command)

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from refledger.consumers.batch import PendingBatch
-from refledger.consumers.folding import fold_items
+from refledger.consumers.folding import LogFold, fold_items
 from refledger.ledger.fold import PartitionFold
 from refledger.schemas import codec
 from refledger.schemas.codec import CodecError
@@ -71,7 +71,7 @@ class _Folds:
         """Fold one input's items."""
         fold = self.fold_for_next_input()
         suffix = f"~{self.used}"
-        fold_items({("t", 0): fold}, [
+        fold_items({("t", 0): LogFold(fold)}, [
             item._replace(event=item.event._replace(event_id=item.event.event_id + suffix)) if item.record is None
             else item._replace(record={**item.record, "event_id": item.record["event_id"] + suffix})
             for item in items])

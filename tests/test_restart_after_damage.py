@@ -181,3 +181,4 @@ def test_stored_bytes_damaged_on_disk_never_stop_a_restart(tmp_path, caplog):
         ("stored", "shop-events:0 offset 3 event c-1", result["problems"][0]["detail"]),
         ("bulk", "all logs", "not run: 1 stored event(s) cannot be read")]
     assert result["problems"][0]["detail"].startswith("can no longer be read (undecodable: ")
+
