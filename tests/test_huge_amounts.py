@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
 from refledger.cli import cli
 from refledger.schemas import codec
 from refledger.schemas.codec import SchemaInvalid
+from refledger.schemas.event_files import write_event_file
 from refledger.schemas.traffic import read_purchase
 from tests.codec_support import encode_unchecked
 from tests.readers_support import SAMPLES, _consumer_step, disagreements
@@ -132,8 +134,16 @@ def alliance_past_int64() -> list[dict]:
         "amount_minor": REFUND}))
     events.append(event("s-1", "settlement", "2026-12-01T00:00:00.000Z", "alliance", {
         "settlement_id": "2026-11", "period_end": "2026-11-30T15:59:59.999Z"}))
+    events.append(event("x-1", "close", "2026-12-01T00:00:01.000Z", "alliance", {  # the fold is snapshotted
+        "close_id": "through-2026-11", "closed_through": "2026-11-30T15:59:59.999Z"}))
     return events
 
+
+def payout(event_id: str, amount: int) -> dict:
+    return {"event_id": event_id, "type": "payout", "occurred_at": "2026-12-05T00:00:00.000Z", "alliance_id": "big",
+            "shop_id": "alliance", "visitor_id": None, "payout": {
+                "payout_id": event_id, "merchant_shop_id": "wang-bath", "referrer_shop_id": "li-kids",
+                "currency": "CNY", "amount_minor": amount}}
 
 
 def run(*args, code: int = 0) -> str:
@@ -170,3 +180,32 @@ def test_balances_past_two_to_the_63_are_exact_everywhere(tmp_path):
     assert netting["net"] == earned and netting["payer"] == "wang-bath"
     assert "li-kids" in run("statement", "--db", db, "--shop", "li-kids", "--period", "2026-11")
 
+
+def test_a_fold_owing_past_two_to_the_63_is_snapshotted_and_restarts_exactly(tmp_path):
+    """The close snapshots the fold, payable per pair and all; a later run starts from the snapshot
+    and pays out against the exact payable."""
+    events = tmp_path / "big.jsonl"
+    write_event_file([codec.record_from_json(e) for e in alliance_past_int64()], events)
+    db = tmp_path / "big.duckdb"
+    run("ingest", events, "--db", db)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone() == (1,), "the close took a snapshot"
+    con.close()
+    later = tmp_path / "payouts.jsonl"
+    write_event_file([codec.record_from_json(payout("p-1", BOUND))], later)
+    run("ingest", later, "--db", db)
+    rows = {(r["shop_id"], r["currency"]): r for r in json.loads(run("balances", "--db", db, "--format", "json"))}
+    assert rows[("li-kids", "CNY")]["received"] == BOUND
+    assert rows[("li-kids", "CNY")]["earned_payable"] == ORDERS * COMMISSION - COMMISSION // 2 - BOUND
+    assert json.loads(run("quarantine", "--db", db, "--format", "json")) == []
+    assert json.loads(run("verify", "--db", db, "--format", "json"))["ok"]
+
+
+def test_money_for_people_is_exact_however_many_digits():
+    """Decimal's default 28 digits would round a sum of a billion orders at the bound, or fail."""
+    from refledger.reports.money import as_decimal, format_money
+
+    huge = 10**30 + 1
+    assert format_money(huge, "CNY") == "¥10,000,000,000,000,000,000,000,000,000.01"
+    assert format_money(-huge, "JPY") == "-JP¥1,000,000,000,000,000,000,000,000,000,001"
+    assert as_decimal(huge, "BHD") == Decimal("1000000000000000000000000000.001")
