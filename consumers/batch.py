@@ -38,7 +38,7 @@ from refledger.schemas.codec import CURRENT_FINGERPRINT, content_digest
 from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
 from refledger.schemas.traffic import read_traffic_fields
 
-from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds
+from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds, snapshot_loads
 from refledger.ledger.events import traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
@@ -122,15 +122,20 @@ class LogProcessor:
 
     def _load(self, topic: str, partition: int) -> None:
         """Build a log's fold from its latest sound snapshot and the stored events after it. A snapshot
-        whose bytes do not match the digest its checkpoint recorded is never used: the next older
-        one is tried, and in the end the fold is rebuilt from all the log's events."""
+        whose bytes do not match the digest its checkpoint recorded, or that this version cannot
+        read, is never used: the next older one is tried, and in the end the fold is rebuilt from
+        all the log's events."""
         snapshot, after = None, -1
         for offset, snapshot_digest, recorded, state in self.store.snapshots(topic, partition):
-            if recorded == snapshot_digest == digest(state):
+            if recorded != snapshot_digest or snapshot_digest != digest(state):
+                log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
+                            topic, partition, offset)
+            elif not snapshot_loads(state):
+                log.warning("snapshot of %s:%d after offset %d cannot be read by this version (another layout): "
+                            "not used", topic, partition, offset)
+            else:
                 snapshot, after = state, offset
                 break
-            log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
-                        topic, partition, offset)
         stored = list(self.store.partition_events(topic, partition, after))
         if stored or snapshot is not None:
             log.info("rebuilding fold state of %s:%d from %s and %d stored events", topic, partition,

@@ -35,11 +35,11 @@ import pyarrow as pa
 from refledger.consumers.ledger_rows import LedgerRows
 from refledger.ledger.events import Event, traffic_event
 from refledger.ledger.fold import NOTHING
-from refledger.ledger.snapshot import export_state, restore_state
+from refledger.ledger.snapshot import FORMAT as SNAPSHOT_FORMAT, export_state, restore_state
 from refledger.schemas import codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT
 from refledger.schemas.traffic import read_traffic_fields
-from refledger.store.snapshots import decode_snapshot, digest, encode_snapshot
+from refledger.store.snapshots import SnapshotFileError, decode_snapshot, digest, encode_snapshot
 
 log = logging.getLogger("refledger.rebuild")
 
@@ -136,6 +136,15 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name
             continue
         fold.apply(record, codec.content_digest(avro, record.get("signature")))
     return LogFold(fold, folded)
+
+
+def snapshot_loads(blob: bytes) -> bool:
+    """Whether this version can start a fold from the snapshot (its container and its layout)."""
+    try:
+        rows = decode_snapshot(blob)
+    except SnapshotFileError:
+        return False
+    return len(rows["fold"]) == 1 and rows["fold"][0][0] == SNAPSHOT_FORMAT
 
 
 # Events after which a log's chain head is recorded (SPEC §9 settlements, §9a closes).

@@ -182,3 +182,26 @@ def test_stored_bytes_damaged_on_disk_never_stop_a_restart(tmp_path, caplog):
         ("bulk", "all logs", "not run: 1 stored event(s) cannot be read")]
     assert result["problems"][0]["detail"].startswith("can no longer be read (undecodable: ")
 
+
+def test_a_snapshot_this_version_cannot_read_never_stops_a_restart(tmp_path, caplog):
+    """A snapshot of another layout (written by another version of refledger) whose digest still
+    matches its checkpoint: the restart rebuilds the fold from the events instead."""
+    from refledger.store.snapshots import digest
+
+    samples = dict(sample_messages())
+    close = codec.encode({**SAMPLES["close"], "event_id": "x-9"})
+    path = tmp_path / "ledger.duckdb"
+    fold_into(path, _members() + [samples["v3-agreement-cps"], samples["v3-click"], close], 0)
+    con = duckdb.connect(str(path))
+    [(old,)] = con.execute("SELECT state FROM snapshots").fetchall()
+    other_layout = b"RLSNAP\x00" + old[7:]
+    con.execute("UPDATE snapshots SET state = ?, digest = ?", [other_layout, digest(other_layout)])
+    con.execute("UPDATE checkpoints SET snapshot_digest = ? WHERE snapshot_digest IS NOT NULL",
+                [digest(other_layout)])
+    con.close()
+
+    caplog.set_level(logging.WARNING, logger="refledger")
+    fold_into(path, [samples["v3-order"]], 5)
+    assert "cannot be read by this version" in caplog.text
+    entries, quarantined, _stored = ledger_of(path)
+    assert {row[4] for row in entries} == {"o-1"} and not quarantined, "the click was folded again: o-1 earns"
