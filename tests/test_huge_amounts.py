@@ -180,6 +180,10 @@ def test_balances_past_two_to_the_63_are_exact_everywhere(tmp_path):
     assert netting["net"] == earned and netting["payer"] == "wang-bath"
     assert "li-kids" in run("statement", "--db", db, "--shop", "li-kids", "--period", "2026-11")
 
+    sheet = json.loads(run("sheet", "--db", db, "--period", "2026-11", "--format", "json"))
+    assert [(t["from"], t["to"], t["amount_minor"]) for t in sheet["transfers"]] == [("wang-bath", "li-kids", earned)]
+    assert "¥99,000,000,000,000,000.00" in run("sheet", "--db", db)
+
 
 def test_a_fold_owing_past_two_to_the_63_is_snapshotted_and_restarts_exactly(tmp_path):
     """The close snapshots the fold, payable per pair and all; a later run starts from the snapshot
