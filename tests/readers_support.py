@@ -18,7 +18,7 @@ from __future__ import annotations
 from refledger.consumers.batch import LogProcessor, PendingBatch
 from refledger.ledger.events import parse_event
 from refledger.ledger.fold import PartitionFold
-from refledger.schemas import codec
+from refledger.schemas import binary, codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT, SCHEMA_VERSIONS, CodecError
 from refledger.schemas.messages import AVRO, Message
 from refledger.schemas.traffic import read_purchase, read_traffic, read_traffic_fields
@@ -115,6 +115,15 @@ def truncations(data: bytes):
     """The message cut short at every length from empty to one byte short."""
     for length in range(len(data)):
         yield length, data[:length]
+
+
+def unsigned_length_string(data: bytes, i: int) -> tuple[str, int]:
+    """A broken ``binary.read_string`` for tests to plant in a fast reader: a one-byte length read
+    without its sign (its low bit), as the fast reader once read ``event_id``."""
+    if data[i] < 0x80:
+        start, end = i + 1, i + 1 + (data[i] >> 1)
+        return data[start:end].decode("utf-8"), end
+    return binary.read_string(data, i)
 
 
 # ---------------------------------------------------------------- the readers' answers

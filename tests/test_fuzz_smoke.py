@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz_targets import TARGETS, run_mutations
+from tests.readers_support import unsigned_length_string
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTIONS = {"message": 3000, "json": 600, "container": 400}
@@ -44,13 +45,7 @@ def test_the_same_seed_mutates_the_same_inputs():
 
 def test_fuzzing_finds_a_reader_that_skips_a_check(monkeypatch):
     """A fast reader that reads a one-byte length without its sign, as one once did."""
-    from refledger.schemas import binary, traffic
-
-    def unsigned_length_string(data: bytes, i: int):
-        if data[i] < 0x80:
-            start, end = i + 1, i + 1 + (data[i] >> 1)
-            return data[start:end].decode("utf-8"), end
-        return binary.read_string(data, i)
+    from refledger.schemas import traffic
 
     monkeypatch.setattr(traffic, "read_string", unsigned_length_string)
     _runs, findings = run_mutations("message", seed=11, executions=EXECUTIONS["message"])

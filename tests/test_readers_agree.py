@@ -22,7 +22,7 @@ from refledger.schemas.codec import SCHEMA_VERSIONS, SchemaInvalid, Undecodable
 from refledger.schemas.shape import PAYLOAD_TYPES
 from refledger.schemas.traffic import read_purchase, read_traffic
 from tests.readers_support import (
-    SAMPLES, bit_flips, codec_answer, disagreements, sample_messages, truncations,
+    SAMPLES, bit_flips, codec_answer, disagreements, sample_messages, truncations, unsigned_length_string,
 )
 
 MESSAGES = sample_messages()
@@ -99,13 +99,7 @@ def test_a_negative_length_byte_in_a_current_click_is_undecodable_to_every_reade
 def test_a_reader_that_skips_a_check_is_caught(monkeypatch):
     """The comparison finds a fast reader that reads a one-byte length without its sign, as the
     fast reader once did."""
-    from refledger.schemas import binary, traffic
-
-    def unsigned_length_string(data: bytes, i: int):
-        if data[i] < 0x80:
-            start, end = i + 1, i + 1 + (data[i] >> 1)
-            return data[start:end].decode("utf-8"), end
-        return binary.read_string(data, i)
+    from refledger.schemas import traffic
 
     monkeypatch.setattr(traffic, "read_string", unsigned_length_string)
     found = _each(dict(MESSAGES)["v3-click"], bit_flips)
