@@ -18,6 +18,7 @@ from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
+from refledger.cli_operator import health, members, traffic
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
@@ -32,6 +33,7 @@ USER_ERRORS = (
     ("refledger.producers.kafka_admin", "KafkaAdminError"),
     ("refledger.schemas.archive", "ArchiveError"),
     ("refledger.schemas.errors", "CodecError"),
+    ("refledger.schemas.periods", "PeriodError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
 )
@@ -80,7 +82,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement)
+            archive, replay, verify, checkpoints, statement, traffic, members, health)
 
 for command in COMMANDS:
     cli.add_command(command)

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 
@@ -36,13 +37,15 @@ def emit_csv(rows: Iterable[dict], columns: Sequence[str]) -> None:
 
 
 def emit_table(rows: Sequence[dict], columns: Sequence[str], *, title: str | None = None,
-               numeric: Iterable[str] = ()) -> None:
+               numeric: Iterable[str] = (), headers: dict[str, str] | None = None) -> None:
+    """A rich table; cells are plain text (never markup: they may hold what an event said)."""
     numeric = set(numeric)
+    headers = headers or {}
     table = Table(title=title, show_lines=False)
     for col in columns:
-        table.add_column(col, justify="right" if col in numeric else "left")
+        table.add_column(Text(headers.get(col, col)), justify="right" if col in numeric else "left")
     for row in rows:
-        table.add_row(*(_cell(row.get(col), col in numeric) for col in columns))
+        table.add_row(*(Text(_cell(row.get(col), col in numeric)) for col in columns))
     console().print(table)
 
 
@@ -62,6 +65,23 @@ def emit(rows: Sequence[dict], fmt: str, columns: Sequence[str], *, title: str |
         emit_csv(rows, columns)
     else:
         emit_table(rows, columns, title=title, numeric=numeric)
+
+
+def emit_parquet(rows: Sequence[dict], types: dict, out: str | None) -> None:
+    """Rows as a Parquet file with the given column types (name → pyarrow type), to ``out`` or stdout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: pa.array([row[name] for row in rows], type=typ) for name, typ in types.items()})
+    if out:
+        pq.write_table(table, out)
+        return
+    if sys.stdout.isatty():
+        raise click.UsageError("Parquet is binary: give --out FILE or redirect the output to a file")
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.flush()
 
 
 def progress(enabled: bool | None = None):

@@ -1,0 +1,171 @@
+"""What the operator's reports count (SPEC §14), as SQL over the ledger file.
+
+Reports count **folded** events only, by event time, as the ledger stands:
+
+* the `events` table also keeps events the fold quarantined (and, as the
+  consumer grows, other quarantined events); an event is left out when a
+  `quarantine` row names its position (topic, partition, offset) and its
+  event id. A refund the fold took and later gave up (parked, then
+  quarantined when its order or a close arrived) is named by its event id
+  on a fold-stage row at the position of the event that rejected it; it is
+  left out too;
+* traffic between members only: a view or click whose referrer is the
+  merchant itself (a self-referral, SPEC §5) is not traffic given or
+  received and is counted nowhere;
+* an order's referrer is the one of its latest attribution decision (none:
+  unattributed); its GMV is `total_minor` less the refunds of it folded so
+  far (up to the report's time, when it has one);
+* commission is what the ledger posted to the referrer's earned accounts
+  (pending and payable together, so a settlement changes nothing) for the
+  order, or for a `cpc` click; swap credits are not money and adjustments
+  are not commission.
+
+Times: the `events` table keeps `occurred_at` as UTC timestamps; callers give
+bounds as UTC epoch milliseconds and `timestamp()` turns them into
+parameters. Sums are 128-bit in DuckDB (`sum` of BIGINT is HUGEINT), so no
+number of events overflows them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1)
+FOREVER = datetime(9999, 12, 31, 23, 59, 59, 999000)  # "as the ledger stands": every refund folded so far
+
+# Every event the fold took, with the columns reports use (never the Avro bytes).
+FOLDED_EVENTS = """(
+    SELECT e.topic, e.partition, e."offset", e.event_id, e.type, e.occurred_at, e.shop_id, e.visitor_id,
+           e.merchant_shop_id, e.referrer_shop_id, e.order_id, e.amount_minor, e.currency
+    FROM events e
+    ANTI JOIN quarantine q
+         ON q.topic = e.topic AND q.partition = e.partition AND q."offset" = e."offset" AND q.event_id = e.event_id
+    ANTI JOIN (SELECT topic, partition, event_id, 'refund' AS type FROM quarantine WHERE stage = 'fold') given_up
+         ON given_up.topic = e.topic AND given_up.partition = e.partition AND given_up.event_id = e.event_id
+        AND given_up.type = e.type
+)"""
+
+# Views and clicks from one member to another.
+TRAFFIC = f"""(
+    SELECT type, occurred_at, shop_id, visitor_id, referrer_shop_id, merchant_shop_id
+    FROM {FOLDED_EVENTS}
+    WHERE type IN ('view', 'click') AND referrer_shop_id <> merchant_shop_id
+)"""
+
+# The folded orders placed in [$start, $end], with their referrer (NULL: unattributed; the
+# latest attribution decision's) and their GMV net of the refunds folded up to $refunds_until.
+# Columns: topic, partition, merchant_shop_id, order_id, occurred_at, currency, total_minor, gmv,
+# referrer_shop_id.
+ORDERS = f"""(
+    WITH folded AS {FOLDED_EVENTS},
+    placed AS (
+        SELECT topic, partition, merchant_shop_id, order_id, occurred_at, currency, amount_minor AS total_minor
+        FROM folded WHERE type = 'order' AND occurred_at BETWEEN $start AND $end),
+    refunded AS (
+        SELECT topic, partition, merchant_shop_id, order_id, sum(amount_minor) AS refunded
+        FROM folded WHERE type = 'refund' AND occurred_at <= $refunds_until
+        GROUP BY ALL),
+    attributed AS (
+        SELECT topic, partition, merchant_shop_id, order_id,
+               arg_max(decision ->> 'referrer_shop_id', rowid) AS referrer_shop_id
+        FROM decisions SEMI JOIN placed USING (topic, partition, merchant_shop_id, order_id)
+        GROUP BY ALL)
+    SELECT o.*, o.total_minor - coalesce(r.refunded, 0) AS gmv, a.referrer_shop_id
+    FROM placed o
+    LEFT JOIN refunded r USING (topic, partition, merchant_shop_id, order_id)
+    LEFT JOIN attributed a USING (topic, partition, merchant_shop_id, order_id)
+)"""
+
+# Commission for the orders and cpc clicks that occurred in [$start, $end], per referrer,
+# merchant and currency: what the ledger posted to the referrer's earned accounts for them.
+# (Only cpc clicks earn money, so the click subjects are found from the entries, not the clicks.)
+COMMISSION = f"""(
+    WITH subjects AS (
+        SELECT topic, partition, 'order:' || merchant_shop_id || ':' || order_id AS subject
+        FROM {FOLDED_EVENTS} WHERE type = 'order' AND occurred_at BETWEEN $start AND $end
+        UNION ALL
+        SELECT topic, partition, subject
+        FROM (SELECT DISTINCT topic, partition, subject, substr(subject, 7) AS event_id FROM entries
+              WHERE subject LIKE 'click:%')
+        SEMI JOIN (SELECT topic, partition, event_id FROM {FOLDED_EVENTS}
+                   WHERE type = 'click' AND occurred_at BETWEEN $start AND $end)
+             USING (topic, partition, event_id))
+    SELECT shop_id AS referrer_shop_id, counterparty_shop_id AS merchant_shop_id, currency,
+           sum(amount) AS commission
+    FROM entries SEMI JOIN subjects USING (topic, partition, subject)
+    WHERE account IN ('earned_pending', 'earned_payable') AND currency <> 'CLICK'
+    GROUP BY ALL
+)"""
+
+# Member events, once each (an alliance event is stored in every partition) and folded in at least
+# one partition: their event id and canonical Avro bytes (status and member live in the payload).
+MEMBER_EVENTS = f"""(
+    SELECT event_id, any_value(avro) AS avro FROM events
+    WHERE type = 'member' AND event_id IN (SELECT event_id FROM {FOLDED_EVENTS} WHERE type = 'member')
+    GROUP BY event_id
+)"""
+
+
+def _window(start: int, end: int, refunds_until: int | None = None) -> dict:
+    return {"start": timestamp(start), "end": timestamp(end),
+            "refunds_until": FOREVER if refunds_until is None else timestamp(refunds_until)}
+
+
+def pair_orders(cur, start: int, end: int, refunds_until: int | None = None) -> dict[tuple, tuple[int, int]]:
+    """(referrer or None, merchant, currency) → (orders, GMV) of the orders placed in [start, end]."""
+    rows = cur.execute(f"""SELECT referrer_shop_id, merchant_shop_id, currency, count(*), sum(gmv)
+                           FROM {ORDERS} GROUP BY ALL""", _window(start, end, refunds_until)).fetchall()
+    return {(r, m, c): (int(n), int(gmv)) for r, m, c, n, gmv in rows}
+
+
+def pair_commission(cur, start: int, end: int) -> dict[tuple[str, str, str], int]:
+    """(referrer, merchant, currency) → commission for the orders and cpc clicks of [start, end]."""
+    rows = cur.execute(f"SELECT * FROM {COMMISSION}",
+                       {"start": timestamp(start), "end": timestamp(end)}).fetchall()
+    return {(r, m, c): int(commission) for r, m, c, commission in rows}
+
+
+def monthly_gmv(cur, bounds: list[tuple[int, int]], refunds_until: int | None = None,
+                attributed: bool = False) -> dict[tuple[str, str], list[int]]:
+    """(merchant, currency) → its GMV in each month of ``bounds`` ((first, last millisecond) pairs,
+    in order), net of the refunds folded so far (up to ``refunds_until`` when given); only the
+    orders attributed to a referrer when ``attributed``."""
+    if not bounds:
+        return {}
+    months = ", ".join(f"({i}, $start{i}, $end{i})" for i in range(len(bounds)))
+    params = _window(bounds[0][0], bounds[-1][1], refunds_until)
+    params.update({f"{side}{i}": timestamp(ms) for i, pair in enumerate(bounds)
+                   for side, ms in zip(("start", "end"), pair)})
+    found: dict[tuple[str, str], list[int]] = {}
+    for shop, currency, index, gmv in cur.execute(f"""
+            WITH months(month, first, last) AS (VALUES {months})
+            SELECT o.merchant_shop_id, o.currency, m.month, sum(o.gmv)
+            FROM {ORDERS} o JOIN months m ON o.occurred_at BETWEEN m.first AND m.last
+            {"WHERE o.referrer_shop_id IS NOT NULL" if attributed else ""}
+            GROUP BY ALL""", params).fetchall():
+        found.setdefault((shop, currency), [0] * len(bounds))[index] = int(gmv)
+    return found
+
+
+def timestamp(millis: int) -> datetime:
+    """A UTC epoch-millisecond time as the naive UTC timestamp the `events` table keeps."""
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+def millis(moment: datetime) -> int:
+    """The `events` table's naive UTC timestamp as epoch milliseconds."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def latest_event_time(cur) -> int | None:
+    """SPEC §14's default T: the latest `occurred_at` among folded events (None: no event).
+
+    The latest stored event is nearly always folded; only when none stored at that time is does
+    the whole table get filtered."""
+    [(latest,)] = cur.execute("SELECT max(occurred_at) FROM events").fetchall()
+    if latest is None:
+        return None
+    [(folded,)] = cur.execute(f"SELECT count(*) FROM {FOLDED_EVENTS} WHERE occurred_at = $t", {"t": latest}).fetchall()
+    if not folded:
+        [(latest,)] = cur.execute(f"SELECT max(occurred_at) FROM {FOLDED_EVENTS}").fetchall()
+    return None if latest is None else millis(latest)

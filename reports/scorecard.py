@@ -1,0 +1,116 @@
+"""Each member's scorecard (SPEC §14): what it gives, what it takes, what it sells, where it ranks.
+
+For a month (`period`, in the alliance's time zone) or for everything up to
+a time T (`at`; default: the latest `occurred_at` among folded events), one
+row per member and currency:
+
+* as referrer: `views_out`, `clicks_out`, `uv_out` (distinct visitors of its
+  clicks), `orders_referred`, `gmv_referred`, `commission_earned`;
+* as merchant: `views_in`, `clicks_in`, `uv_in`, `gmv_total` (all its
+  orders), `gmv_via_alliance` (its attributed orders), `commission_owed`;
+* `reciprocity` = clicks_out / clicks_in (4 decimals, half up; null when it
+  received no click): 1 gives as much traffic as it takes, below 1 it takes
+  more than it gives;
+* `rank` by contribution: `gmv_referred` descending, ties by shop id,
+  within the currency;
+* `status` at the end of the window, `status_since`, and `status_changes`
+  (each date its status changed, the first being when it joined).
+
+Orders, GMV and commission belong to the window their order (or cpc click)
+occurred in; GMV is net of the refunds folded so far (with `at`: those that
+occurred at or before T). Every member has a row in each currency that
+appears in the window's money figures (zeros where it has none), or one row
+with a null currency when there is no money at all.
+"""
+
+from __future__ import annotations
+
+from refledger.reports.folded import TRAFFIC, latest_event_time, pair_commission, pair_orders, timestamp
+from refledger.reports.membership import member_history
+from refledger.reports.ratios import reciprocity
+from refledger.schemas.periods import alliance_zone, month_bounds
+from refledger.schemas.timestamps import MIN_MILLIS, format_utc_millis
+
+COUNTS = ("views_out", "clicks_out", "uv_out", "views_in", "clicks_in", "uv_in", "orders_referred")
+MONEY = ("gmv_referred", "commission_earned", "gmv_total", "gmv_via_alliance", "commission_owed")
+COLUMNS = ("rank", "shop_id", "currency", "status", "status_since", *COUNTS[:6], "reciprocity", "orders_referred",
+           "gmv_referred", "commission_earned", "gmv_total", "gmv_via_alliance", "commission_owed", "status_changes")
+
+
+def scorecard_window(cur, period: str | None, at: int | None, zone: str | None) -> tuple[int, int, bool] | None:
+    """(first, last millisecond, refunds up to the last only) of the window; None: an empty ledger."""
+    if period is not None:
+        start, end = month_bounds(period, alliance_zone(zone))
+        return start, end, False
+    if at is None:
+        at = latest_event_time(cur)
+        if at is None:
+            return None
+    return MIN_MILLIS, at, True
+
+
+def shop_traffic(cur, start: int, end: int) -> dict[str, dict[str, int]]:
+    """Shop → its views, clicks and UV given and received in [start, end] (one pass over the traffic)."""
+    found: dict[str, dict[str, int]] = {}
+    for referrer, merchant, views, clicks, uv in cur.execute(f"""
+            SELECT referrer_shop_id, merchant_shop_id, count(*) FILTER (WHERE type = 'view'),
+                   count(*) FILTER (WHERE type = 'click'), count(DISTINCT visitor_id) FILTER (WHERE type = 'click')
+            FROM {TRAFFIC} WHERE occurred_at BETWEEN $start AND $end
+            GROUP BY GROUPING SETS ((referrer_shop_id), (merchant_shop_id))""",
+                                                             {"start": timestamp(start), "end": timestamp(end)}).fetchall():
+        shop, side = (referrer, "out") if referrer is not None else (merchant, "in")
+        found.setdefault(shop, {}).update({f"views_{side}": int(views), f"clicks_{side}": int(clicks),
+                                           f"uv_{side}": int(uv)})
+    return found
+
+
+def shop_money(cur, start: int, end: int, refunds_until: int | None) -> dict[tuple[str, str], dict[str, int]]:
+    """(shop, currency) → its orders referred and money figures in [start, end]."""
+    money: dict[tuple[str, str], dict[str, int]] = {}
+
+    def add(shop, currency, **figures):
+        row = money.setdefault((shop, currency), {})
+        for name, value in figures.items():
+            row[name] = row.get(name, 0) + value
+
+    for (referrer, merchant, currency), (orders, gmv) in pair_orders(cur, start, end, refunds_until).items():
+        add(merchant, currency, gmv_total=gmv)
+        if referrer is not None:
+            add(referrer, currency, orders_referred=orders, gmv_referred=gmv)
+            add(merchant, currency, gmv_via_alliance=gmv)
+    for (referrer, merchant, currency), commission in pair_commission(cur, start, end).items():
+        add(referrer, currency, commission_earned=commission)
+        add(merchant, currency, commission_owed=commission)
+    return money
+
+
+def members(cur, period: str | None = None, at: int | None = None, zone: str | None = None) -> list[dict]:
+    """The scorecards (see the module's doc), by currency, then rank."""
+    window = scorecard_window(cur, period, at, zone)
+    if window is None:
+        return []
+    start, end, refunds_to_end = window
+    history = member_history(cur)
+    shops = history.members(end)
+    traffic = shop_traffic(cur, start, end)
+    money = shop_money(cur, start, end, end if refunds_to_end else None)
+    currencies = sorted({currency for _shop, currency in money}) or [None]
+    rows = []
+    for currency in currencies:
+        cards = []
+        for shop in shops:
+            seen = traffic.get(shop, {})
+            figures = money.get((shop, currency), {})
+            changes = history.changes(shop, end)
+            card = {"rank": 0, "shop_id": shop, "currency": currency, "status": history.status_at(shop, end),
+                    "status_since": format_utc_millis(changes[-1].at) if changes else None,
+                    **{name: seen.get(name, 0) for name in COUNTS[:6]},
+                    "reciprocity": reciprocity(seen.get("clicks_out", 0), seen.get("clicks_in", 0)),
+                    **{name: figures.get(name, 0) for name in ("orders_referred", *MONEY)},
+                    "status_changes": [{"at": format_utc_millis(c.at), "status": c.status} for c in changes]}
+            cards.append(card)
+        cards.sort(key=lambda card: (-card["gmv_referred"], card["shop_id"]))
+        for rank, card in enumerate(cards, 1):
+            card["rank"] = rank
+        rows.extend(cards)
+    return rows
