@@ -18,7 +18,7 @@ from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
-from refledger.cli_operator import health, members, traffic
+from refledger.cli_view import health, members, report, traffic
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
@@ -33,9 +33,11 @@ USER_ERRORS = (
     ("refledger.producers.kafka_admin", "KafkaAdminError"),
     ("refledger.schemas.archive", "ArchiveError"),
     ("refledger.schemas.errors", "CodecError"),
-    ("refledger.schemas.periods", "PeriodError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.producers.operator", "OperatorError"),
+    ("refledger.schemas.periods", "PeriodError"),
+    ("refledger.reports.money", "LocaleError"),
 )
 
 
@@ -82,7 +84,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, traffic, members, health)
+            archive, replay, verify, checkpoints, statement, traffic, members, health, report)
 
 for command in COMMANDS:
     cli.add_command(command)

@@ -42,7 +42,9 @@ def demo(db, days, visitors, events, seed, port):
     Uses $KAFKA_BOOTSTRAP_SERVERS when set, otherwise starts (or reuses) a
     local single-node Apache Kafka on 127.0.0.1. Publishes a simulated
     alliance's traffic as Avro, folds it into a fresh DuckDB ledger exactly
-    once, and shows what arrived and each shop's balances.
+    once, and shows what arrived, each shop's balances and the members'
+    health flags (the simulated alliance has a member that quietly took its
+    banner down and one that only takes traffic).
 
     Example: refledger demo --days 60 --visitors 1000
     """
@@ -86,6 +88,20 @@ def demo(db, days, visitors, events, seed, port):
     order = _an_attributed_order(db) or "ORDER_ID"
     out.print(f"Look closer: refledger explain --db {db} --order {order} · "
               f"refledger quarantine --db {db} · refledger balances --db {db} --format json")
+    out.print("[bold]5.[/bold] member health (SPEC §14: who withdrew quietly, who only takes traffic)")
+    _show_health(db)
+
+
+def _show_health(db) -> None:
+    """The health flags as `refledger health` shows them (the demo goes on whatever they say)."""
+    from refledger.cli_view import show_health
+    from refledger.reports.health import health
+    from refledger.schemas.periods import alliance_zone
+    from refledger.store.readside import query
+
+    zone = alliance_zone()
+    show_health(query(db, health, zone=zone.key), zone, "zh_CN")
+    console().print(f"Each month: refledger report --db {db} --period YYYY-MM --out report.html", markup=False)
 
 
 def _an_attributed_order(db) -> str | None:

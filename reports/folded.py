@@ -21,16 +21,18 @@ Reports count **folded** events only, by event time, as the ledger stands:
   are not commission.
 
 Times: the `events` table keeps `occurred_at` as UTC timestamps; callers give
-bounds as UTC epoch milliseconds and `timestamp()` turns them into
+bounds as UTC epoch milliseconds and `naive_utc()` turns them into
 parameters. Sums are 128-bit in DuckDB (`sum` of BIGINT is HUGEINT), so no
 number of events overflows them.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import NamedTuple
 
-_EPOCH = datetime(1970, 1, 1)
+from refledger.schemas.timestamps import naive_utc, naive_utc_millis
+
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, 999000)  # "as the ledger stands": every refund folded so far
 
 # Every event the fold took, with the columns reports use (never the Avro bytes).
@@ -106,9 +108,50 @@ MEMBER_EVENTS = f"""(
 )"""
 
 
+Counts = tuple[int, int, int]  # views, clicks, UV (distinct visitors of the clicks)
+
+
+class WindowFacts(NamedTuple):
+    """What happened between members in one window of time, as the reports need it."""
+
+    pairs: dict[tuple[str, str], Counts]          # (referrer, merchant) → counts
+    given: dict[str, Counts]                      # referrer → counts of its traffic to every member
+    received: dict[str, Counts]                   # merchant → counts of the traffic it got
+    orders: dict[tuple, tuple[int, int]]          # (referrer or None, merchant, currency) → (orders, GMV)
+    commission: dict[tuple[str, str, str], int]   # (referrer, merchant, currency) → commission
+
+
+def window_facts(cur, start: int, end: int, refunds_until: int | None = None) -> WindowFacts:
+    """Traffic, orders and commission of [start, end]: three queries, one pass over each table."""
+    pairs, given, received = traffic_counts(cur, start, end)
+    return WindowFacts(pairs, given, received, pair_orders(cur, start, end, refunds_until),
+                       pair_commission(cur, start, end))
+
+
+def traffic_counts(cur, start: int, end: int):
+    """Views, clicks and UV in [start, end] per (referrer, merchant), per referrer and per merchant."""
+    pairs, given, received = {}, {}, {}
+    for referrer, merchant, level, views, clicks, uv in cur.execute(f"""
+            SELECT referrer_shop_id, merchant_shop_id, GROUPING(referrer_shop_id, merchant_shop_id),
+                   count(*) FILTER (WHERE type = 'view'), count(*) FILTER (WHERE type = 'click'),
+                   count(DISTINCT visitor_id) FILTER (WHERE type = 'click')
+            FROM {TRAFFIC} WHERE occurred_at BETWEEN $start AND $end
+            GROUP BY GROUPING SETS ((referrer_shop_id, merchant_shop_id), (referrer_shop_id), (merchant_shop_id))""",
+                                                                    {"start": naive_utc(start),
+                                                                     "end": naive_utc(end)}).fetchall():
+        counts = (int(views), int(clicks), int(uv))
+        if level == 0:
+            pairs[(referrer, merchant)] = counts
+        elif level == 1:
+            given[referrer] = counts
+        else:
+            received[merchant] = counts
+    return pairs, given, received
+
+
 def _window(start: int, end: int, refunds_until: int | None = None) -> dict:
-    return {"start": timestamp(start), "end": timestamp(end),
-            "refunds_until": FOREVER if refunds_until is None else timestamp(refunds_until)}
+    return {"start": naive_utc(start), "end": naive_utc(end),
+            "refunds_until": FOREVER if refunds_until is None else naive_utc(refunds_until)}
 
 
 def pair_orders(cur, start: int, end: int, refunds_until: int | None = None) -> dict[tuple, tuple[int, int]]:
@@ -121,40 +164,30 @@ def pair_orders(cur, start: int, end: int, refunds_until: int | None = None) -> 
 def pair_commission(cur, start: int, end: int) -> dict[tuple[str, str, str], int]:
     """(referrer, merchant, currency) → commission for the orders and cpc clicks of [start, end]."""
     rows = cur.execute(f"SELECT * FROM {COMMISSION}",
-                       {"start": timestamp(start), "end": timestamp(end)}).fetchall()
+                       {"start": naive_utc(start), "end": naive_utc(end)}).fetchall()
     return {(r, m, c): int(commission) for r, m, c, commission in rows}
 
 
-def monthly_gmv(cur, bounds: list[tuple[int, int]], refunds_until: int | None = None,
-                attributed: bool = False) -> dict[tuple[str, str], list[int]]:
-    """(merchant, currency) → its GMV in each month of ``bounds`` ((first, last millisecond) pairs,
-    in order), net of the refunds folded so far (up to ``refunds_until`` when given); only the
-    orders attributed to a referrer when ``attributed``."""
+def monthly_gmv(cur, bounds: list[tuple[int, int]],
+                refunds_until: int | None = None) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(merchant, currency) → (GMV of all its orders, GMV of its attributed orders) in each month
+    of ``bounds`` ((first, last millisecond) pairs, in order), net of the refunds folded so far (up
+    to ``refunds_until`` when given)."""
     if not bounds:
         return {}
     months = ", ".join(f"({i}, $start{i}, $end{i})" for i in range(len(bounds)))
     params = _window(bounds[0][0], bounds[-1][1], refunds_until)
-    params.update({f"{side}{i}": timestamp(ms) for i, pair in enumerate(bounds)
+    params.update({f"{side}{i}": naive_utc(ms) for i, pair in enumerate(bounds)
                    for side, ms in zip(("start", "end"), pair)})
-    found: dict[tuple[str, str], list[int]] = {}
-    for shop, currency, index, gmv in cur.execute(f"""
+    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for shop, currency, index, gmv, via in cur.execute(f"""
             WITH months(month, first, last) AS (VALUES {months})
-            SELECT o.merchant_shop_id, o.currency, m.month, sum(o.gmv)
+            SELECT o.merchant_shop_id, o.currency, m.month, sum(o.gmv),
+                   coalesce(sum(o.gmv) FILTER (WHERE o.referrer_shop_id IS NOT NULL), 0)
             FROM {ORDERS} o JOIN months m ON o.occurred_at BETWEEN m.first AND m.last
-            {"WHERE o.referrer_shop_id IS NOT NULL" if attributed else ""}
             GROUP BY ALL""", params).fetchall():
-        found.setdefault((shop, currency), [0] * len(bounds))[index] = int(gmv)
+        found.setdefault((shop, currency), [(0, 0)] * len(bounds))[index] = (int(gmv), int(via))
     return found
-
-
-def timestamp(millis: int) -> datetime:
-    """A UTC epoch-millisecond time as the naive UTC timestamp the `events` table keeps."""
-    return _EPOCH + timedelta(milliseconds=millis)
-
-
-def millis(moment: datetime) -> int:
-    """The `events` table's naive UTC timestamp as epoch milliseconds."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def latest_event_time(cur) -> int | None:
@@ -168,4 +201,4 @@ def latest_event_time(cur) -> int | None:
     [(folded,)] = cur.execute(f"SELECT count(*) FROM {FOLDED_EVENTS} WHERE occurred_at = $t", {"t": latest}).fetchall()
     if not folded:
         [(latest,)] = cur.execute(f"SELECT max(occurred_at) FROM {FOLDED_EVENTS}").fetchall()
-    return None if latest is None else millis(latest)
+    return None if latest is None else naive_utc_millis(latest)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from refledger.reports.folded import FOLDED_EVENTS, TRAFFIC, latest_event_time, millis, monthly_gmv, timestamp
+from refledger.reports.folded import FOLDED_EVENTS, TRAFFIC, latest_event_time, monthly_gmv
 from refledger.reports.membership import MemberHistory, member_history
 from refledger.schemas.periods import alliance_zone, month_bounds, period_of, shift_period
-from refledger.schemas.timestamps import format_utc_millis
+from refledger.schemas.timestamps import format_utc_millis, naive_utc, naive_utc_millis
 
 DAY_MS = 86_400_000
 FLAGS = ("silent_withdrawal", "free_rider", "declining", "inactive")
@@ -115,7 +115,7 @@ def window_traffic(cur, w: Windows) -> dict[str, dict[str, int]]:
             FROM {TRAFFIC}
             WHERE occurred_at > least($baseline_from, $free_rider_from) AND occurred_at <= $at
             GROUP BY GROUPING SETS ((referrer_shop_id), (merchant_shop_id))""",
-                                            {name: timestamp(getattr(w, name)) for name in
+                                            {name: naive_utc(getattr(w, name)) for name in
                                              ("at", "baseline_from", "recent_from", "free_rider_from")}).fetchall():
         side = "out" if referrer is not None else "in"
         found.setdefault(referrer or merchant, {}).update({
@@ -163,9 +163,11 @@ def complete_months(at: int, count: int, zone: str | None) -> list[str]:
 
 def declining(cur, shops, at: int, limits: Thresholds, zone: str | None) -> list[dict]:
     months = complete_months(at, limits.declining_months, zone)
+    bounds = [month_bounds(month, alliance_zone(zone)) for month in months]
     members = set(shops)
     found = []
-    for (shop, currency), gmv in sorted(monthly_gmv(cur, [month_bounds(m, alliance_zone(zone)) for m in months], at).items()):
+    for (shop, currency), by_month in sorted(monthly_gmv(cur, bounds, at).items()):
+        gmv = [total for total, _via in by_month]
         if shop in members and all(gmv[i] < gmv[i - 1] for i in range(1, len(gmv))):
             found.append({"shop_id": shop, "flag": "declining", "currency": currency, "months": months,
                           "gmv_total": gmv, "declining_months": limits.declining_months})
@@ -173,7 +175,7 @@ def declining(cur, shops, at: int, limits: Thresholds, zone: str | None) -> list
 
 
 def inactive(cur, history: MemberHistory, shops, w: Windows, limits: Thresholds) -> list[dict]:
-    window = {"since": timestamp(w.inactive_from), "at": timestamp(w.at)}
+    window = {"since": naive_utc(w.inactive_from), "at": naive_utc(w.at)}
     emitting = {shop for (shop,) in cur.execute(f"""SELECT DISTINCT shop_id FROM {FOLDED_EVENTS}
                                                    WHERE occurred_at > $since AND occurred_at <= $at""",
                                                 window).fetchall()}
@@ -184,5 +186,5 @@ def inactive(cur, history: MemberHistory, shops, w: Windows, limits: Thresholds)
                                 WHERE occurred_at <= $since AND shop_id IN (SELECT unnest($quiet)) GROUP BY 1""",
                             {"since": window["since"], "quiet": quiet}).fetchall())
     return [{"shop_id": shop, "flag": "inactive", "window_from": format_utc_millis(w.inactive_from),
-             "last_event_at": format_utc_millis(millis(last[shop])) if shop in last else None,
+             "last_event_at": format_utc_millis(naive_utc_millis(last[shop])) if shop in last else None,
              "inactive_days": limits.inactive_days} for shop in quiet]

@@ -25,8 +25,8 @@ with a null currency when there is no money at all.
 
 from __future__ import annotations
 
-from refledger.reports.folded import TRAFFIC, latest_event_time, pair_commission, pair_orders, timestamp
-from refledger.reports.membership import member_history
+from refledger.reports.folded import WindowFacts, latest_event_time, window_facts
+from refledger.reports.membership import MemberHistory, member_history
 from refledger.reports.ratios import reciprocity
 from refledger.schemas.periods import alliance_zone, month_bounds
 from refledger.schemas.timestamps import MIN_MILLIS, format_utc_millis
@@ -49,23 +49,32 @@ def scorecard_window(cur, period: str | None, at: int | None, zone: str | None) 
     return MIN_MILLIS, at, True
 
 
-def shop_traffic(cur, start: int, end: int) -> dict[str, dict[str, int]]:
-    """Shop → its views, clicks and UV given and received in [start, end] (one pass over the traffic)."""
-    found: dict[str, dict[str, int]] = {}
-    for referrer, merchant, views, clicks, uv in cur.execute(f"""
-            SELECT referrer_shop_id, merchant_shop_id, count(*) FILTER (WHERE type = 'view'),
-                   count(*) FILTER (WHERE type = 'click'), count(DISTINCT visitor_id) FILTER (WHERE type = 'click')
-            FROM {TRAFFIC} WHERE occurred_at BETWEEN $start AND $end
-            GROUP BY GROUPING SETS ((referrer_shop_id), (merchant_shop_id))""",
-                                                             {"start": timestamp(start), "end": timestamp(end)}).fetchall():
-        shop, side = (referrer, "out") if referrer is not None else (merchant, "in")
-        found.setdefault(shop, {}).update({f"views_{side}": int(views), f"clicks_{side}": int(clicks),
-                                           f"uv_{side}": int(uv)})
-    return found
+def members(cur, period: str | None = None, at: int | None = None, zone: str | None = None) -> list[dict]:
+    """The scorecards (see the module's doc), by currency, then rank."""
+    window = scorecard_window(cur, period, at, zone)
+    if window is None:
+        return []
+    start, end, refunds_to_end = window
+    return scorecards(member_history(cur), end, window_facts(cur, start, end, end if refunds_to_end else None))
 
 
-def shop_money(cur, start: int, end: int, refunds_until: int | None) -> dict[tuple[str, str], dict[str, int]]:
-    """(shop, currency) → its orders referred and money figures in [start, end]."""
+def scorecards(history: MemberHistory, end: int, facts: WindowFacts) -> list[dict]:
+    """One card per member (made a member by ``end``) and currency, ranked within the currency."""
+    money = shop_money(facts)
+    currencies = sorted({currency for _shop, currency in money}) or [None]
+    rows = []
+    for currency in currencies:
+        cards = [_card(history, shop, end, currency, facts, money.get((shop, currency), {}))
+                 for shop in history.members(end)]
+        cards.sort(key=lambda card: (-card["gmv_referred"], card["shop_id"]))
+        for rank, card in enumerate(cards, 1):
+            card["rank"] = rank
+        rows.extend(cards)
+    return rows
+
+
+def shop_money(facts: WindowFacts) -> dict[tuple[str, str], dict[str, int]]:
+    """(shop, currency) → its orders referred and money figures."""
     money: dict[tuple[str, str], dict[str, int]] = {}
 
     def add(shop, currency, **figures):
@@ -73,44 +82,26 @@ def shop_money(cur, start: int, end: int, refunds_until: int | None) -> dict[tup
         for name, value in figures.items():
             row[name] = row.get(name, 0) + value
 
-    for (referrer, merchant, currency), (orders, gmv) in pair_orders(cur, start, end, refunds_until).items():
+    for (referrer, merchant, currency), (orders, gmv) in facts.orders.items():
         add(merchant, currency, gmv_total=gmv)
         if referrer is not None:
             add(referrer, currency, orders_referred=orders, gmv_referred=gmv)
             add(merchant, currency, gmv_via_alliance=gmv)
-    for (referrer, merchant, currency), commission in pair_commission(cur, start, end).items():
+    for (referrer, merchant, currency), commission in facts.commission.items():
         add(referrer, currency, commission_earned=commission)
         add(merchant, currency, commission_owed=commission)
     return money
 
 
-def members(cur, period: str | None = None, at: int | None = None, zone: str | None = None) -> list[dict]:
-    """The scorecards (see the module's doc), by currency, then rank."""
-    window = scorecard_window(cur, period, at, zone)
-    if window is None:
-        return []
-    start, end, refunds_to_end = window
-    history = member_history(cur)
-    shops = history.members(end)
-    traffic = shop_traffic(cur, start, end)
-    money = shop_money(cur, start, end, end if refunds_to_end else None)
-    currencies = sorted({currency for _shop, currency in money}) or [None]
-    rows = []
-    for currency in currencies:
-        cards = []
-        for shop in shops:
-            seen = traffic.get(shop, {})
-            figures = money.get((shop, currency), {})
-            changes = history.changes(shop, end)
-            card = {"rank": 0, "shop_id": shop, "currency": currency, "status": history.status_at(shop, end),
-                    "status_since": format_utc_millis(changes[-1].at) if changes else None,
-                    **{name: seen.get(name, 0) for name in COUNTS[:6]},
-                    "reciprocity": reciprocity(seen.get("clicks_out", 0), seen.get("clicks_in", 0)),
-                    **{name: figures.get(name, 0) for name in ("orders_referred", *MONEY)},
-                    "status_changes": [{"at": format_utc_millis(c.at), "status": c.status} for c in changes]}
-            cards.append(card)
-        cards.sort(key=lambda card: (-card["gmv_referred"], card["shop_id"]))
-        for rank, card in enumerate(cards, 1):
-            card["rank"] = rank
-        rows.extend(cards)
-    return rows
+def _card(history: MemberHistory, shop: str, end: int, currency: str | None, facts: WindowFacts,
+          figures: dict[str, int]) -> dict:
+    views_out, clicks_out, uv_out = facts.given.get(shop, (0, 0, 0))
+    views_in, clicks_in, uv_in = facts.received.get(shop, (0, 0, 0))
+    changes = history.changes(shop, end)
+    return {"rank": 0, "shop_id": shop, "currency": currency, "status": history.status_at(shop, end),
+            "status_since": format_utc_millis(changes[-1].at) if changes else None,
+            "views_out": views_out, "clicks_out": clicks_out, "uv_out": uv_out,
+            "views_in": views_in, "clicks_in": clicks_in, "uv_in": uv_in,
+            "reciprocity": reciprocity(clicks_out, clicks_in),
+            **{name: figures.get(name, 0) for name in ("orders_referred", *MONEY)},
+            "status_changes": [{"at": format_utc_millis(c.at), "status": c.status} for c in changes]}

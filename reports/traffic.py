@@ -15,7 +15,7 @@ descending, then referrer, merchant and currency.
 
 from __future__ import annotations
 
-from refledger.reports.folded import TRAFFIC, pair_commission, pair_orders, timestamp
+from refledger.reports.folded import WindowFacts, window_facts
 from refledger.reports.ratios import conversion, uv_yield
 from refledger.schemas.periods import alliance_zone, month_bounds
 
@@ -23,33 +23,22 @@ COLUMNS = ("referrer_shop_id", "merchant_shop_id", "currency", "views", "clicks"
            "commission_minor", "conversion", "uv_yield_minor")
 
 
-def pair_traffic(cur, start: int, end: int) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """(referrer, merchant) → (views, clicks, UV) in [start, end]."""
-    rows = cur.execute(f"""
-        SELECT referrer_shop_id, merchant_shop_id, count(*) FILTER (WHERE type = 'view'),
-               count(*) FILTER (WHERE type = 'click'), count(DISTINCT visitor_id) FILTER (WHERE type = 'click')
-        FROM {TRAFFIC} WHERE occurred_at BETWEEN $start AND $end GROUP BY ALL""",
-                       {"start": timestamp(start), "end": timestamp(end)}).fetchall()
-    return {(r, m): (int(v), int(c), int(u)) for r, m, v, c, u in rows}
-
-
-def pair_money(cur, start: int, end: int) -> dict[tuple[str, str, str], tuple[int, int, int]]:
-    """(referrer, merchant, currency) → (attributed orders, GMV, commission) for [start, end]."""
-    money = {(r, m, c): [n, gmv, 0] for (r, m, c), (n, gmv) in pair_orders(cur, start, end).items() if r}
-    for key, commission in pair_commission(cur, start, end).items():
-        money.setdefault(key, [0, 0, 0])[2] += commission
-    return {key: tuple(value) for key, value in money.items() if any(value)}
-
-
 def traffic(cur, period: str, zone: str | None = None) -> list[dict]:
     """The month's referrer × merchant rows (see the module's doc)."""
     start, end = month_bounds(period, alliance_zone(zone))
-    counts = pair_traffic(cur, start, end)
-    money = pair_money(cur, start, end)
-    rows = [_row(r, m, currency, counts.get((r, m), (0, 0, 0)), figures)
+    return traffic_rows(window_facts(cur, start, end))
+
+
+def traffic_rows(facts: WindowFacts) -> list[dict]:
+    """The pair rows of a window's facts, by GMV descending, then shop ids and currency."""
+    money = {(r, m, c): [n, gmv, 0] for (r, m, c), (n, gmv) in facts.orders.items() if r is not None}
+    for key, commission in facts.commission.items():
+        money.setdefault(key, [0, 0, 0])[2] += commission
+    money = {key: figures for key, figures in money.items() if any(figures)}
+    rows = [_row(r, m, currency, facts.pairs.get((r, m), (0, 0, 0)), figures)
             for (r, m, currency), figures in money.items()]
     with_money = {(r, m) for r, m, _ in money}
-    rows += [_row(r, m, None, seen, (0, 0, 0)) for (r, m), seen in counts.items() if (r, m) not in with_money]
+    rows += [_row(r, m, None, seen, (0, 0, 0)) for (r, m), seen in facts.pairs.items() if (r, m) not in with_money]
     rows.sort(key=lambda row: (-row["gmv_minor"], row["referrer_shop_id"], row["merchant_shop_id"],
                                row["currency"] or ""))
     return rows

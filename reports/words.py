@@ -27,16 +27,16 @@ _SENTENCES = {
     "never": ("从未", "never"),
     "no_flags": ("无预警：所有成员都在正常往来。", "No flags: every member is pulling its weight."),
     "flags_found": ("{count} 条预警", "{count} flag(s)"),
-    "report_title": ("{alliance}联盟运营报告 · {period}", "{alliance} alliance operations report · {period}"),
-    "report_subtitle": ("账面截至 {latest}（{zone}），报告生成于账本现状；金额按币种分列。",
-                        "Ledger as it stands, latest event {latest} ({zone}); money shown per currency."),
+    "report_title": ("{alliance} 联盟运营月报 · {period}", "{alliance} alliance: the operator's report · {period}"),
+    "report_subtitle": ("数据为账本现状，最新事件时间 {latest}（{zone} 时间）；金额按币种分列。",
+                        "The ledger as it stands; latest event {latest} ({zone} time); money per currency."),
     "health_at": ("预警时点：{at}", "Flags at {at}"),
     "no_traffic": ("本月没有店铺间的引流。", "No traffic between members this month."),
     "no_sheet": ("{period} 尚未结算，还没有结算单。", "{period} has not been settled yet: no settlement sheet."),
     "sheet_intro": ("{period} 已结算；按账面现状，各方之间的应付款轧差后如下（单位：{currency}）。",
                     "{period} is settled; payable balances netted per pair, as the ledger stands ({currency})."),
     "pays": ("{payer} 付给 {payee} {amount}", "{payer} pays {payee} {amount}"),
-    "member_count": ("{count} 家成员", "{count} members"),
+    "member_count": ("{count} 家", "{count}"),
 }
 
 _LABELS = {
@@ -97,6 +97,7 @@ _LABELS = {
     "amount": ("金额", "amount"),
     "fund": ("联盟基金", "the alliance fund"),
     "up_to": ("截至 {at}", "up to {at}"),
+    "members": ("成员", "members"),
 }
 
 

@@ -170,20 +170,54 @@ def health(db, at_text, fmt, locale, zone, **thresholds):
     Example: refledger health --db ledger.duckdb --at 2026-12-31
     """
     from refledger.reports.health import health as health_query
+
+    rows = _ask(db, health_query, at=_at(at_text, zone), zone=zone.key, **thresholds)
+    if fmt == "json":
+        emit_json(rows)
+    else:
+        show_health(rows, zone, locale)
+    sys.exit(1 if rows else 0)
+
+
+def show_health(rows: list[dict], zone, locale: str) -> None:
+    """The flags as a table for people, each with the sentence of numbers that raised it."""
     from refledger.reports.readable import evidence, status
     from refledger.reports.words import label, say
     from refledger.schemas.periods import show_time
     from refledger.schemas.timestamps import parse_utc_millis
 
-    rows = _ask(db, health_query, at=_at(at_text, zone), zone=zone.key, **thresholds)
-    if fmt == "json":
-        emit_json(rows)
-    elif not rows:
-        console().print(say("no_flags", locale))
-    else:
-        at = show_time(parse_utc_millis(rows[0]["at"]), zone)
-        emit_table([{"shop_id": row["shop_id"], "flag": status(row["flag"], locale),
-                     "evidence": evidence(row, zone, locale)} for row in rows],
-                   ("shop_id", "flag", "evidence"), title=label("health_title", locale, at=at),
-                   headers=_headers(("shop_id", "flag", "evidence"), locale))
-    sys.exit(1 if rows else 0)
+    if not rows:
+        console().print(say("no_flags", locale), markup=False)
+        return
+    at = show_time(parse_utc_millis(rows[0]["at"]), zone)
+    emit_table([{"shop_id": row["shop_id"], "flag": status(row["flag"], locale),
+                 "evidence": evidence(row, zone, locale)} for row in rows],
+               ("shop_id", "flag", "evidence"), title=label("health_title", locale, at=at),
+               headers=_headers(("shop_id", "flag", "evidence"), locale))
+
+
+@click.command()
+@db_option
+@click.option("--period", required=True, metavar="YYYY-MM", help="The month, in the alliance's time zone.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@threshold_options
+@people_options
+def report(db, period, out, locale, zone, **thresholds):
+    """The operator's monthly page: traffic between members, given and received, GMV, health, the sheet.
+
+    One self-contained HTML file that works offline (the charts' JavaScript
+    is inside it): who sends whom traffic (a heatmap), clicks given and
+    received per member, the alliance's GMV by month, the health flags with
+    their evidence, the settlement sheet once the month is settled, and the
+    scorecards. Chinese by default, English with --locale en_US.
+
+    Example: refledger report --db ledger.duckdb --period 2026-11 --out report-2026-11.html
+    """
+    from pathlib import Path
+
+    from refledger.reports.operator_report import operator_report
+    from refledger.reports.report_page import render_report
+
+    data = _ask(db, operator_report, period=_period(period), zone=zone.key, **thresholds)
+    Path(out).write_text(render_report(data, zone, locale), encoding="utf-8")
+    click.echo(f"wrote {out}")

@@ -1,0 +1,78 @@
+"""Everything the operator's monthly page shows, gathered in one read query (`refledger report`).
+
+For a month P in the alliance's time zone:
+
+* `traffic`: the referrer × merchant rows of P (`reports/traffic.py`);
+* `members`: the scorecards of P (`reports/scorecard.py`);
+* `monthly`: the alliance's GMV per month and currency, all orders and those
+  attributed to a referrer, from the month of the first order to P;
+* `health`: the flags at T = the end of P, or the latest event when P has
+  not ended yet (`reports/health.py`);
+* `sheet`: a summary of the settlement sheet when P's settlement has been
+  folded (see `sheet_summary`), else null.
+
+The page itself is drawn by `reports/report_page.py`; this module only
+reads, so it runs on the file or through a running consumer alike.
+"""
+
+from __future__ import annotations
+
+from refledger.reports.folded import latest_event_time, monthly_gmv, window_facts
+from refledger.reports.health import health
+from refledger.reports.membership import member_history
+from refledger.reports.settled import sheet_summary
+from refledger.reports.scorecard import scorecards
+from refledger.reports.traffic import traffic_rows
+from refledger.schemas import codec
+from refledger.schemas.periods import alliance_zone, month_bounds, period_of, shift_period
+from refledger.schemas.timestamps import format_utc_millis, naive_utc_millis
+
+MAX_MONTHS = 36  # the GMV chart shows at most the three years before the month
+
+
+def operator_report(cur, period: str, zone: str | None = None, **thresholds) -> dict:
+    tz = alliance_zone(zone)
+    start, end = month_bounds(period, tz)
+    latest = latest_event_time(cur)
+    at = end if latest is None else min(latest, end)
+    facts = window_facts(cur, start, end)
+    return {
+        "period": period,
+        "zone": tz.key,
+        "alliance_ids": alliance_ids(cur),
+        "latest_event_at": None if latest is None else format_utc_millis(latest),
+        "health_at": format_utc_millis(at),
+        "traffic": traffic_rows(facts),
+        "members": scorecards(member_history(cur), end, facts),
+        "monthly": gmv_by_month(cur, period, zone),
+        "health": health(cur, at=at, zone=zone, **thresholds) if latest is not None else [],
+        "sheet": sheet_summary(cur, period, zone),
+    }
+
+
+def alliance_ids(cur) -> list[str]:
+    """The alliance named on the stored events (one, unless files of several were ingested together)."""
+    rows = cur.execute("SELECT avro FROM events WHERE type = 'member' ORDER BY batch_id LIMIT 1").fetchall()
+    return [codec.decode(bytes(avro))["alliance_id"] for (avro,) in rows]
+
+
+def gmv_by_month(cur, period: str, zone: str | None) -> list[dict]:
+    """Per month up to ``period`` and currency: GMV of all orders and of the attributed ones."""
+    tz = alliance_zone(zone)
+    [(first,)] = cur.execute("SELECT min(occurred_at) FROM events WHERE type = 'order'").fetchall()
+    if first is None:
+        return []
+    months = [period]
+    oldest = period_of(naive_utc_millis(first), tz)
+    while months[0] > oldest and len(months) < MAX_MONTHS:
+        months.insert(0, shift_period(months[0], -1))
+    totals: dict[tuple[str, str], list[int]] = {}
+    for (_shop, currency), by_month in monthly_gmv(cur, [month_bounds(m, tz) for m in months]).items():
+        for month, (gmv, via) in zip(months, by_month):
+            sums = totals.setdefault((currency, month), [0, 0])
+            sums[0] += gmv
+            sums[1] += via
+    currencies = sorted({currency for currency, _month in totals})
+    return [{"month": month, "currency": currency, "gmv_total": totals.get((currency, month), [0, 0])[0],
+             "gmv_via_alliance": totals.get((currency, month), [0, 0])[1]}
+            for currency in currencies for month in months]
