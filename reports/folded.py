@@ -95,9 +95,13 @@ COMMISSION = f"""(
     SELECT shop_id AS referrer_shop_id, counterparty_shop_id AS merchant_shop_id, currency,
            sum(amount) AS commission
     FROM entries SEMI JOIN subjects USING (topic, partition, subject)
-    WHERE account IN ('earned_pending', 'earned_payable') AND currency <> 'CLICK'
+    WHERE account IN ('earned_pending', 'earned_payable') AND currency <> 'CLICK' {{caused}}
     GROUP BY ALL
 )"""
+
+# With a time T: only the entries caused by events that occurred by then.
+CAUSED_BY_T = """AND (topic, partition, event_id) IN (
+        SELECT topic, partition, event_id FROM events WHERE occurred_at <= $as_of)"""
 
 # Member events, once each (an alliance event is stored in every partition) and folded in at least
 # one partition: their event id and canonical Avro bytes (status and member live in the payload).
@@ -121,11 +125,12 @@ class WindowFacts(NamedTuple):
     commission: dict[tuple[str, str, str], int]   # (referrer, merchant, currency) → commission
 
 
-def window_facts(cur, start: int, end: int, refunds_until: int | None = None) -> WindowFacts:
-    """Traffic, orders and commission of [start, end]: three queries, one pass over each table."""
+def window_facts(cur, start: int, end: int, as_of: int | None = None) -> WindowFacts:
+    """Traffic, orders and commission of [start, end]: three queries, one pass over each table.
+    With ``as_of`` T, refunds and commission as they stood at T (what events up to T caused)."""
     pairs, given, received = traffic_counts(cur, start, end)
-    return WindowFacts(pairs, given, received, pair_orders(cur, start, end, refunds_until),
-                       pair_commission(cur, start, end))
+    return WindowFacts(pairs, given, received, pair_orders(cur, start, end, as_of),
+                       pair_commission(cur, start, end, as_of))
 
 
 def traffic_counts(cur, start: int, end: int):
@@ -161,10 +166,14 @@ def pair_orders(cur, start: int, end: int, refunds_until: int | None = None) -> 
     return {(r, m, c): (int(n), int(gmv)) for r, m, c, n, gmv in rows}
 
 
-def pair_commission(cur, start: int, end: int) -> dict[tuple[str, str, str], int]:
-    """(referrer, merchant, currency) → commission for the orders and cpc clicks of [start, end]."""
-    rows = cur.execute(f"SELECT * FROM {COMMISSION}",
-                       {"start": naive_utc(start), "end": naive_utc(end)}).fetchall()
+def pair_commission(cur, start: int, end: int, as_of: int | None = None) -> dict[tuple[str, str, str], int]:
+    """(referrer, merchant, currency) → commission for the orders and cpc clicks of [start, end]
+    (posted by events up to ``as_of`` when given)."""
+    params = {"start": naive_utc(start), "end": naive_utc(end)}
+    if as_of is not None:
+        params["as_of"] = naive_utc(as_of)
+    rows = cur.execute(f"SELECT * FROM {COMMISSION.format(caused='' if as_of is None else CAUSED_BY_T)}",
+                       params).fetchall()
     return {(r, m, c): int(commission) for r, m, c, commission in rows}
 
 

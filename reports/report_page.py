@@ -22,6 +22,7 @@ from refledger.reports.words import label, say
 
 FONTS = '"Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "Helvetica Neue", Arial, sans-serif'
 TOP_PAIRS = 15
+TOP_TRANSFERS = 10
 
 STYLE = """
 body { font-family: %(fonts)s; margin: 0; background: #f5f6f8; color: #1f2933; }
@@ -38,7 +39,8 @@ section h2 { font-size: 18px; margin: 0 0 12px; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
 table { border-collapse: collapse; width: 100%%; font-size: 13px; }
 th, td { padding: 6px 8px; border-bottom: 1px solid #e4e7eb; text-align: left; white-space: nowrap; }
-th { background: #f0f4f8; font-weight: 600; }
+th { background: #f0f4f8; font-weight: 600; white-space: normal; vertical-align: bottom; }
+.scroll { overflow-x: auto; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.evidence { white-space: normal; }
 .flag { display: inline-block; padding: 2px 8px; border-radius: 10px; background: #fde8e8; color: #9b1c1c; }
@@ -211,7 +213,7 @@ def _table(rows: list[dict], columns, locale: str, numeric=(), badges=()) -> str
 
     head = "".join(f"<th class=\"{'n' if c in numeric else ''}\">{_e(label(c, locale))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(cell(c, row.get(c, "")) for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _health(data: dict, zone: ZoneInfo, locale: str) -> str:
@@ -224,14 +226,22 @@ def _health(data: dict, zone: ZoneInfo, locale: str) -> str:
 
 
 def _sheet(data: dict, locale: str) -> str:
+    """Each party's totals to pay and to receive, then the largest transfers (the sheet itself: `refledger
+    sheet`)."""
     sheet = data["sheet"]
     if sheet is None:
         return _note(say("no_sheet", locale, period=data["period"]))
     currencies = ", ".join(sorted({t["currency"] for t in sheet["transfers"]})) or "—"
-    rows = [{"payer": _party(t["from"], locale), "payee": _party(t["to"], locale),
-             "amount": money(t["amount_minor"], t["currency"], locale)} for t in sheet["transfers"]]
+    totals = [{"party": _party(t["party"], locale), "to_pay": money(t["to_pay"], t["currency"], locale),
+               "to_receive": money(t["to_receive"], t["currency"], locale), "net": money(t["net"], t["currency"], locale)}
+              for t in sorted(sheet["totals"], key=lambda t: (t["currency"], -t["net"], t["party"]))]
+    moves = [{"payer": _party(t["from"], locale), "payee": _party(t["to"], locale),
+              "amount": money(t["amount_minor"], t["currency"], locale)} for t in sheet["transfers"][:TOP_TRANSFERS]]
+    more = len(sheet["transfers"]) - len(moves)
     return (_note(say("sheet_intro", locale, period=data["period"], currency=currencies))
-            + _table(rows, ("payer", "payee", "amount"), locale, numeric=("amount",)))
+            + f"<div class=\"grid\"><div>{_table(totals, ('party', 'to_pay', 'to_receive', 'net'), locale, numeric=('to_pay', 'to_receive', 'net'))}</div>"
+            + f"<div>{_table(moves, ('payer', 'payee', 'amount'), locale, numeric=('amount',))}"
+            + (_note(say("more_transfers", locale, count=more)) if more > 0 else "") + "</div></div>")
 
 
 def _party(shop_id: str, locale: str) -> str:

@@ -37,16 +37,16 @@ COLUMNS = ("rank", "shop_id", "currency", "status", "status_since", *COUNTS[:6],
            "gmv_referred", "commission_earned", "gmv_total", "gmv_via_alliance", "commission_owed", "status_changes")
 
 
-def scorecard_window(cur, period: str | None, at: int | None, zone: str | None) -> tuple[int, int, bool] | None:
-    """(first, last millisecond, refunds up to the last only) of the window; None: an empty ledger."""
+def scorecard_window(cur, period: str | None, at: int | None, zone: str | None) -> tuple[int, int, int | None] | None:
+    """(first, last millisecond, T for "as it stood at T" or None for "as it stands") of the window;
+    None for an empty ledger."""
     if period is not None:
         start, end = month_bounds(period, alliance_zone(zone))
-        return start, end, False
-    if at is None:
-        at = latest_event_time(cur)
-        if at is None:
-            return None
-    return MIN_MILLIS, at, True
+        return start, end, None
+    if at is None:  # the latest event: as the ledger stands
+        latest = latest_event_time(cur)
+        return None if latest is None else (MIN_MILLIS, latest, None)
+    return MIN_MILLIS, at, at
 
 
 def members(cur, period: str | None = None, at: int | None = None, zone: str | None = None) -> list[dict]:
@@ -54,8 +54,8 @@ def members(cur, period: str | None = None, at: int | None = None, zone: str | N
     window = scorecard_window(cur, period, at, zone)
     if window is None:
         return []
-    start, end, refunds_to_end = window
-    return scorecards(member_history(cur), end, window_facts(cur, start, end, end if refunds_to_end else None))
+    start, end, as_of = window
+    return scorecards(member_history(cur), end, window_facts(cur, start, end, as_of))
 
 
 def scorecards(history: MemberHistory, end: int, facts: WindowFacts) -> list[dict]:

@@ -33,9 +33,10 @@ _SENTENCES = {
     "health_at": ("预警时点：{at}", "Flags at {at}"),
     "no_traffic": ("本月没有店铺间的引流。", "No traffic between members this month."),
     "no_sheet": ("{period} 尚未结算，还没有结算单。", "{period} has not been settled yet: no settlement sheet."),
-    "sheet_intro": ("{period} 已结算；按账面现状，各方之间的应付款轧差后如下（单位：{currency}）。",
-                    "{period} is settled; payable balances netted per pair, as the ledger stands ({currency})."),
-    "pays": ("{payer} 付给 {payee} {amount}", "{payer} pays {payee} {amount}"),
+    "sheet_intro": ("{period} 已结算。按账面现状，各方之间的应付款两两轧差后：左为各方合计，右为最大的几笔转账（{currency}）。",
+                    "{period} is settled. Payable balances as the ledger stands, netted per pair: each party's "
+                    "totals, and the largest transfers ({currency})."),
+    "more_transfers": ("另有 {count} 笔较小的转账，见 refledger sheet。", "{count} smaller transfers: see refledger sheet."),
     "member_count": ("{count} 家", "{count}"),
 }
 
@@ -95,6 +96,10 @@ _LABELS = {
     "payer": ("付款方", "payer"),
     "payee": ("收款方", "payee"),
     "amount": ("金额", "amount"),
+    "party": ("结算方", "party"),
+    "to_pay": ("应付合计", "to pay"),
+    "to_receive": ("应收合计", "to receive"),
+    "net": ("净额（+收 / −付）", "net (+ receives)"),
     "fund": ("联盟基金", "the alliance fund"),
     "up_to": ("截至 {at}", "up to {at}"),
     "members": ("成员", "members"),
