@@ -43,14 +43,18 @@ def test_the_alliance_grows_while_the_decliner_shrinks(four_months):
     assert len(grew) >= 4 and "zhou-strollers" not in grew
 
 
-def test_without_behaviours_nobody_is_singled_out(tmp_path):
+def test_without_behaviours_nobody_is_singled_out():
     from refledger.producers.simulate import SimulationConfig, simulate
 
-    plain = list(simulate(SimulationConfig(seed=3, visitors=200, days=40, behaviours=False)))
-    given = {}
-    for record in plain:
-        if record["type"] == "view":
-            given[record["shop_id"]] = given.get(record["shop_id"], 0) + 1
-    assert given["huang-shoes"] * 3 > sum(given.values()) / len(given)  # every founder shows banners
-    assert max(r["occurred_at"] for r in plain if r["type"] == "view" and r["shop_id"] == "liu-books") > \
-        max(r["occurred_at"] for r in plain if r["type"] == "view") - 86_400_000
+    def views_and_last(behaviours: bool):
+        given, last = {}, {}
+        for record in simulate(SimulationConfig(seed=3, visitors=200, days=40, behaviours=behaviours)):
+            if record["type"] == "view":
+                given[record["shop_id"]] = given.get(record["shop_id"], 0) + 1
+                last[record["shop_id"]] = record["occurred_at"]
+        return given, last
+
+    plain, plain_last = views_and_last(False)
+    shaped, shaped_last = views_and_last(True)
+    assert plain["huang-shoes"] > 5 * shaped["huang-shoes"]
+    assert plain_last["liu-books"] > shaped_last["liu-books"] + 10 * 86_400_000
