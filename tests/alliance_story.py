@@ -125,3 +125,11 @@ def _spread(count: int, between) -> list[int]:
     start, end = ms(between[0]), ms(between[1])
     step = (end - start) / (count + 1)
     return [start + int(step * (i + 1)) for i in range(count)]
+
+
+def simulated_ledger(folder: Path, seed: int, visitors: int, days: int) -> Path:
+    """`refledger simulate` of an alliance, folded by `refledger ingest` into ``folder``."""
+    run("simulate", "--seed", seed, "--visitors", visitors, "--days", days, "--out", folder / "sim.jsonl")
+    db = folder / "sim.duckdb"
+    run("ingest", folder / "sim.jsonl", "--db", db)
+    return db

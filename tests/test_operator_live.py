@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.store.readside import socket_path
 from tests.alliance_story import run
-from tests.pipeline_support import publish
+from tests.pipeline_support import consume_in_background, publish
 
 pytestmark = pytest.mark.kafka
 
@@ -23,10 +21,7 @@ def test_traffic_members_health_and_report_answer_while_consume_writes(kafka_boo
     publish(kafka_bootstrap, kafka_topic, simulate(SimulationConfig(seed=8, visitors=2000, events=60_000)))
     db = tmp_path / "live.duckdb"
     page = tmp_path / "live.html"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", kafka_bootstrap, "--db", str(db),
-         "--topic", kafka_topic, "--group", f"{kafka_topic}-live", "--until-idle", "5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = consume_in_background(kafka_bootstrap, kafka_topic, db)
     clicks_seen = []
     try:
         while proc.poll() is None:

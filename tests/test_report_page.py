@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.alliance_story import Alliance, run
+from tests.alliance_story import Alliance, run, simulated_ledger
 from tests.browser import browser_page
 
 CHARTS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(d => { const r = d.getBoundingClientRect(); " \
@@ -24,10 +24,7 @@ CHARTS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(d => { con
 @pytest.fixture(scope="module")
 def alliance(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    run("simulate", "--seed", "7", "--visitors", "400", "--days", "35", "--out", folder / "sim.jsonl")
-    db = folder / "sim.duckdb"
-    run("ingest", folder / "sim.jsonl", "--db", db)
-    return folder, db
+    return folder, simulated_ledger(folder, seed=7, visitors=400, days=35)
 
 
 def open_report(path, screenshot):

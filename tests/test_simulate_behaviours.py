@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.alliance_story import as_json, run
+from tests.alliance_story import as_json, simulated_ledger
 
 
 @pytest.fixture(scope="module")
 def four_months(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("behaviours")
-    run("simulate", "--seed", "3", "--visitors", "200", "--days", "130", "--out", folder / "sim.jsonl")
-    db = folder / "sim.duckdb"
-    run("ingest", folder / "sim.jsonl", "--db", db)
-    return db
+    return simulated_ledger(tmp_path_factory.mktemp("behaviours"), seed=3, visitors=200, days=130)
 
 
 def test_health_finds_the_three_members_and_nobody_else(four_months):
