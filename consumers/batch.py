@@ -4,22 +4,25 @@
 with `Message`s (or Kafka's own records); it decides, for each one, exactly
 one outcome:
 
-* stored and folded (the fold may also quarantine it for a business reason;
-  it stays in the log either way, because replay must see it again),
-* skipped: an identical re-delivery of an event already in the same log,
-* quarantined before the fold: undecodable, schema_invalid, conflicting_duplicate.
+* quarantined before the fold: undecodable, schema_invalid (never stored as
+  an event: there is none to store; the raw bytes are kept with the reason);
+* stored in the partition's log (`events`) and folded: the fold may quarantine
+  it (period_closed, conflicting_duplicate, unknown_shop, …), and it stays in
+  the log either way, because replay must see it again;
+* skipped: an identical re-delivery of an event already in the partition's
+  log (the fold decides, SPEC §4: after the period_closed check); not stored.
 
 A batch goes through three steps:
 
-1. `_decode_and_dedup`: each message is decoded (views, clicks, orders and
-   refunds of the current schema by the fixed-layout readers), checked
-   against the events already in its log, and becomes an `EventRow` for the
-   `events` table and a `FoldItem` for the fold;
+1. `_decode`: each message is decoded (views, clicks, orders and refunds of
+   the current schema by the fixed-layout readers) and becomes an
+   `EventRow` for the `events` table and a `FoldItem` for the fold;
 2. the items go to a `FoldBackend` (`consumers.folding`): folded at once in
    this process, or in a child process while this one reads the next batch;
-3. `commit` collects the fold's result and hands the store one `BatchWrite`
-   holding the events, quarantine rows, entries, decisions and next
-   positions of the batch, committed together.
+3. `commit` collects the fold's result (entries, decisions, checkpoints,
+   its quarantine rows, the items it skipped as duplicates) and hands the
+   store one `BatchWrite` holding the events, quarantine rows, entries,
+   decisions and next positions of the batch, committed together.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from hashlib import blake2b
+
+import pyarrow as pa
 from typing import Callable, Iterable
 
 from refledger.schemas import codec
@@ -41,50 +45,6 @@ from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
 
 log = logging.getLogger("refledger.batch")
-
-class DedupIndex:
-    """Which event ids exist, with which content, in which logs.
-
-    A duplicate is a re-delivery of an event id into a log that already holds
-    it; the same alliance event in another partition is that partition's copy
-    and is stored there. Same id with other content, anywhere, conflicts.
-    """
-
-    def __init__(self):
-        self._content: dict[str, bytes] = {}
-        self._first_log: dict[str, tuple[str, int]] = {}   # the log an event id was first stored in
-        self._more_logs: dict[str, set[tuple[str, int]]] = {}  # further logs holding the same event
-        self._conflicts: dict[tuple[str, bytes], set[tuple[str, int]]] = {}
-
-    def check(self, event_id: str, log: tuple[str, int], digest: bytes) -> str:
-        """'new', 'duplicate' or 'conflict' for an event arriving in ``log`` (topic, partition);
-        records the event when new.
-
-        A conflicting event delivered again, identical, into the same log is
-        a duplicate of the first conflicting delivery, so re-reading a log
-        quarantines nothing twice."""
-        known = self._content.get(event_id)
-        if known is None:  # nearly every event: one lookup, two stores
-            self._content[event_id] = digest
-            self._first_log[event_id] = log
-            return "new"
-        if known != digest:
-            seen_in = self._conflicts.setdefault((event_id, digest), set())
-            if log in seen_in:
-                return "duplicate"
-            seen_in.add(log)
-            return "conflict"
-        if self._first_log[event_id] == log:
-            return "duplicate"
-        more = self._more_logs.setdefault(event_id, set())
-        if log in more:
-            return "duplicate"
-        more.add(log)
-        return "new"
-
-    def __len__(self) -> int:
-        return len(self._content)
-
 
 COUNTERS = ("events_read", "events_stored", "duplicates_skipped", "quarantined", "entries_posted", "batches")
 
@@ -136,26 +96,19 @@ _new = tuple.__new__
 class LogProcessor:
     """Folds messages from any number of logs into one ledger store."""
 
-    def __init__(self, store: LedgerStore, fold_factory: Callable | None = None, *, source: str = "kafka",
+    def __init__(self, store: LedgerStore, fold_factory: Callable, *, source: str = "kafka",
                  fold_worker: bool = False):
-        """``fold_factory`` makes one log's fold (None: store events without folding);
-        ``fold_worker``: fold in a child process (`consumers.fold_worker`) while this one reads."""
+        """``fold_factory`` makes one log's fold; ``fold_worker``: fold in a child process
+        (`consumers.fold_worker`) while this one reads."""
         self.store = store
         self.source = source
-        self.folds: FoldBackend | None = None
-        if fold_factory is not None:
-            if fold_worker:
-                from refledger.consumers.fold_worker import ChildProcessFolds
+        if fold_worker:
+            from refledger.consumers.fold_worker import ChildProcessFolds
 
-                self.folds = ChildProcessFolds(fold_factory)
-            else:
-                self.folds = InProcessFolds(fold_factory)
+            self.folds: FoldBackend | None = ChildProcessFolds(fold_factory)
+        else:
+            self.folds = InProcessFolds(fold_factory)
         self.positions: dict[tuple[str, int], int] = store.positions()
-        self.dedup = DedupIndex()
-        for event_id, topic, partition, digest in store.dedup_index():
-            self.dedup.check(event_id, (topic, partition), digest)
-        for event_id, topic, partition, digest in store.conflict_index():
-            self.dedup.check(event_id, (topic, partition), digest)
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
@@ -182,38 +135,40 @@ class LogProcessor:
         ``Message``s first.
         """
         pending = PendingBatch(BatchWrite(source=self.source))
-        pending.items = items = self._decode_and_dedup(messages, pending, kafka_records)
+        pending.items = items = self._decode(messages, pending, kafka_records)
         folds = self.folds
-        if folds is not None and items:
+        if items:
             for topic, partition in {(item.topic, item.partition) for item in items}:
                 if not folds.knows(topic, partition):
                     folds.load(topic, partition, self._stored(topic, partition))
             pending.ticket = folds.submit(items)
         return pending
 
-    def _decode_and_dedup(self, messages: Iterable[Message], pending: PendingBatch,
-                          kafka_records: bool) -> list[FoldItem]:
-        """Step 1: every message decoded and deduplicated; an `EventRow` for each event to store,
-        a `FoldItem` for the fold, a quarantine row for the rest."""
+    def _decode(self, messages: Iterable[Message], pending: PendingBatch, kafka_records: bool) -> list[FoldItem]:
+        """Step 1: every message decoded; an `EventRow` and a `FoldItem` for each event, a quarantine
+        row for what cannot be read."""
         batch = pending.write
         add_event = batch.events.append
         raws = pending.raws
         positions = batch.positions
-        check = self.dedup.check
         items: list[FoldItem] = []
         add_item = items.append
         read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
             read += 1
-            log_key = (topic, partition)
-            positions[log_key] = offset + 1
+            positions[(topic, partition)] = offset + 1
             position = "" if kafka_records else msg.position
             # views and clicks (nine events in ten) as their fields, everything else as a record
             fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
                       and (kafka_records or msg.kind == AVRO) else None)
-            if fields is not None:
-                record, canonical, event_id = None, value, fields[1]
+            if fields is not None:  # a view or click: no order, refund, amount or currency
+                kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+                add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
+                                          merchant, referrer, None, None, None, None, msg.timestamp, value)))
+                event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
+                                      placement)
+                add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
@@ -223,35 +178,14 @@ class LogProcessor:
                     batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
                                          exc.reason, str(exc), "decode", msg.raw_bytes())
                     continue
-                event_id = record["event_id"]
-            digest = blake2b(canonical, digest_size=16).digest()  # the content hash of the events table
-            verdict = check(event_id, log_key, digest)
-            if verdict != "new":
-                if verdict == "duplicate":
-                    batch.duplicates_skipped += 1
-                else:
-                    batch.add_quarantine(topic, partition, offset, position or f"{topic}:{partition}:{offset}",
-                                         event_id, "conflicting_duplicate",
-                                         f"event id {event_id} was already stored with other content",
-                                         "decode", bytes(value), digest)
-                continue
-            if fields is not None:  # a view or click: no order, refund, amount or currency
-                kind, _, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
-                add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
-                                          merchant, referrer, None, None, None, None, msg.timestamp, digest,
-                                          canonical)))
-                event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
-                                      placement)
-                add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
-            else:
                 kind = record["type"]
                 payload = record[kind]
                 add_event(_new(EventRow, (
-                    topic, partition, offset, event_id, kind, record["occurred_at"], record["shop_id"],
+                    topic, partition, offset, record["event_id"], kind, record["occurred_at"], record["shop_id"],
                     record.get("visitor_id"), payload.get("merchant_shop_id"), payload.get("referrer_shop_id"),
                     payload.get("order_id"), payload.get("refund_id"),
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
-                    msg.timestamp, digest, canonical)))
+                    msg.timestamp, canonical)))
                 add_item(_new(FoldItem, (topic, partition, offset, position, None, record)))
             raws.append(value)
         batch.events_read = read
@@ -262,14 +196,21 @@ class LogProcessor:
         batch = pending.write
         if pending.ticket is not None:
             # the events' columns first: this thread would only wait for the fold meanwhile
-            batch.events_table = arrow_rows(batch.events, EVENT_COLUMNS)
+            events = arrow_rows(batch.events, EVENT_COLUMNS)
             folded = self.folds.result(pending.ticket)
             items, raws = pending.items, pending.raws
             for rejected in folded.rejections:
                 item = items[rejected.item]
                 raw = b"" if rejected.late else bytes(raws[rejected.item])
                 batch.add_quarantine(item.topic, item.partition, item.offset, item.where(), rejected.event_id,
-                                     rejected.reason, rejected.detail, "fold", raw)
+                                     rejected.reason, rejected.detail, "fold", raw, rejected.late)
+            if folded.skipped:  # identical re-deliveries: counted, not stored
+                keep = [True] * len(items)
+                for index in folded.skipped:
+                    keep[index] = False
+                events = events.filter(pa.array(keep))
+                batch.duplicates_skipped = len(folded.skipped)
+            batch.events_table = events
             batch.extra_tables.update(folded.tables)
             batch.entries_posted = folded.entries_posted
             pending.ticket = pending.items = pending.raws = None

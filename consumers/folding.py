@@ -68,7 +68,8 @@ class FoldRejection(NamedTuple):
 @dataclass
 class FoldResult:
     rejections: list[FoldRejection]
-    tables: dict[str, pa.Table]  # entries, decisions, checkpoints
+    skipped: list[int]           # the items that were identical re-deliveries (not stored)
+    tables: dict[str, pa.Table]  # entries, decisions, checkpoints, fold_state
     entries_posted: int
 
 
@@ -80,9 +81,14 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes]):
     return fold
 
 
+# Events after which a log's chain head is recorded (SPEC §9 settlements, §9a closes).
+CHECKPOINTED = {"settlement": ("settlement", "period_end"), "close": ("close", "closed_through")}
+
+
 def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
     """Fold a job's items, each with its log's fold, and collect what they write."""
     rejections: list[FoldRejection] = []
+    skipped: list[int] = []
     rows = LedgerRows()
     for index, item in enumerate(items):
         topic, partition = item.topic, item.partition
@@ -93,20 +99,26 @@ def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
             outcome, kind, event_id = fold.apply_event(event), event.type, event.event_id
         else:
             outcome, kind, event_id = fold.apply(record), record["type"], record["event_id"]
-        if outcome is NOTHING and kind != "settlement":
+        if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
+        if outcome.skipped:
+            skipped.append(index)
+            continue
         if outcome.quarantine is not None:
             rejections.append(FoldRejection(index, event_id, outcome.quarantine,
                                             outcome.detail or outcome.quarantine, False))
         rows.add(topic, partition, outcome)
-        if kind == "settlement" and outcome.quarantine is None:
-            rows.checkpoint(topic, partition, event_id, record["settlement"]["period_end"],
-                            fold.journal.seq, fold.chain_head)
+        if kind in CHECKPOINTED and outcome.quarantine is None:
+            payload, at = CHECKPOINTED[kind]
+            rows.checkpoint(topic, partition, event_id, kind, record[payload][at], fold.journal.seq,
+                            fold.chain_head)
         for late_id, reason in outcome.late_quarantines:
             rejections.append(FoldRejection(index, late_id, reason,
                                             f"event {late_id}, folded earlier, rejected when {event_id} arrived",
                                             True))
-    return FoldResult(rejections, rows.tables(), rows.entry_count)
+    for topic, partition in dict.fromkeys((item.topic, item.partition) for item in items):
+        rows.state(topic, partition, folds[(topic, partition)].state_size())
+    return FoldResult(rejections, skipped, rows.tables(), rows.entry_count)
 
 
 class FoldBackend(Protocol):

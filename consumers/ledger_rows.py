@@ -6,7 +6,9 @@ from dataclasses import asdict, is_dataclass
 
 import orjson
 import pyarrow as pa
-from refledger.store.columns import CHECKPOINT_COLUMNS, DECISION_COLUMNS, ENTRY_COLUMNS, arrow_columns, arrow_rows
+from refledger.store.columns import (
+    CHECKPOINT_COLUMNS, DECISION_COLUMNS, ENTRY_COLUMNS, FOLD_STATE_COLUMNS, arrow_columns, arrow_rows,
+)
 
 def _jsonable(value):
     to_dict = getattr(value, "to_dict", None)
@@ -28,12 +30,21 @@ class LedgerRows:
         self.entries: list[tuple] = []  # rows in ENTRY_COLUMNS order
         self.decisions = {name: [] for name, _ in DECISION_COLUMNS}
         self.checkpoints = {name: [] for name, _ in CHECKPOINT_COLUMNS}
+        self.fold_state = {name: [] for name, _ in FOLD_STATE_COLUMNS}
         self.entry_count = 0
 
-    def checkpoint(self, topic: str, partition: int, event_id: str, period_end, entries: int, head: str) -> None:
-        """The chain head of a partition right after it folded a settlement."""
-        for name, value in zip(self.checkpoints, (topic, partition, event_id, period_end, entries, head)):
+    def checkpoint(self, topic: str, partition: int, event_id: str, kind: str, at: int, entries: int,
+                   head: str) -> None:
+        """The chain head of a partition right after it folded a settlement or a close (``at``: the
+        settlement's period_end, the close's closed_through)."""
+        for name, value in zip(self.checkpoints, (topic, partition, event_id, kind, at, entries, head)):
             self.checkpoints[name].append(value)
+
+    def state(self, topic: str, partition: int, sizes: dict[str, int]) -> None:
+        """How much a partition's fold remembers, per kind, after this batch."""
+        for kind, objects in sizes.items():
+            for name, value in zip(self.fold_state, (topic, partition, kind, objects)):
+                self.fold_state[name].append(value)
 
     def add(self, topic: str, partition: int, outcome) -> None:
         add_entry = self.entries.append
@@ -58,4 +69,6 @@ class LedgerRows:
             out["decisions"] = arrow_columns(self.decisions, DECISION_COLUMNS)
         if self.checkpoints["head"]:
             out["checkpoints"] = arrow_columns(self.checkpoints, CHECKPOINT_COLUMNS)
+        if self.fold_state["kind"]:
+            out["fold_state"] = arrow_columns(self.fold_state, FOLD_STATE_COLUMNS)
         return out

@@ -529,7 +529,7 @@ class _Simulation:
     def _open_alliance(self) -> None:
         for i, shop_id in enumerate(self.shop_ids):
             self._alliance_event("member", self.start - DAY_MS + i * SECOND_MS,
-                                 {"member_shop_id": shop_id, "status": "active"})
+                                 {"member_shop_id": shop_id, "status": "active", "public_key": None})
         for i, agreement in enumerate(self.agreements):
             self._alliance_event("agreement", agreement.published + i * SECOND_MS, agreement.payload(self.shop_ids))
         if self.cfg.bad_rate > 0:
@@ -572,11 +572,11 @@ class _Simulation:
         if self.behaviours.steady(shop):
             return
         self.membership.change(shop, at, False)
-        self._alliance_event("member", at, {"member_shop_id": self.shop_ids[shop], "status": "suspended"})
+        self._alliance_event("member", at, {"member_shop_id": self.shop_ids[shop], "status": "suspended", "public_key": None})
         back = at + (2 + int(rand() * 6)) * DAY_MS
         if rand() < 0.6 and (self.end is None or back < self.end):
             self.membership.change(shop, back, True)
-            self._alliance_event("member", back, {"member_shop_id": self.shop_ids[shop], "status": "active"})
+            self._alliance_event("member", back, {"member_shop_id": self.shop_ids[shop], "status": "active", "public_key": None})
 
     def _settle(self, period_end: int, settlement_id: str, deliver: int, seq: int) -> dict:
         """Built when delivered: the settlement, then the adjustment and payouts that follow it."""

@@ -78,8 +78,8 @@ def checkpoints(db, fmt):
     if fmt == "json":
         emit_json({"ledger": str(db), "checkpoints": rows})
     else:
-        emit(rows, "table", ("settlement_event_id", "period_end", "topic", "partition", "entries", "head"),
-             title="checkpoints (chain heads at each settlement)", numeric=("entries",))
+        emit(rows, "table", ("kind", "event_id", "at", "topic", "partition", "entries", "head"),
+             title="checkpoints (chain heads at each settlement and close)", numeric=("entries",))
 
 
 

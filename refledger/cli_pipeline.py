@@ -232,3 +232,6 @@ def stats(db, fmt):
     if result["quarantined_by_reason"]:
         emit([{"reason": k, "events": v} for k, v in result["quarantined_by_reason"].items()], "table",
              ("reason", "events"), title="quarantined by reason", numeric=("events",))
+    if result["fold_state"]:
+        emit([{"kind": k, "objects": v} for k, v in result["fold_state"].items()], "table", ("kind", "objects"),
+             title="what the fold remembers (all logs)", numeric=("objects",))

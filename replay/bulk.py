@@ -20,11 +20,22 @@ Settlement only moves amounts between pending and payable, and which side an
 amount is on depends on when it was folded (SPEC §9), so the split is left to
 the fold; the totals are not. Which events count is taken from the ledger:
 every stored event not quarantined by the fold (quarantine reasons such as
-``unknown_shop`` or ``duplicate_order`` depend on log order by definition).
+``unknown_shop`` or ``duplicate_order`` depend on log order by definition),
+except that the closing rules (SPEC §9a) are applied here on their own: an
+event the fold quarantined as ``period_closed`` or ``future_close`` is
+judged again, and one it folded can be found closed.
 
 The queries, in order (``t`` is ``occurred_at`` in epoch milliseconds):
 
-1. ``b_ev``: stored events minus those the fold quarantined, per log.
+0. Closing (SPEC §9a): ``b_stored`` is the stored events minus those the
+   fold quarantined for reasons other than closing. The closes among them
+   that do not close the future, in log order, give each log a running
+   ``closed_through`` (``b_close_at``); each event meets the value in force
+   just before its own offset. ``b_open`` drops the view, click, order,
+   refund, member and agreement events dated at or before it, and the
+   refunds of orders dated at or before it (when the order came first) or
+   that waited for their order past a close of their own date.
+1. ``b_ev``: the events of ``b_open`` that the recomputation prices.
 2. Payload fields the event table has no column for are decoded from the
    stored Avro: members, agreements, payout and adjustment referrers first
    (few), and order lines (many) by a reader of the fixed current-schema
@@ -91,14 +102,13 @@ def _table(columns: dict[str, list], ints: set[str]) -> pa.Table:
     return pa.table({k: pa.array(v, pa.int64() if k in ints else pa.string()) for k, v in columns.items()})
 
 
-def _order_lines_table(cur) -> pa.Table:
-    """Every folded order's lines, read from the stored Avro (runs on its own cursor, beside the SQL)."""
+def _order_lines_table(orders: pa.Table) -> pa.Table:
+    """Every open order's lines, read from its stored Avro (runs on a second thread, beside the SQL)."""
     names = ("topic", "partition", "merchant", "order_id", "category", "quantity", "unit_price")
     cols: list[list] = [[] for _ in names]
     appends = [c.append for c in cols]
-    cur.execute(f"SELECT topic, partition, avro FROM ({_folded(ORDERS)})")
-    while batch := cur.fetchmany(20_000):
-        for topic, partition, avro in batch:
+    for batch in orders.to_batches(20_000):
+        for topic, partition, avro in zip(*(column.to_pylist() for column in batch.columns)):
             order = codec.decode_canonical(avro)[0]["order"]  # the fixed-layout reader, nearly always
             merchant, order_id = order["merchant_shop_id"], order["order_id"]
             for line in order["lines"]:
@@ -152,19 +162,62 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
 
 # -- the queries ------------------------------------------------------------------------------
 
-def _folded(types: str) -> str:
-    """SQL: the stored events of these types that the fold did not quarantine (1.)."""
-    return f"""
-SELECT e.topic, e.partition, e.event_id, e.type, epoch_ms(e.occurred_at) AS t, e.shop_id,
+_CLOSING = """
+-- 0. closing (SPEC §9a), recomputed here: the fold's period_closed and future_close verdicts are set aside
+CREATE OR REPLACE TEMP TABLE b_stored AS
+SELECT e.topic, e.partition, e."offset", e.event_id, e.type, epoch_ms(e.occurred_at) AS t, e.shop_id,
        e.visitor_id, e.merchant_shop_id, e.order_id, e.amount_minor, e.currency, e.avro
 FROM events e
-ANTI JOIN (SELECT DISTINCT topic, partition, event_id FROM quarantine
-           WHERE stage = 'fold' AND event_id IS NOT NULL) q
-     USING (topic, partition, event_id)
-WHERE e.type IN {types}"""
+WHERE NOT EXISTS (
+    SELECT 1 FROM quarantine q
+    WHERE q.topic = e.topic AND q.partition = e.partition AND q.stage = 'fold'
+      AND q.reason NOT IN ('period_closed', 'future_close')
+      AND ((NOT q.late AND q."offset" = e."offset")
+           OR (q.late AND e.type = 'refund' AND q.event_id = e.event_id AND q."offset" > e."offset")));
+
+CREATE OR REPLACE TEMP TABLE b_close_at AS
+SELECT topic, partition, "offset",
+       max(through) OVER (PARTITION BY topic, partition ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS c
+FROM b_closes WHERE through <= t;
+
+CREATE OR REPLACE TEMP TABLE b_dated AS
+SELECT s.*, k.c
+FROM b_stored s
+ASOF LEFT JOIN b_close_at k ON k.topic = s.topic AND k.partition = s.partition AND s."offset" > k."offset";
+
+CREATE OR REPLACE TEMP TABLE b_open AS
+WITH open AS (
+    SELECT * FROM b_dated
+    WHERE NOT (type IN ('view', 'click', 'order', 'refund', 'member', 'agreement') AND t <= coalesce(c, -1e18))),
+first_orders AS (  -- a second order under one id is the fold's duplicate_order
+    SELECT * FROM open WHERE type = 'order'
+    QUALIFY row_number() OVER (PARTITION BY topic, partition, merchant_shop_id, order_id ORDER BY "offset") = 1)
+SELECT o.* EXCLUDE (c) FROM open o
+WHERE o.type <> 'refund' OR NOT EXISTS (
+    SELECT 1 FROM first_orders f
+    WHERE f.topic = o.topic AND f.partition = o.partition AND f.merchant_shop_id = o.merchant_shop_id
+      AND f.order_id = o.order_id
+      AND ((f."offset" < o."offset" AND f.t <= coalesce(o.c, -1e18))      -- a refund of a closed order
+           OR (f."offset" > o."offset" AND o.t <= coalesce(f.c, -1e18))));  -- parked past a close of its date
+"""
+
+
+def _folded(types: str) -> str:
+    """SQL: the open events of these types (0., 1.)."""
+    return f"SELECT * EXCLUDE (\"offset\") FROM b_open WHERE type IN {types}"
 
 
 _EVENTS = f"CREATE OR REPLACE TEMP VIEW b_ev AS {_folded(FOLDED_TYPES)}"
+
+
+def _closes_table(con) -> pa.Table:
+    """Every stored close, with its closed_through (the payload SQL cannot read)."""
+    cols = {k: [] for k in ("topic", "partition", "offset", "t", "through")}
+    for topic, partition, offset, t, avro in con.execute(
+            """SELECT topic, partition, "offset", t, avro FROM b_stored WHERE type = 'close'""").fetchall():
+        for key, value in zip(cols, (topic, partition, offset, t, codec.decode(avro)["close"]["closed_through"])):
+            cols[key].append(value)
+    return _table(cols, {"partition", "offset", "t", "through"})
 
 _STATUS_AND_CLICKS = """
 -- 3. a member's status at t: its latest member event at or before t (ties: greater event id)
@@ -341,8 +394,8 @@ WITH legs AS (
     UNION ALL SELECT referrer, currency, 0, 0, amount, 0 FROM b_moves WHERE kind = 'payout' AND amount <> 0
     UNION ALL SELECT merchant, currency, 0, 0, 0, amount FROM b_moves WHERE kind = 'payout' AND amount <> 0)
 SELECT shop AS shop_id, currency,
-       CAST(sum(earned) AS BIGINT) AS earned, CAST(sum(owed) AS BIGINT) AS owed,
-       CAST(sum(received) AS BIGINT) AS received, CAST(sum(paid_out) AS BIGINT) AS paid_out
+       CAST(sum(earned) AS HUGEINT) AS earned, CAST(sum(owed) AS HUGEINT) AS owed,
+       CAST(sum(received) AS HUGEINT) AS received, CAST(sum(paid_out) AS HUGEINT) AS paid_out
 FROM legs GROUP BY ALL;
 """
 
@@ -350,21 +403,24 @@ FROM legs GROUP BY ALL;
 def recompute(con) -> Recomputed:
     """Run the recomputation on a connection to a ledger (read-only is enough: temp tables only)."""
     started = time.perf_counter()
+    first, rest = _CLOSING.split("CREATE OR REPLACE TEMP TABLE b_close_at", 1)
+    con.execute(first)
+    _load(con, "b_closes", _closes_table(con))
+    con.execute("CREATE OR REPLACE TEMP TABLE b_close_at" + rest)
     con.execute(_EVENTS)
     for name, table in _alliance_tables(con).items():
         _load(con, name, table)
-    # Order lines are decoded in Python on a second cursor while DuckDB runs everything that does
+    # Order lines are decoded in Python on a second thread while DuckDB runs everything that does
     # not need them (DuckDB releases the GIL while it works).
+    orders = con.execute(f"SELECT topic, partition, avro FROM ({_folded(ORDERS)})").to_arrow_table()
     with ThreadPoolExecutor(1, thread_name_prefix="bulk-decode") as pool:
-        lines_cursor = con.cursor()
-        lines = pool.submit(_timed, _order_lines_table, lines_cursor)
+        lines = pool.submit(_timed, _order_lines_table, orders)
         for sql in (_STATUS_AND_CLICKS, _TIMELINE, _resolve("b_breakpoints", "b_timeline"), _ATTRIBUTION,
                     _VALID_CLICKS, _CLICK_EARNINGS):
             con.execute(sql)
         waited = time.perf_counter()
         lines_table, decode_seconds = lines.result()
         waited = time.perf_counter() - waited
-        lines_cursor.close()
     _load(con, "b_lines", lines_table)
     con.execute(_PRICING)
     con.execute(_BALANCES)
@@ -393,17 +449,17 @@ def _load(con, name: str, table: pa.Table) -> None:
 _FOLD_BALANCES = """
 SELECT shop_id, currency,
        CAST(sum(CASE WHEN account IN ('earned_pending', 'earned_payable', 'received', 'swap_given')
-                     THEN amount ELSE 0 END) AS BIGINT) AS earned,
+                     THEN amount ELSE 0 END) AS HUGEINT) AS earned,
        CAST(-sum(CASE WHEN account IN ('owed_pending', 'owed_payable', 'paid_out', 'swap_received')
-                      THEN amount ELSE 0 END) AS BIGINT) AS owed,
-       CAST(sum(CASE WHEN account = 'received' THEN amount ELSE 0 END) AS BIGINT) AS received,
-       CAST(-sum(CASE WHEN account = 'paid_out' THEN amount ELSE 0 END) AS BIGINT) AS paid_out
+                      THEN amount ELSE 0 END) AS HUGEINT) AS owed,
+       CAST(sum(CASE WHEN account = 'received' THEN amount ELSE 0 END) AS HUGEINT) AS received,
+       CAST(-sum(CASE WHEN account = 'paid_out' THEN amount ELSE 0 END) AS HUGEINT) AS paid_out
 FROM entries GROUP BY ALL
 """
 
 _SUBJECT_DIFF = """
 WITH fold AS (
-    SELECT topic, partition, subject, shop_id AS referrer, currency, CAST(sum(amount) AS BIGINT) AS net
+    SELECT topic, partition, subject, shop_id AS referrer, currency, CAST(sum(amount) AS HUGEINT) AS net
     FROM entries
     WHERE account IN ('earned_pending', 'earned_payable', 'swap_given')
       AND (subject LIKE 'order:%' OR subject LIKE 'click:%')

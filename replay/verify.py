@@ -157,7 +157,7 @@ def _extends(con, saved: list[dict], check: str) -> list[Problem]:
     problems = []
     for cp in saved:
         log = f"{cp['topic']}:{cp['partition']}"
-        where = f"{log} after {cp['entries']} entries (settlement {cp.get('settlement_event_id', '?')})"
+        where = f"{log} after {cp['entries']} entries ({cp.get('kind', 'settlement')} {cp.get('event_id', '?')})"
         if cp["entries"] == 0:
             continue
         found = con.execute(

@@ -42,11 +42,11 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 
 
 _ENTRIES = """
-    SELECT e.*, ev.type AS event_type, coalesce(cp.period_end, ev.occurred_at) AS occurred_at
+    SELECT e.*, ev.type AS event_type, coalesce(cp."at", ev.occurred_at) AS occurred_at
     FROM entries e
-    JOIN (SELECT DISTINCT topic, partition, event_id, type, occurred_at FROM events) ev
+    JOIN (SELECT DISTINCT topic, partition, event_id, type, occurred_at FROM folded_events) ev
       USING (topic, partition, event_id)
-    LEFT JOIN (SELECT DISTINCT topic, partition, event_id, period_end FROM checkpoints) cp
+    LEFT JOIN (SELECT DISTINCT topic, partition, event_id, "at" FROM checkpoints WHERE kind = 'settlement') cp
       USING (topic, partition, event_id)
     WHERE e.shop_id = $shop
 """

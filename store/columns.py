@@ -31,13 +31,11 @@ class EventRow(NamedTuple):
     amount_minor: int | None      # an order's total, a refund's, payout's or adjustment's amount
     currency: str | None
     kafka_timestamp: int | None
-    content_hash: bytes
     avro: bytes
 
 
 _EVENT_TYPES = {"partition": pa.int32(), "offset": pa.int64(), "occurred_at": pa.timestamp("ms"),
-                "amount_minor": pa.int64(), "kafka_timestamp": pa.int64(), "content_hash": pa.binary(),
-                "avro": pa.binary()}
+                "amount_minor": pa.int64(), "kafka_timestamp": pa.int64(), "avro": pa.binary()}
 EVENT_COLUMNS = tuple((name, _EVENT_TYPES.get(name, pa.string())) for name in EventRow._fields)
 
 QUARANTINE_COLUMNS = (
@@ -50,7 +48,7 @@ QUARANTINE_COLUMNS = (
     ("detail", pa.string()),
     ("stage", pa.string()),
     ("raw", pa.binary()),
-    ("content_hash", pa.binary()),
+    ("late", pa.bool_()),
 )
 
 
@@ -92,9 +90,17 @@ CHECKPOINT_COLUMNS = (
     ("topic", pa.string()),
     ("partition", pa.int32()),
     ("event_id", pa.string()),
-    ("period_end", pa.timestamp("ms")),
+    ("kind", pa.string()),
+    ("at", pa.timestamp("ms")),
     ("entries", pa.int64()),
     ("head", pa.string()),
+)
+
+FOLD_STATE_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("kind", pa.string()),
+    ("objects", pa.int64()),
 )
 
 

@@ -6,13 +6,21 @@ the sum of its `batches` rows.
 
 Tables
 ------
-events      every decoded, non-duplicate event of every log, in log order,
-            with its canonical Avro bytes (the source of truth for replay)
-quarantine  events that could not be folded, with raw bytes, position, reason
+events      every decoded event of every log that reached the fold (all but the
+            identical re-deliveries it skipped), in log order, with its canonical
+            Avro bytes (the source of truth for replay); an event the fold
+            quarantined stays here too, with its row in `quarantine` at the same
+            (topic, partition, offset)
+quarantine  events that could not be folded, with raw bytes, position, reason; `late`
+            rows name a parked refund given up later, at the position of the event
+            that gave it up (its order, or a close)
 entries     ledger entries posted by the fold (double entry, hash-chained)
 decisions   attribution decisions, for `explain`
+checkpoints each log's chain head right after each settlement and close
+fold_state  how much each log's fold remembered after each batch, per kind
 positions   next offset to read, per (topic, partition)
 batches     one row per committed batch: what it read, skipped, stored, quarantined
+ledger_format  the layout version of this file (one row)
 """
 
 from __future__ import annotations
@@ -47,7 +55,6 @@ CREATE TABLE IF NOT EXISTS events (
     amount_minor BIGINT,
     currency VARCHAR,
     kafka_timestamp BIGINT,
-    content_hash BLOB NOT NULL,
     avro BLOB NOT NULL,
     batch_id BIGINT NOT NULL
 );
@@ -61,7 +68,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     detail VARCHAR NOT NULL,
     stage VARCHAR NOT NULL,
     raw BLOB NOT NULL,
-    content_hash BLOB,
+    late BOOLEAN NOT NULL,
     batch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS positions (
@@ -69,6 +76,9 @@ CREATE TABLE IF NOT EXISTS positions (
     partition INTEGER NOT NULL,
     next_offset BIGINT NOT NULL,
     batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_format (
+    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (
     batch_id BIGINT NOT NULL,
@@ -111,9 +121,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     topic VARCHAR NOT NULL,
     partition INTEGER NOT NULL,
     event_id VARCHAR NOT NULL,
-    period_end TIMESTAMP NOT NULL,
+    kind VARCHAR NOT NULL,
+    "at" TIMESTAMP NOT NULL,
     entries BIGINT NOT NULL,
     head VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fold_state (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    objects BIGINT NOT NULL,
     batch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS decisions (
@@ -127,7 +145,20 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
+# The events the fold folded: stored events without a quarantine row of their own, and without a
+# late one (a parked refund given up when its order came or the books closed). Reports count these.
+FOLDED_EVENTS_VIEW = """
+CREATE OR REPLACE VIEW folded_events AS
+SELECT e.* FROM events e
+WHERE NOT EXISTS (
+    SELECT 1 FROM quarantine q
+    WHERE q.topic = e.topic AND q.partition = e.partition AND q.stage = 'fold'
+      AND ((NOT q.late AND q."offset" = e."offset")
+           OR (q.late AND q.event_id = e.event_id AND q."offset" > e."offset" AND e.type = 'refund')));
+"""
+
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
+LEDGER_FORMAT = 2  # the tables' layout; a file written with another layout is refused, not misread
 
 
 class StoreError(Exception):
@@ -140,7 +171,7 @@ class BatchWrite:
 
     source: str
     events: list[EventRow] = field(default_factory=list)
-    events_table: pa.Table | None = None  # the same as columns, when made ahead of the write
+    events_table: pa.Table | None = None  # the events to store, as columns (else all of ``events``)
     quarantine: dict[str, list] = field(default_factory=lambda: {n: [] for n, _ in QUARANTINE_COLUMNS})
     extra_tables: dict[str, pa.Table] = field(default_factory=dict)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -150,14 +181,13 @@ class BatchWrite:
 
     @property
     def events_stored(self) -> int:
-        return len(self.events)
+        return len(self.events) if self.events_table is None else self.events_table.num_rows
 
     @property
     def quarantined(self) -> int:
         return len(self.quarantine["reason"])
 
-    def add_quarantine(self, topic, partition, offset, position, event_id, reason, detail, stage, raw,
-                       content_hash=None):
+    def add_quarantine(self, topic, partition, offset, position, event_id, reason, detail, stage, raw, late=False):
         q = self.quarantine
         q["topic"].append(topic)
         q["partition"].append(partition)
@@ -168,7 +198,7 @@ class BatchWrite:
         q["detail"].append(detail)
         q["stage"].append(stage)
         q["raw"].append(raw)
-        q["content_hash"].append(content_hash)
+        q["late"].append(late)
 
 
 def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
@@ -203,12 +233,32 @@ class LedgerStore:
                 # few thousand rows over threads costs more than it saves), and the machine's
                 # other cores are busy reading and folding.
                 self.con.execute("SET threads = 1")
-                self.con.execute(SCHEMA_DDL + LEDGER_DDL + extra_ddl)
+                self._check_format()
+                self.con.execute(SCHEMA_DDL + LEDGER_DDL + FOLDED_EVENTS_VIEW + extra_ddl)
+                if not self.con.execute("SELECT count(*) FROM ledger_format").fetchone()[0]:
+                    self.con.execute("INSERT INTO ledger_format VALUES (?)", [LEDGER_FORMAT])
+            else:
+                self._check_format()
         except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open ledger {self.path}: {exc}") from exc
         self._write_lock = threading.Lock()
         self._next_batch_id = None
         self.checkpoint_seconds = 0.0  # spent in explicit checkpoints (the consumer's, when idle)
+
+    def _check_format(self) -> None:
+        """Refuse a file that is not a refledger ledger of this layout, rather than misread it."""
+        tables = {name for (name,) in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        if not tables:
+            return
+        if "ledger_format" not in tables:
+            raise StoreError(f"{self.path} is a DuckDB file but not a refledger ledger "
+                             f"(it holds {', '.join(sorted(tables)[:5])}); give a new file or a ledger")
+        [(found,)] = self.con.execute("SELECT max(version) FROM ledger_format").fetchall()
+        if found != LEDGER_FORMAT:
+            raise StoreError(f"{self.path} is a refledger ledger of layout {found}; this version reads layout "
+                             f"{LEDGER_FORMAT}: rebuild it from its history (refledger replay --keep, or ingest "
+                             "an archive into a new file)")
 
     def close(self) -> None:
         self.con.close()
@@ -224,19 +274,6 @@ class LedgerStore:
                FROM positions GROUP BY topic, partition"""
         ).fetchall()
         return {(t, p): o for t, p, o in rows}
-
-    def dedup_index(self) -> list[tuple[str, str, int, bytes]]:
-        """(event_id, topic, partition, content_hash) of every stored event."""
-        return self.cursor().execute(
-            "SELECT event_id, topic, partition, content_hash FROM events"
-        ).fetchall()
-
-    def conflict_index(self) -> list[tuple[str, str, int, bytes]]:
-        """(event_id, topic, partition, content_hash) of every conflicting duplicate quarantined."""
-        return self.cursor().execute(
-            """SELECT event_id, topic, partition, content_hash FROM quarantine
-               WHERE reason = 'conflicting_duplicate' AND content_hash IS NOT NULL ORDER BY batch_id"""
-        ).fetchall()
 
     def partition_events(self, topic: str, partition: int):
         """The stored log of one partition, in order: (offset, avro bytes)."""

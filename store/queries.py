@@ -32,6 +32,12 @@ def stats(cur) -> dict:
     by_reason = cur.execute(
         "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
     ).fetchall()
+    # what the folds remembered after their last batch, per kind, summed over logs
+    fold_state = cur.execute(
+        """SELECT kind, sum(objects) FROM (
+               SELECT kind, arg_max(objects, batch_id) AS objects FROM fold_state GROUP BY topic, partition, kind)
+           GROUP BY kind ORDER BY kind"""
+    ).fetchall()
     return {
         "events": int(events),
         "duplicates_skipped": int(skipped),
@@ -42,6 +48,7 @@ def stats(cur) -> dict:
         "entries": int(entries),
         "batches": int(batches),
         "quarantined_by_reason": {r: int(n) for r, n in by_reason},
+        "fold_state": {k: int(n) for k, n in fold_state},
     }
 
 
@@ -84,15 +91,11 @@ def parked_refunds(cur) -> list[dict]:
     rows = cur.execute(
         """SELECT r.topic, r.partition, r."offset", r.event_id, r.order_id, r.merchant_shop_id,
                   r.refund_id, r.amount_minor, r.currency, r.occurred_at
-           FROM events r
+           FROM folded_events r
            WHERE r.type = 'refund'
-             AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.event_id = r.event_id
-                             AND q.topic = r.topic AND q.partition = r.partition AND q.stage = 'fold')
-             AND NOT EXISTS (SELECT 1 FROM events o WHERE o.type = 'order' AND o.topic = r.topic
+             AND NOT EXISTS (SELECT 1 FROM folded_events o WHERE o.type = 'order' AND o.topic = r.topic
                              AND o.partition = r.partition AND o.order_id = r.order_id
-                             AND o.merchant_shop_id = r.merchant_shop_id
-                             AND NOT EXISTS (SELECT 1 FROM quarantine q2 WHERE q2.event_id = o.event_id
-                                             AND q2.topic = o.topic AND q2.partition = o.partition))
+                             AND o.merchant_shop_id = r.merchant_shop_id)
            ORDER BY r.topic, r.partition, r."offset" """
     ).fetchall()
     cols = ("topic", "partition", "offset", "event_id", "order_id", "merchant_shop_id", "refund_id",
@@ -134,8 +137,9 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
         refunds = cur.execute(
             """SELECT r.event_id, r.refund_id, r.amount_minor, r.currency, r.occurred_at,
                       coalesce('quarantined: ' || q.reason, 'applied')
-               FROM events r LEFT JOIN quarantine q ON q.event_id = r.event_id AND q.topic = r.topic
-                    AND q.partition = r.partition AND q.stage = 'fold'
+               FROM events r LEFT JOIN quarantine q ON q.topic = r.topic AND q.partition = r.partition
+                    AND q.stage = 'fold' AND ((NOT q.late AND q."offset" = r."offset")
+                                              OR (q.late AND q.event_id = r.event_id AND q."offset" > r."offset"))
                WHERE r.type = 'refund' AND r.order_id = ? AND r.merchant_shop_id = ? AND r.topic = ?
                  AND r.partition = ?
                ORDER BY r."offset" """, [order_id, merchant, topic, partition]).fetchall()
@@ -171,13 +175,14 @@ def _readable_times(value):
 
 
 def checkpoints(cur) -> list[dict]:
-    """Chain heads recorded when each settlement was folded, per log, oldest first."""
+    """Chain heads recorded when each settlement and each close was folded, per log, oldest first:
+    ``at`` is the settlement's period_end or the close's closed_through."""
     return [
-        {"topic": t, "partition": int(p), "settlement_event_id": e, "period_end": pe.isoformat() + "Z",
+        {"topic": t, "partition": int(p), "event_id": e, "kind": k, "at": at.isoformat(timespec="milliseconds") + "Z",
          "entries": int(n), "head": h}
-        for t, p, e, pe, n, h in cur.execute(
-            """SELECT topic, partition, event_id, period_end, entries, head FROM checkpoints
-               ORDER BY batch_id, topic, partition""").fetchall()
+        for t, p, e, k, at, n, h in cur.execute(
+            """SELECT topic, partition, event_id, kind, "at", entries, head FROM checkpoints
+               ORDER BY batch_id, topic, partition, rowid""").fetchall()
     ]
 
 

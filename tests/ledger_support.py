@@ -118,6 +118,10 @@ class Alliance:
     def member(self, shop, at="2026-10-01T00:00", status="active", event_id=None):
         return self._event("member", at, "alliance", None, {"member_shop_id": shop, "status": status}, event_id)
 
+    def unsafe(self, kind, at, shop, payload, event_id=None):
+        """Any event, as a careless integration might send it."""
+        return self._event(kind, at, shop, None, payload, event_id)
+
     def agreement(self, at="2026-10-01T00:00", *, agreement_id="default", version=1,
                   effective_from="2026-10-01T00:00", merchant="*", referrer="*", model="cps", rate_bp=None,
                   category_rates_bp=None, amount_minor=None, currency=None, window=15, hold=15, event_id=None):
@@ -153,6 +157,10 @@ class Alliance:
     def settlement(self, at, period_end, settlement_id="s", event_id=None):
         return self._event("settlement", at, "alliance", None,
                            {"settlement_id": settlement_id, "period_end": period_end}, event_id)
+
+    def close(self, at, closed_through, close_id="close", event_id=None):
+        return self._event("close", at, "alliance", None, {"close_id": close_id, "closed_through": closed_through},
+                           event_id)
 
     def payout(self, at, merchant, referrer, amount, currency="CNY", payout_id="pay", event_id=None):
         return self._event("payout", at, "alliance", None, {

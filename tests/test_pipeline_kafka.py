@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 
 import duckdb
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from refledger.consumers.batch import LogProcessor
 from refledger.consumers.kafka_consumer import LedgerConsumer
+from refledger.ledger.fold import PartitionFold
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
 from refledger.store.ledger_file import LedgerStore
@@ -61,17 +63,20 @@ def test_produce_then_consume_stores_every_event_once(kafka_bootstrap, kafka_top
 def test_two_group_members_split_the_partitions_without_loss_or_duplicate(kafka_bootstrap, kafka_topic,
                                                                           tmp_path):
     records = list(simulate(SimulationConfig(seed=3, events=6000, bad_rate=0.0)))
-    publish(kafka_bootstrap, kafka_topic, records)
-    on_kafka = read_topic(kafka_bootstrap, kafka_topic)
-
     store = LedgerStore(tmp_path / "ledger.duckdb")
-    processor = LogProcessor(store, None, source="test")
+    processor = LogProcessor(store, PartitionFold, source="test")
     lock = threading.Lock()
     members = [LedgerConsumer(kafka_bootstrap, processor, topic=kafka_topic, group=f"{kafka_topic}-g",
-                              until_idle=6, lock=lock, client_id=f"member-{i}") for i in range(2)]
+                              until_idle=8, lock=lock, client_id=f"member-{i}") for i in range(2)]
     threads = [threading.Thread(target=m.run) for m in members]
     for t in threads:
         t.start()
+    # the traffic comes once the group has settled, so that neither member reads it all alone
+    deadline = time.monotonic() + 30
+    while not all(m.assigned for m in members) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    publish(kafka_bootstrap, kafka_topic, records)
+    on_kafka = read_topic(kafka_bootstrap, kafka_topic)
     for t in threads:
         t.join()
 

@@ -29,7 +29,7 @@ from refledger.schemas.archive import archive_partitions, iter_partition
 from refledger.cli_replay import replay as replay_command
 from refledger.schemas import codec
 from tests.kafka_env import fresh_topic
-from tests.pipeline_support import publish
+from tests.pipeline_support import publish, send_raw
 from tests.scenario_files import SCENARIOS
 
 
@@ -81,6 +81,8 @@ def alliance(kafka_bootstrap, tmp_path_factory):
     """35 days of a simulated alliance, consumed from Kafka into a live ledger, and archived."""
     topic = fresh_topic(kafka_bootstrap, "replay-rebuild")
     publish(kafka_bootstrap, topic, simulate(SimulationConfig(seed=41, visitors=600, days=35)))
+    # a broken integration's messages between them, quarantined before the fold
+    send_raw(kafka_bootstrap, topic, [b"not an event", b"\xc3\x01" + bytes(8) + b"garbage"], partition=2)
     root = tmp_path_factory.mktemp("replay-rebuild")
     db = root / "live.duckdb"
     run("consume", "--bootstrap-servers", kafka_bootstrap, "--db", db, "--topic", topic,
@@ -92,7 +94,7 @@ def alliance(kafka_bootstrap, tmp_path_factory):
     stages = dict(con.execute("SELECT stage, count(*) FROM quarantine GROUP BY ALL").fetchall())
     con.close()
     # what makes this history worth replaying: late events re-attributed orders, refunds, a settlement,
-    # and messages quarantined both before the fold (conflicting duplicates) and by it
+    # and messages quarantined both before the fold (undecodable) and by it (conflicting duplicates, ...)
     assert roles.get("reverse") and roles.get("refund") and roles.get("settle") and roles.get("payout"), roles
     assert stages.get("decode") and stages.get("fold"), stages
     return {"db": db, "topic": topic, "root": root, "archive": root / "archive", "bootstrap": kafka_bootstrap}

@@ -21,7 +21,7 @@ PAYLOADS = {
     "click": PLACEMENT,
     "order": {"order_id": str, "merchant_shop_id": str, "currency": str, "lines": list, "total_minor": int},
     "refund": {"order_id": str, "refund_id": str, "merchant_shop_id": str, "currency": str, "amount_minor": int},
-    "member": {"member_shop_id": str, "status": str},
+    "member": {"member_shop_id": str, "status": str, "public_key": type(None)},
     "agreement": {"agreement_id": str, "version": int, "effective_from": int, "merchant_shop_id": str,
                   "referrer_shop_id": str, "model": str, "rate_bp": (int, type(None)),
                   "category_rates_bp": dict, "amount_minor": (int, type(None)),

@@ -120,8 +120,8 @@ def test_checkpoints_prove_the_ledger_only_grew(tmp_path):
     saved = tmp_path / "checkpoints-2026-11.json"
     saved.write_text(run("checkpoints", "--db", db, "--format", "json").output)
     kept = json.loads(saved.read_text())["checkpoints"]
-    assert [(c["settlement_event_id"], c["period_end"], c["entries"]) for c in kept] == \
-        [("s-1", "2026-11-30T00:00:00Z", 14)]
+    assert [(c["event_id"], c["kind"], c["at"], c["entries"]) for c in kept] == \
+        [("s-1", "settlement", "2026-11-30T00:00:00.000Z", 14)]
     assert "s-1" in run("checkpoints", "--db", db).output
 
     later = tmp_path / "december.jsonl"

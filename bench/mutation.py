@@ -1,0 +1,342 @@
+"""Mutation testing: does the suite fail when one rule of the ledger is broken?
+
+Run on demand (it takes long; it is not part of CI and not a test):
+
+    pip install -e '.[test,mutation]'
+    python bench/mutation.py                      # every target
+    python bench/mutation.py --target bulk-rules  # one target
+    python bench/mutation.py --list               # the targets and their tests
+
+Two kinds of mutants, every one a small change to one rule:
+
+* **mutmut** (targets ``ledger``, ``bulk``, ``schemas``): mutmut 3 changes one
+  operator, constant, comparison or argument at a time inside the functions of
+  ``ledger/``, ``replay/bulk.py`` and ``schemas/`` and runs, for each mutant,
+  the tests of the target's subset that execute that function (it records
+  which ones in a first pass), each in a forked process.
+* **rules** (targets ``bulk-rules``, ``ledger-rules``): the SQL of
+  ``replay/bulk.py`` is text that mutmut does not touch, and a few rules of
+  the fold are module constants; each mutant here replaces one clause (an
+  inclusive bound made strict, a tie-break reversed, a join key dropped, ...)
+  and runs the target's tests.
+
+Everything runs in a scratch copy under ``build/mutation/<target>/``, laid out
+as the installed package (``refledger/ledger/`` for ``ledger/`` and so on), so
+the checkout is never modified. The score is killed / (all − equivalent):
+mutants judged equivalent (no test can tell them apart from the original) are
+listed by name in docs/testing.md, each with its reason; every other
+survivor is printed with its diff. The report is also written to
+``build/mutation/report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+DOC = ROOT / "docs" / "testing.md"
+LAYERS = ("schemas", "ledger", "store", "producers", "consumers", "replay", "reports")
+NOT_KAFKA = ["-m", "not kafka and not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One hand-written mutant: ``old`` (found exactly once in ``path``) replaced by ``new``."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+
+
+@dataclass
+class Target:
+    name: str
+    tests: list[str]
+    mutate: list[str] = field(default_factory=list)   # mutmut: globs in the scratch layout
+    rules: list[Rule] = field(default_factory=list)    # hand-written rule mutants
+
+
+BULK = "replay/bulk.py"
+BULK_RULES = [
+    Rule("window made exclusive", BULK, "t - click_t <= a_window_days", "t - click_t < a_window_days"),
+    Rule("window prefilter made exclusive", BULK, "o.t - c.t <= (SELECT max(window_days)",
+         "o.t - c.t < (SELECT max(window_days)"),
+    Rule("window prefilter one day short", BULK, "(SELECT max(window_days) FROM b_agr) * ",
+         "((SELECT max(window_days) FROM b_agr) - 1) * "),
+    Rule("click after the order counted", BULK, "AND c.t <= o.t AND c.base_ok", "AND c.t <= o.t + 1 AND c.base_ok"),
+    Rule("click tie-break reversed", BULK, "ORDER BY click_t DESC, click_id DESC", "ORDER BY click_t DESC, click_id ASC"),
+    Rule("first click wins", BULK, "ORDER BY click_t DESC, click_id DESC", "ORDER BY click_t ASC, click_id DESC"),
+    Rule("event id before time", BULK, "ORDER BY click_t DESC, click_id DESC", "ORDER BY click_id DESC, click_t DESC"),
+    Rule("self-referral allowed", BULK, "c.shop_id <> c.merchant_shop_id AND ", ""),
+    Rule("status after the click", BULK, "c.shop_id = s.shop AND c.t >= s.t", "c.shop_id = s.shop AND c.t > s.t"),
+    Rule("status tie by smaller event id", BULK, "arg_max(status, event_id)", "arg_min(status, event_id)"),
+    Rule("any member status earns", BULK, "coalesce(s.status = 'active', false)", "coalesce(s.status IS NOT NULL, false)"),
+    Rule("attribution ignores the visitor", BULK, "AND c.visitor = o.visitor ", ""),
+    Rule("agreement in effect after effective_from", BULK,
+         "AND a1.m = q.merchant AND a1.r = q.referrer AND q.t >= a1.effective_from",
+         "AND a1.m = q.merchant AND a1.r = q.referrer AND q.t > a1.effective_from"),
+    Rule("timeline lookup after the breakpoint", BULK, "AND {alias}.t >= tl.t", "AND {alias}.t > tl.t"),
+    Rule("(*, R) before (M, *)", BULK, "coalesce(s.k1, s.k2, s.k3, s.k4)", "coalesce(s.k1, s.k3, s.k2, s.k4)"),
+    Rule("version tie by smaller version", BULK, "ORDER BY version DESC, agreement_id DESC",
+         "ORDER BY version ASC, agreement_id DESC"),
+    Rule("cpc prices orders", BULK, "WHERE a_model IN ('cps', 'cpa') AND", "WHERE a_model IN ('cps', 'cpa', 'cpc') AND"),
+    Rule("category rate ignored", BULK, "coalesce(cr.rate_bp, w.a_rate_bp, 0)", "coalesce(w.a_rate_bp, 0)"),
+    Rule("half up becomes half down", BULK,
+         "((2 * abs(CAST({num} AS HUGEINT)) + CAST({den} AS HUGEINT))",
+         "((2 * abs(CAST({num} AS HUGEINT)) + CAST({den} AS HUGEINT) - 1)"),
+    Rule("refund reversal truncated", BULK, 'ELSE {_half_up("c * a", "total")} END', "ELSE (c * a) // total END"),
+    Rule("a full refund reverses nothing", BULK, "WHEN a >= total THEN c", "WHEN a >= total THEN 0"),
+    Rule("24 hours made strict", BULK, "ON f.cid = c.cid AND f.t >= c.due", "ON f.cid = c.cid AND f.t > c.due"),
+    Rule("24 hours one ms short", BULK, "t + {DAY_MS} AS due", "t + {DAY_MS} - 1 AS due"),
+    Rule("chain ignores the visitor", BULK,
+         "PARTITION BY topic, partition, visitor, referrer, merchant ORDER BY t, event_id",
+         "PARTITION BY topic, partition, referrer, merchant ORDER BY t, event_id"),
+    Rule("chain order by event id first", BULK, "ORDER BY t, event_id) AS rn", "ORDER BY event_id, t) AS rn"),
+    Rule("swap earns money", BULK, "CASE WHEN tl.a_model = 'swap' THEN 'CLICK' ELSE tl.a_currency END",
+         "tl.a_currency"),
+    Rule("payouts counted as received twice", BULK,
+         "UNION ALL SELECT referrer, currency, 0, 0, amount, 0 FROM b_moves WHERE kind = 'payout'",
+         "UNION ALL SELECT referrer, currency, amount, 0, amount, 0 FROM b_moves WHERE kind = 'payout'"),
+    Rule("adjustments ignored", BULK,
+         "UNION ALL SELECT referrer, currency, amount, 0, 0, 0 FROM b_moves WHERE kind = 'adjustment' AND amount <> 0",
+         "UNION ALL SELECT referrer, currency, 0, 0, 0, 0 FROM b_moves WHERE kind = 'adjustment' AND amount <> 0"),
+    Rule("quarantined events counted", BULK, "WHERE stage = 'fold' AND event_id IS NOT NULL",
+         "WHERE stage = 'nothing' AND event_id IS NOT NULL"),
+    Rule("default window 16 days", BULK, "DEFAULT_DAYS = 15", "DEFAULT_DAYS = 16"),
+]
+
+LEDGER_RULES = [
+    Rule("a day one millisecond long", "ledger/events.py", "DAY_MS = 86_400_000", "DAY_MS = 86_399_999"),
+    Rule("default window 14 days", "ledger/events.py", "15 if window is None else", "14 if window is None else"),
+    Rule("default hold 16 days", "ledger/events.py", "15 if hold is None else", "16 if hold is None else"),
+    Rule("basis points of 1000", "ledger/pricing.py", "BP = 10_000", "BP = 1_000"),
+    Rule("genesis of ones", "ledger/chain.py", 'GENESIS = "0" * 64', 'GENESIS = "1" * 64'),
+    Rule("chain without prev_hash", "ledger/chain.py", "hashlib.sha256(bytes.fromhex(prev_hash) + canonical)",
+         "hashlib.sha256(canonical)"),
+    Rule("chain without the reason", "ledger/chain.py", """f'"reason":{"null" if reason is None else enc(reason)},'""",
+         "''"),
+    Rule("chain keeps ASCII escapes", "ledger/chain.py", "ensure_ascii=False).encode", "ensure_ascii=True).encode"),
+    # the survivors an outside review found, kept here so every run checks them by name
+    Rule("24 hours made strict when a click arrives out of order", "ledger/clicks.py",
+         "click.occurred_at - last >= DAY_MS", "click.occurred_at - last > DAY_MS"),
+    Rule("24 hours made strict when a click arrives in order", "ledger/clicks.py",
+         "if c.occurred_at <= since:", "if c.occurred_at < since:"),
+    Rule("member status read at the order's time", "ledger/attribution.py",
+         "status = status_at(referrer, at)", "status = status_at(referrer, t)"),
+    Rule("window made exclusive in the fold", "ledger/attribution.py",
+         "if t - at > agreement.attribution_window_days * DAY_MS:",
+         "if t - at >= agreement.attribution_window_days * DAY_MS:"),
+    Rule("click tie-break reversed in the fold", "ledger/attribution.py",
+         "winner, winner_agreement = click, agreement  # sorted",
+         "winner, winner_agreement = (click, agreement) if winner is None or click.occurred_at > winner.occurred_at "
+         "else (winner, winner_agreement)  # sorted"),
+    Rule("settlement hold made exclusive", "ledger/settlement.py",
+         "s.occurred_at <= period_end - s.terms.hold_days * DAY_MS", "s.occurred_at < period_end - s.terms.hold_days * DAY_MS"),
+]
+
+BOUNDARIES = "tests/test_boundaries.py"
+TARGETS = {
+    "ledger": Target("ledger", mutate=["refledger/ledger/*"], tests=[
+        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",
+        "tests/test_ledger_scenarios.py", "tests/test_ledger_properties.py"]),
+    "bulk": Target("bulk", mutate=["refledger/replay/bulk.py"], tests=[BOUNDARIES, "tests/test_bulk.py"]),
+    "schemas": Target("schemas", mutate=["refledger/schemas/*"], tests=[
+        "tests/test_codec.py", "tests/test_schemas.py", "tests/test_traffic_reader.py", "tests/test_archive.py"]),
+    "bulk-rules": Target("bulk-rules", rules=BULK_RULES, tests=[BOUNDARIES, "tests/test_bulk.py"]),
+    "ledger-rules": Target("ledger-rules", rules=LEDGER_RULES, tests=[
+        BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",
+        "tests/test_ledger_scenarios.py"]),
+}
+
+
+# -- the scratch copy -----------------------------------------------------------------------------
+
+
+def lay_out(scratch: Path) -> None:
+    """Copy the checkout into ``scratch`` as the installed package: refledger/<layer>/ for each
+    layer folder, with tests, docs and the scenarios beside it."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*")
+    shutil.copytree(ROOT / "refledger", scratch / "refledger", ignore=ignore)
+    for layer in LAYERS:
+        shutil.copytree(ROOT / layer, scratch / "refledger" / layer, ignore=ignore)
+    for extra in ("tests", "docs"):
+        shutil.copytree(ROOT / extra, scratch / extra, ignore=ignore)
+    shutil.copy2(ROOT / "README.md", scratch / "README.md")
+
+
+def in_layout(path: str) -> str:
+    """replay/bulk.py → refledger/replay/bulk.py"""
+    return f"refledger/{path}" if path.split("/", 1)[0] in LAYERS else path
+
+
+def pyproject(target: Target) -> str:
+    def toml_list(items):
+        return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+    return f"""[tool.pytest.ini_options]
+testpaths = ["tests"]
+pythonpath = ["."]
+empty_parameter_set_mark = "fail_at_collect"
+filterwarnings = ["ignore:.*is deprecated. Use files\\\\(\\\\) instead:DeprecationWarning"]
+markers = ["kafka: needs a real Kafka broker", "slow: long-running crash and volume tests"]
+
+[tool.mutmut]
+source_paths = ["refledger"]
+only_mutate = {toml_list(target.mutate)}
+pytest_add_cli_args_test_selection = {toml_list(target.tests)}
+pytest_add_cli_args = {toml_list(NOT_KAFKA)}
+use_git_change_detection = false
+also_copy = ["docs/", "README.md"]
+"""
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = True) -> list[dict]:
+    (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if run:
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                              cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise SystemExit(f"mutmut failed on {target.name} (exit {done.returncode}); see {log.name}")
+    from mutmut.stats import status_by_exit_code
+
+    found = []
+    for meta in sorted((scratch / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for name, code in sorted(data.get("exit_code_by_key", {}).items()):
+            found.append({"name": name, "status": status_by_exit_code[code]})
+    for mutant in found:
+        if mutant["status"] in ("survived", "suspicious"):
+            shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant["name"]], cwd=scratch, env=env,
+                                   capture_output=True, text=True)
+            mutant["diff"] = shown.stdout.strip()
+    return found
+
+
+def run_rules(target: Target, scratch: Path, children: int, log) -> list[dict]:
+    (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
+    clean = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *NOT_KAFKA, *target.tests], cwd=scratch,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    log.write(f"--- no mutant: exit {clean.returncode}\n{clean.stdout[-3000:]}\n")
+    if clean.returncode != 0:
+        raise SystemExit(f"{target.name}: the tests fail without any mutant; see {log.name}")
+
+    def one(rule: Rule) -> dict:
+        copy = scratch.parent / f"{target.name}-{target.rules.index(rule)}"
+        shutil.copytree(scratch, copy, dirs_exist_ok=False)
+        try:
+            path = copy / in_layout(rule.path)
+            source = path.read_text(encoding="utf-8")
+            if source.count(rule.old) != 1:
+                return {"name": rule.name, "status": "stale (its text is not in the source exactly once)",
+                        "diff": f"{rule.path}: {rule.old!r}"}
+            path.write_text(source.replace(rule.old, rule.new), encoding="utf-8")
+            (copy / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *NOT_KAFKA, *target.tests],
+                                  cwd=copy, capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            log.write(f"--- {rule.name}: exit {done.returncode} in {time.perf_counter() - started:.0f}s\n")
+            log.write(done.stdout[-3000:] + "\n")
+            status = {0: "survived", 1: "killed"}.get(done.returncode, f"error (pytest exit {done.returncode})")
+            return {"name": rule.name, "status": status,
+                    "diff": f"{rule.path}: {rule.old!r} → {rule.new!r}"}
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+
+    with ThreadPoolExecutor(children) as pool:
+        return list(pool.map(one, target.rules))
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutant name → reason, from the table in docs/testing.md ('| `name` | reason |')."""
+    if not DOC.exists():
+        return {}
+    text = DOC.read_text(encoding="utf-8").split("<!-- equivalent-mutants -->", 1)
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|\s*(.+?)\s*\|\s*$", text[1] if len(text) > 1 else "", re.M)
+    return dict(rows)
+
+
+def score(mutants: list[dict], equivalent: dict[str, str]) -> dict:
+    counted = [m for m in mutants if m["status"] not in ("no tests", "skipped", "not checked",
+                                                         "check was interrupted by user")]
+    killed = [m for m in counted if m["status"] in ("killed", "timeout", "caught by type check")]
+    judged = [m for m in counted if m not in killed and m["name"] in equivalent]
+    survivors = [m for m in counted if m not in killed and m["name"] not in equivalent]
+    denominator = len(counted) - len(judged)
+    return {"mutants": len(mutants), "killed": len(killed), "equivalent": len(judged),
+            "survived": len(survivors), "not run": len(mutants) - len(counted),
+            "score": round(100 * len(killed) / denominator, 1) if denominator else 100.0,
+            "survivors": survivors}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", action="append", choices=sorted(TARGETS), help="default: all")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--list", action="store_true", help="print the targets and their tests")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the scratch copy of an interrupted mutmut run and go on where it stopped")
+    parser.add_argument("--report-only", action="store_true",
+                        help="report what the last mutmut run of each target recorded, running nothing")
+    args = parser.parse_args(argv)
+    if args.list:
+        for t in TARGETS.values():
+            what = f"{len(t.rules)} rule mutants" if t.rules else f"mutmut over {', '.join(t.mutate)}"
+            print(f"{t.name}: {what}\n    tests: {' '.join(t.tests)}")
+        return 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    equivalent = equivalent_mutants()
+    report = {}
+    for name in args.target or list(TARGETS):
+        target = TARGETS[name]
+        scratch = WORK / name
+        started = time.perf_counter()
+        if args.report_only and (target.rules or not (scratch / "mutants").exists()):
+            continue
+        if not ((args.resume or args.report_only) and (scratch / "mutants").exists()):
+            lay_out(scratch)
+        with open(WORK / f"{name}.log", "a" if args.report_only else "w", encoding="utf-8") as log:
+            if target.rules:
+                mutants = run_rules(target, scratch, args.max_children, log)
+            else:
+                mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
+        result = score(mutants, equivalent)
+        result["minutes"] = round((time.perf_counter() - started) / 60, 1)
+        report[name] = result
+        print(f"{name}: {result['killed']} of {result['mutants']} mutants killed, {result['equivalent']} equivalent, "
+              f"{result['survived']} survived, {result['not run']} not run (no test of the subset runs them, "
+              f"or the run was interrupted): "
+              f"score {result['score']} % ({result['minutes']} min)", flush=True)
+        for m in result["survivors"]:
+            print(f"  SURVIVED {m['name']} ({m['status']})\n" + "\n".join(f"    {line}" for line in
+                                                                           m.get("diff", "").splitlines()))
+    all_counted = sum(r["killed"] + r["survived"] for r in report.values())
+    all_killed = sum(r["killed"] for r in report.values())
+    total = {"killed": all_killed, "non-equivalent": all_counted,
+             "score": round(100 * all_killed / all_counted, 1) if all_counted else 100.0}
+    report["total"] = total
+    (WORK / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"total: {all_killed} of {all_counted} non-equivalent mutants killed: {total['score']} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Closing a period (SPEC §9a) and the alliance's fund (SPEC §2), told as harbor-fair's operator lives them.
+
+h-hats, i-ink and j-jade share a cps 10 % agreement (window 7 days, hold 5 days).
+The books are closed through the middle of October; what happened then is final.
+"""
+
+from __future__ import annotations
+
+from tests.ledger_support import Alliance, balance_of, fold_all, ms
+
+SHOPS = ("h-hats", "i-ink", "j-jade")
+MID_OCTOBER = "2026-10-15T23:59:59.999Z"
+
+
+def harbor(*later, closed_through=MID_OCTOBER):
+    """October's story up to the close: oA (20,000 at i-ink, referred by h-hats), settled, then closed."""
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-09-30T00:00") for s in SHOPS]
+    log.append(a.agreement(at="2026-09-30T00:00", rate_bp=1000, window=7, hold=5))
+    log += [a.click("2026-10-03T10:00", "h-hats", "i-ink", "v1", event_id="c-h"),
+            a.order("2026-10-03T10:30", "i-ink", "v1", "oA", [(2, 10000, "stationery")], event_id="o-A"),
+            a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10"),
+            a.close("2026-11-01T00:00:01", closed_through, "through-10-15", event_id="close-1")]
+    return a, log
+
+
+def fold_story(build):
+    a, log = harbor()
+    return fold_all(log + build(a))
+
+
+def test_a_late_click_from_before_the_close_cannot_take_a_closed_order():
+    fold, outcomes = fold_story(lambda a: [a.click("2026-10-03T10:20", "j-jade", "i-ink", "v1", event_id="c-late")])
+    assert outcomes[-1].quarantine == "period_closed" and outcomes[-1].entries == ()
+    assert balance_of(outcomes, "h-hats")["earned_payable"] == 2000
+    assert balance_of(outcomes, "j-jade").get("earned_payable", 0) == 0
+
+
+def test_a_late_order_from_after_the_close_is_folded_as_usual():
+    fold, outcomes = fold_story(lambda a: [
+        a.click("2026-10-20T11:00", "h-hats", "j-jade", "v3"),
+        a.order("2026-10-20T12:00", "j-jade", "v3", "oC", [(1, 5000, "jewellery")])])
+    assert outcomes[-1].quarantine is None
+    assert balance_of(outcomes, "h-hats")["earned_pending"] == 500
+
+
+def test_a_late_order_from_before_the_close_is_period_closed():
+    fold, outcomes = fold_story(lambda a: [
+        a.click("2026-10-12T11:00", "h-hats", "j-jade", "v4"),
+        a.order("2026-10-12T12:00", "j-jade", "v4", "oD", [(1, 5000, "jewellery")])])
+    assert [o.quarantine for o in outcomes[-2:]] == ["period_closed", "period_closed"]
+    assert balance_of(outcomes, "h-hats").get("earned_pending", 0) == 0
+
+
+def test_a_refund_of_a_closed_order_is_period_closed_and_an_adjustment_corrects_it():
+    fold, outcomes = fold_story(lambda a: [
+        a.refund("2026-11-02T08:00", "i-ink", "oA", 5000),
+        a.adjustment("2026-11-02T09:00", "i-ink", "h-hats", -500, "refund of oA after the October close")])
+    refund, adjustment = outcomes[-2:]
+    assert refund.quarantine == "period_closed" and refund.entries == ()
+    assert "closed period" in refund.detail
+    assert adjustment.quarantine is None
+    assert balance_of(outcomes, "h-hats")["earned_payable"] == 1500
+    assert balance_of(outcomes, "i-ink")["owed_payable"] == 1500
+
+
+def test_a_redelivery_of_a_closed_event_is_period_closed_not_skipped():
+    a, log = harbor()
+    order = log[5]
+    fold, outcomes = fold_all(log + [order])
+    assert outcomes[-1].quarantine == "period_closed" and not outcomes[-1].skipped
+
+
+def test_an_event_dated_after_the_close_that_reuses_a_forgotten_id_is_a_new_event():
+    fold, outcomes = fold_story(lambda a: [
+        a.click("2026-10-20T11:00", "h-hats", "i-ink", "v9", event_id="c-h"),
+        a.order("2026-10-20T11:30", "i-ink", "v9", "oR", [(1, 3000, "stationery")])])
+    assert [o.quarantine for o in outcomes[-2:]] == [None, None]
+    assert balance_of(outcomes, "h-hats")["earned_pending"] == 300
+
+
+def test_a_close_of_the_future_is_quarantined():
+    fold, outcomes = fold_story(lambda a: [a.close("2026-11-06T00:00", "2026-11-20T00:00", "too-far")])
+    assert outcomes[-1].quarantine == "future_close"
+    # the books stay closed through mid-October only: a late October 20 order still counts
+    later = fold.apply(Alliance("harbor-fair").order("2026-10-20T12:00", "j-jade", "v3", "oC",
+                                                     [(1, 5000, "jewellery")], event_id="o-C"))
+    assert later.quarantine is None
+
+
+def test_a_close_exactly_at_its_own_time_is_not_in_the_future():
+    fold, outcomes = fold_story(lambda a: [a.close("2026-11-06T00:00", "2026-11-06T00:00", "now")])
+    assert outcomes[-1].quarantine is None
+    assert fold.closed_through == ms("2026-11-06T00:00")
+
+
+def test_closes_only_move_forward():
+    a, log = harbor()
+    fold, outcomes = fold_all(log + [a.close("2026-11-02T00:00", "2026-10-01T00:00", "backwards")])
+    assert outcomes[-1].quarantine is None and outcomes[-1].entries == ()
+    # still closed through mid-October: an October 10 click is refused
+    late = fold.apply(a.click("2026-10-10T10:00", "j-jade", "h-hats", "v7"))
+    assert late.quarantine == "period_closed"
+
+
+def test_an_event_exactly_at_the_close_is_closed_and_one_millisecond_later_is_open():
+    fold, outcomes = fold_story(lambda a: [
+        a.click(MID_OCTOBER, "h-hats", "j-jade", "v5", event_id="c-at"),
+        a.click("2026-10-16T00:00:00.000Z", "h-hats", "j-jade", "v6", event_id="c-after")])
+    assert [o.quarantine for o in outcomes[-2:]] == ["period_closed", None]
+
+
+def test_a_parked_refund_of_the_closed_period_is_given_up_at_the_close():
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-09-30T00:00") for s in SHOPS]
+    log += [a.agreement(at="2026-09-30T00:00", rate_bp=1000, window=7, hold=5),
+            a.refund("2026-10-10T08:00", "i-ink", "oX", 100, event_id="r-old"),
+            a.refund("2026-10-20T08:00", "i-ink", "oY", 100, event_id="r-new")]
+    fold, outcomes = fold_all(log + [a.close("2026-11-01T00:00", MID_OCTOBER, "c")])
+    assert outcomes[-3].parked and outcomes[-2].parked
+    assert outcomes[-1].late_quarantines == (("r-old", "period_closed"),)
+    # the refund dated after the close still waits for its order
+    order = fold.apply(a.order("2026-10-19T08:00", "i-ink", "v1", "oY", [(1, 1000, "stationery")]))
+    assert order.quarantine is None and order.late_quarantines == ()
+
+
+def test_a_closed_order_still_pending_becomes_payable_at_the_next_settlement():
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-09-30T00:00") for s in SHOPS]
+    log += [a.agreement(at="2026-09-30T00:00", rate_bp=1000, window=7, hold=5),
+            a.click("2026-10-03T10:00", "h-hats", "i-ink", "v1"),
+            a.order("2026-10-03T10:30", "i-ink", "v1", "oA", [(2, 10000, "stationery")]),
+            a.close("2026-10-20T00:00", MID_OCTOBER, "c")]
+    fold, outcomes = fold_all(log + [a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10")])
+    assert [e.role for e in outcomes[-1].entries] == ["settle"] * 4
+    assert balance_of(outcomes, "h-hats")["earned_payable"] == 2000
+
+
+def test_nothing_after_the_close_changes_the_amount_of_a_closed_order():
+    """SPEC §12.7: only settlements move a closed order's money (pending to payable)."""
+    fold, outcomes = fold_story(lambda a: [
+        a.member("j-jade", at="2026-11-03T00:00", status="suspended"),
+        a.agreement(at="2026-11-03T00:00", agreement_id="default", version=2, effective_from="2026-11-03T00:00",
+                    rate_bp=5000, window=7, hold=5),
+        a.click("2026-10-25T10:00", "j-jade", "i-ink", "v1"),
+        a.settlement("2026-12-01T00:00", "2026-11-30T23:59:59.999Z", "2026-11")])
+    after_close = [e for o in outcomes[8:] for e in o.entries if e.subject == "order:i-ink:oA"]
+    assert after_close == []
+
+
+def test_a_fine_is_paid_to_the_alliance_fund_and_the_fund_pays_a_reward():
+    fold, outcomes = fold_story(lambda a: [
+        a.adjustment("2026-11-02T09:05", "j-jade", "alliance", 1000, "cross-shop banner removed without notice",
+                     adjustment_id="fine-j-jade"),
+        a.payout("2026-11-03T00:00", "j-jade", "alliance", 600, payout_id="fine-paid"),
+        a.adjustment("2026-11-04T00:00", "alliance", "h-hats", 300, "most referrals in October",
+                     adjustment_id="reward-h-hats"),
+        a.payout("2026-11-05T00:00", "alliance", "h-hats", 300, payout_id="reward-paid")])
+    assert [o.quarantine for o in outcomes[-4:]] == [None] * 4
+    fund = balance_of(outcomes, "alliance")
+    assert fund == {"earned_pending": 0, "earned_payable": 400, "owed_pending": 0, "owed_payable": 0,
+                    "received": 600, "paid_out": 300}
+    assert balance_of(outcomes, "j-jade")["owed_payable"] == 400 and balance_of(outcomes, "j-jade")["paid_out"] == 600
+    assert balance_of(outcomes, "h-hats")["received"] == 300
+
+
+def test_the_fund_cannot_pay_out_more_than_it_owes_a_member():
+    fold, outcomes = fold_story(lambda a: [
+        a.adjustment("2026-11-04T00:00", "alliance", "h-hats", 300, "reward", adjustment_id="reward"),
+        a.payout("2026-11-05T00:00", "alliance", "h-hats", 301, payout_id="too-much")])
+    assert outcomes[-1].quarantine == "payout_exceeds_payable"
+
+
+def test_a_fine_from_a_shop_that_never_joined_is_still_unknown_shop():
+    fold, outcomes = fold_story(lambda a: [
+        a.adjustment("2026-11-02T09:05", "g-ghost", "alliance", 1000, "fine", adjustment_id="fine-ghost")])
+    assert outcomes[-1].quarantine == "unknown_shop"
+
+
+def test_a_member_who_left_earns_like_an_expelled_one():
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-09-30T00:00") for s in SHOPS]
+    log += [a.agreement(at="2026-09-30T00:00", rate_bp=1000, window=7, hold=5),
+            a.member("i-ink", at="2026-11-05T00:00", status="left"),
+            a.click("2026-11-04T23:59:59.999", "i-ink", "j-jade", "v1"),
+            a.order("2026-11-05T10:00", "j-jade", "v1", "o1", [(1, 1000, "jewellery")]),
+            a.click("2026-11-05T00:00", "i-ink", "h-hats", "v2"),
+            a.order("2026-11-05T10:00", "h-hats", "v2", "o2", [(1, 1000, "hats")])]
+    fold, outcomes = fold_all(log)
+    assert [o.quarantine for o in outcomes] == [None] * len(outcomes)
+    assert balance_of(outcomes, "i-ink")["earned_pending"] == 100  # the click before it left still counts
+
+
+def test_the_fold_forgets_what_a_close_makes_final():
+    a, log = harbor()
+    fold, _ = fold_all(log[:-1])
+    before = fold.state_size()
+    fold.apply(log[-1])
+    after = fold.state_size()
+    assert before["open_orders"] == 1 and after["open_orders"] == 0 and after["closed_orders"] == 1
+    assert after["event_ids"] < before["event_ids"]

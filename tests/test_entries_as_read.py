@@ -1,0 +1,137 @@
+"""What a member or an auditor reads off the ledger, word for word: the role and subject of each
+entry (ledger/README.md "Entries"), why a payout was refused, what `explain` says about each
+click, and that a re-delivered alliance event with other content is a conflict, not a repeat."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.boundary_support import DAY, HOUR, Story, t
+from tests.ledger_support import all_entries, fold_all
+
+CLICKED = t("2026-11-01T10:00")
+NOV_1 = t("2026-11-01T00:00")
+
+
+def baby_care():
+    s = Story()
+    return s, s.head + [s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="default", rate_bp=800,
+                                       event_id="a-default")]
+
+
+def li_kids_refers_v1(s):
+    """li-kids refers v1 to wang-bath, who buys 10,000 fen of bath gel: li-kids earns 800."""
+    return [s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1"),
+            s.order_at(CLICKED + HOUR, "wang-bath", "v1", "o1", [(1, 10_000, "care")], event_id="o-1")]
+
+
+def test_settle_payout_and_adjust_entries_name_their_role_and_subject():
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    log += [s.settlement_at(t("2026-12-01T00:00"), t("2026-11-30T15:59:59.999"), settlement_id="2026-11",
+                            event_id="s-11"),
+            s.payout("2026-12-02T00:00", "wang-bath", "li-kids", 500, payout_id="p-1", event_id="pay-1"),
+            s.adjustment("2026-12-03T00:00", "wang-bath", "li-kids", 1, "rounding", adjustment_id="adj-1",
+                         event_id="adj-1")]
+    _, outcomes = fold_all(log)
+    got = {(e.event_id, e.role, e.subject, e.account, e.amount) for e in all_entries(outcomes)}
+    assert got == {
+        ("o-1", "commission", "order:wang-bath:o1", "earned_pending", 800),
+        ("o-1", "commission", "order:wang-bath:o1", "owed_pending", -800),
+        ("s-11", "settle", "order:wang-bath:o1", "earned_pending", -800),
+        ("s-11", "settle", "order:wang-bath:o1", "earned_payable", 800),
+        ("s-11", "settle", "order:wang-bath:o1", "owed_pending", 800),
+        ("s-11", "settle", "order:wang-bath:o1", "owed_payable", -800),
+        ("pay-1", "payout", "payout:wang-bath:p-1", "earned_payable", -500),
+        ("pay-1", "payout", "payout:wang-bath:p-1", "received", 500),
+        ("pay-1", "payout", "payout:wang-bath:p-1", "owed_payable", 500),
+        ("pay-1", "payout", "payout:wang-bath:p-1", "paid_out", -500),
+        ("adj-1", "adjust", "adjustment:wang-bath:adj-1", "earned_payable", 1),
+        ("adj-1", "adjust", "adjustment:wang-bath:adj-1", "owed_payable", -1),
+    }
+    assert {e.reason for e in all_entries(outcomes) if e.role == "adjust"} == {"rounding"}
+
+
+@pytest.mark.parametrize("amount, posted", [(0, 0), (1, 2), (-1, 2)])
+def test_an_adjustment_of_one_fen_is_posted_and_of_nothing_posts_nothing(amount, posted):
+    s, log = baby_care()
+    log.append(s.adjustment("2026-11-05T00:00", "wang-bath", "li-kids", amount, "goodwill", event_id="adj-1"))
+    _, outcomes = fold_all(log)
+    assert outcomes[-1].quarantine is None and len(outcomes[-1].entries) == posted
+
+
+def test_a_payout_above_what_is_payable_says_what_is_owed():
+    """wang-bath owes li-kids 800 payable after November's settlement; paying 801 is refused
+    with both figures in the explanation."""
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    log += [s.settlement_at(t("2026-12-01T00:00"), t("2026-11-30T15:59:59.999"), event_id="s-11"),
+            s.payout("2026-12-02T00:00", "wang-bath", "li-kids", 801, event_id="pay-1")]
+    _, outcomes = fold_all(log)
+    assert outcomes[-1].quarantine == "payout_exceeds_payable"
+    assert outcomes[-1].detail == "wang-bath owes li-kids 800 CNY payable, payout is 801"
+
+
+def test_explain_lists_each_click_with_why_it_won_or_lost():
+    s, log = baby_care()
+    log += [s.click_at(CLICKED - HOUR, "zhang-toys", "wang-bath", "v1", event_id="c-0")] + li_kids_refers_v1(s)
+    _, outcomes = fold_all(log)
+    [decision] = outcomes[-1].decisions
+    assert decision.to_dict()["clicks"] == [
+        {"click_event_id": "c-0", "referrer_shop_id": "zhang-toys", "occurred_at": CLICKED - HOUR, "eligible": True,
+         "reason": "eligible, but a later click wins"},
+        {"click_event_id": "c-1", "referrer_shop_id": "li-kids", "occurred_at": CLICKED, "eligible": True,
+         "reason": "last eligible click: wins"},
+    ]
+
+
+def _again(record: dict, **changes) -> dict:
+    kind = record["type"]
+    payload = {k: v for k, v in changes.items() if k in record[kind]}
+    envelope = {k: v for k, v in changes.items() if k not in payload}
+    return {**record, **envelope, kind: {**record[kind], **payload}}
+
+
+@pytest.mark.parametrize("kind, change", [
+    ("settlement", {"occurred_at": t("2026-12-01T00:00:00.001")}),
+    ("settlement", {"settlement_id": "2026-11-bis"}),
+    ("payout", {"payout_id": "p-2"}),
+    ("payout", {"occurred_at": t("2026-12-02T00:00:00.001")}),
+    ("adjustment", {"adjustment_id": "adj-2"}),
+    ("adjustment", {"reason": "other"}),
+    ("adjustment", {"occurred_at": t("2026-12-03T00:00:00.001")}),
+])
+def test_an_alliance_event_delivered_again_with_other_content_is_a_conflict(kind, change):
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    events = {"settlement": s.settlement_at(t("2026-12-01T00:00"), t("2026-11-30T15:59:59.999"),
+                                            settlement_id="2026-11", event_id="x-1"),
+              "payout": s.payout("2026-12-02T00:00", "wang-bath", "li-kids", 0, payout_id="p-1", event_id="x-1"),
+              "adjustment": s.adjustment("2026-12-03T00:00", "wang-bath", "li-kids", 5, "goodwill",
+                                         adjustment_id="adj-1", event_id="x-1")}
+    first = events[kind]
+    _, outcomes = fold_all(log + [first, dict(first), _again(first, **change)])
+    assert outcomes[-3].quarantine is None
+    assert outcomes[-2].skipped
+    assert outcomes[-1].quarantine == "conflicting_duplicate"
+
+
+@pytest.mark.parametrize("ordered_after, settles, earns", [
+    (15 * DAY, True, 800), (15 * DAY + 1, False, 0)], ids=["exactly-15-days", "15-days-and-1ms"])
+def test_an_agreement_record_without_window_or_hold_gets_the_15_day_defaults(ordered_after, settles, earns):
+    """SPEC §2: attribution_window_days and hold_days default to 15. Given an agreement record
+    without them, the fold attributes an order exactly 15 days after the click (not 1 ms later),
+    and a settlement 15 days after the order makes it payable."""
+    s = Story()
+    agreement = s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="default", rate_bp=800,
+                               event_id="a-default")
+    for name in ("attribution_window_days", "hold_days"):
+        del agreement["agreement"][name]
+    ordered = CLICKED + ordered_after
+    log = s.head + [agreement, s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1"),
+                    s.order_at(ordered, "wang-bath", "v1", "o1", [(1, 10_000, "care")], event_id="o-1"),
+                    s.settlement_at(ordered + 15 * DAY, ordered + 15 * DAY, event_id="s-1")]
+    _, outcomes = fold_all(log)
+    payable = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_payable")
+    pending = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_pending")
+    assert (payable, pending) == ((earns, 0) if settles else (0, earns))
