@@ -2,13 +2,9 @@
 
 Reports count **folded** events only, by event time, as the ledger stands:
 
-* the `events` table also keeps events the fold quarantined (and, as the
-  consumer grows, other quarantined events); an event is left out when a
-  `quarantine` row names its position (topic, partition, offset) and its
-  event id. A refund the fold took and later gave up (parked, then
-  quarantined when its order or a close arrived) is named by its event id
-  on a fold-stage row at the position of the event that rejected it; it is
-  left out too;
+* the `events` table also keeps the events the fold quarantined, each beside
+  its `quarantine` row; the store's view `folded_events` leaves them out, and
+  the parked refunds given up later (a `late` row names them);
 * traffic between members only: a view or click whose referrer is the
   merchant itself (a self-referral, SPEC §5) is not traffic given or
   received and is counted nowhere;
@@ -35,17 +31,9 @@ from refledger.schemas.timestamps import naive_utc, naive_utc_millis
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, 999000)  # "as the ledger stands": every refund folded so far
 
-# Every event the fold took, with the columns reports use (never the Avro bytes).
-FOLDED_EVENTS = """(
-    SELECT e.topic, e.partition, e."offset", e.event_id, e.type, e.occurred_at, e.shop_id, e.visitor_id,
-           e.merchant_shop_id, e.referrer_shop_id, e.order_id, e.amount_minor, e.currency
-    FROM events e
-    ANTI JOIN quarantine q
-         ON q.topic = e.topic AND q.partition = e.partition AND q."offset" = e."offset" AND q.event_id = e.event_id
-    ANTI JOIN (SELECT topic, partition, event_id, 'refund' AS type FROM quarantine WHERE stage = 'fold') given_up
-         ON given_up.topic = e.topic AND given_up.partition = e.partition AND given_up.event_id = e.event_id
-        AND given_up.type = e.type
-)"""
+# Every event the fold took: the store's view (`store/ledger_file.py`), which leaves out the
+# events the fold quarantined and the parked refunds it gave up later.
+FOLDED_EVENTS = "folded_events"
 
 # Views and clicks from one member to another.
 TRAFFIC = f"""(
@@ -59,7 +47,7 @@ TRAFFIC = f"""(
 # Columns: topic, partition, merchant_shop_id, order_id, occurred_at, currency, total_minor, gmv,
 # referrer_shop_id.
 ORDERS = f"""(
-    WITH folded AS {FOLDED_EVENTS},
+    WITH folded AS (SELECT * FROM {FOLDED_EVENTS}),
     placed AS (
         SELECT topic, partition, merchant_shop_id, order_id, occurred_at, currency, amount_minor AS total_minor
         FROM folded WHERE type = 'order' AND occurred_at BETWEEN $start AND $end),
