@@ -22,9 +22,10 @@ def sheet_summary(cur, period: str, zone: str | None = None) -> dict | None:
     tz = alliance_zone(zone)
     settled = []
     for event_id, period_end, avro in cur.execute(
-            """SELECT c.event_id, any_value(c.period_end), any_value(e.avro) FROM checkpoints c
+            """SELECT c.event_id, any_value(c."at"), any_value(e.avro) FROM checkpoints c
                JOIN events e ON e.topic = c.topic AND e.partition = c.partition AND e.event_id = c.event_id
                             AND e.type = 'settlement'
+               WHERE c.kind = 'settlement'
                GROUP BY c.event_id ORDER BY 2, 1""").fetchall():
         ends = naive_utc_millis(period_end)
         if codec.decode(bytes(avro))["settlement"]["settlement_id"] == period or period_of(ends, tz) == period:
