@@ -29,7 +29,7 @@ body { font-family: %(fonts)s; margin: 0; background: #f5f6f8; color: #1f2933; }
 header { background: #1f3a5f; color: #fff; padding: 24px 40px; }
 header h1 { margin: 0 0 6px; font-size: 26px; }
 header p { margin: 0; opacity: .85; }
-main { padding: 24px 40px 48px; max-width: 1280px; }
+main { padding: 24px 40px 48px; max-width: 1480px; }
 section { background: #fff; border-radius: 8px; padding: 18px 24px; margin: 0 0 20px; box-shadow: 0 1px 3px rgba(0,0,0,.08); }
 section h2 { font-size: 18px; margin: 0 0 12px; }
 .kpis { display: flex; gap: 16px; flex-wrap: wrap; margin-bottom: 20px; }
@@ -39,7 +39,7 @@ section h2 { font-size: 18px; margin: 0 0 12px; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
 table { border-collapse: collapse; width: 100%%; font-size: 13px; }
 th, td { padding: 6px 8px; border-bottom: 1px solid #e4e7eb; text-align: left; white-space: nowrap; }
-th { background: #f0f4f8; font-weight: 600; white-space: normal; vertical-align: bottom; }
+th { background: #f0f4f8; font-weight: 600; white-space: normal; word-break: keep-all; vertical-align: bottom; }
 .scroll { overflow-x: auto; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.evidence { white-space: normal; }
