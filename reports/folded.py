@@ -165,26 +165,35 @@ def pair_commission(cur, start: int, end: int, as_of: int | None = None) -> dict
     return {(r, m, c): int(commission) for r, m, c, commission in rows}
 
 
-def monthly_gmv(cur, bounds: list[tuple[int, int]],
-                refunds_until: int | None = None) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """(merchant, currency) → (GMV of all its orders, GMV of its attributed orders) in each month
-    of ``bounds`` ((first, last millisecond) pairs, in order), net of the refunds folded so far (up
-    to ``refunds_until`` when given)."""
+def orders_by_month(cur, bounds: list[tuple[int, int]],
+                    refunds_until: int | None = None) -> dict[tuple, tuple[int, int]]:
+    """(month index, referrer or None, merchant, currency) → (orders, GMV) for each month of ``bounds``
+    ((first, last millisecond) pairs, in order): one pass over the orders of all those months, net
+    of the refunds folded so far (up to ``refunds_until`` when given)."""
     if not bounds:
         return {}
     months = ", ".join(f"({i}, $start{i}, $end{i})" for i in range(len(bounds)))
     params = _window(bounds[0][0], bounds[-1][1], refunds_until)
     params.update({f"{side}{i}": naive_utc(ms) for i, pair in enumerate(bounds)
                    for side, ms in zip(("start", "end"), pair)})
-    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    for shop, currency, index, gmv, via in cur.execute(f"""
-            WITH months(month, first, last) AS (VALUES {months})
-            SELECT o.merchant_shop_id, o.currency, m.month, sum(o.gmv),
-                   coalesce(sum(o.gmv) FILTER (WHERE o.referrer_shop_id IS NOT NULL), 0)
-            FROM {ORDERS} o JOIN months m ON o.occurred_at BETWEEN m.first AND m.last
-            GROUP BY ALL""", params).fetchall():
-        found.setdefault((shop, currency), [(0, 0)] * len(bounds))[index] = (int(gmv), int(via))
-    return found
+    rows = cur.execute(f"""
+        WITH months(month, first, last) AS (VALUES {months})
+        SELECT m.month, o.referrer_shop_id, o.merchant_shop_id, o.currency, count(*), sum(o.gmv)
+        FROM {ORDERS} o JOIN months m ON o.occurred_at BETWEEN m.first AND m.last
+        GROUP BY ALL""", params).fetchall()
+    return {(index, r, m, c): (int(n), int(gmv)) for index, r, m, c, n, gmv in rows}
+
+
+def monthly_gmv(by_month: dict[tuple, tuple[int, int]], months: int) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(merchant, currency) → (GMV of all its orders, GMV of its attributed orders) per month, from
+    `orders_by_month`."""
+    found: dict[tuple[str, str], list[list[int]]] = {}
+    for (index, referrer, merchant, currency), (_orders, gmv) in by_month.items():
+        sums = found.setdefault((merchant, currency), [[0, 0] for _ in range(months)])[index]
+        sums[0] += gmv
+        if referrer is not None:
+            sums[1] += gmv
+    return {key: [tuple(pair) for pair in value] for key, value in found.items()}
 
 
 def latest_event_time(cur) -> int | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from refledger.reports.folded import FOLDED_EVENTS, TRAFFIC, latest_event_time, monthly_gmv
+from refledger.reports.folded import FOLDED_EVENTS, TRAFFIC, latest_event_time, monthly_gmv, orders_by_month
 from refledger.reports.membership import MemberHistory, member_history
 from refledger.schemas.periods import alliance_zone, month_bounds, period_of, shift_period
 from refledger.schemas.timestamps import format_utc_millis, naive_utc, naive_utc_millis
@@ -166,7 +166,7 @@ def declining(cur, shops, at: int, limits: Thresholds, zone: str | None) -> list
     bounds = [month_bounds(month, alliance_zone(zone)) for month in months]
     members = set(shops)
     found = []
-    for (shop, currency), by_month in sorted(monthly_gmv(cur, bounds, at).items()):
+    for (shop, currency), by_month in sorted(monthly_gmv(orders_by_month(cur, bounds, at), len(bounds)).items()):
         gmv = [total for total, _via in by_month]
         if shop in members and all(gmv[i] < gmv[i - 1] for i in range(1, len(gmv))):
             found.append({"shop_id": shop, "flag": "declining", "currency": currency, "months": months,

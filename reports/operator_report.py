@@ -17,7 +17,8 @@ reads, so it runs on the file or through a running consumer alike.
 
 from __future__ import annotations
 
-from refledger.reports.folded import latest_event_time, monthly_gmv, window_facts
+from refledger.reports.folded import (WindowFacts, latest_event_time, monthly_gmv, orders_by_month, pair_commission,
+                                      traffic_counts)
 from refledger.reports.health import health
 from refledger.reports.membership import member_history
 from refledger.reports.settled import sheet_summary
@@ -35,7 +36,12 @@ def operator_report(cur, period: str, zone: str | None = None, **thresholds) -> 
     start, end = month_bounds(period, tz)
     latest = latest_event_time(cur)
     at = end if latest is None else min(latest, end)
-    facts = window_facts(cur, start, end)
+    months = months_up_to(cur, period, tz)
+    by_month = orders_by_month(cur, [month_bounds(month, tz) for month in months])
+    pairs, given, received = traffic_counts(cur, start, end)
+    facts = WindowFacts(pairs, given, received,
+                        {(r, m, c): figures for (index, r, m, c), figures in by_month.items() if index == len(months) - 1},
+                        pair_commission(cur, start, end))
     return {
         "period": period,
         "zone": tz.key,
@@ -44,7 +50,7 @@ def operator_report(cur, period: str, zone: str | None = None, **thresholds) -> 
         "health_at": format_utc_millis(at),
         "traffic": traffic_rows(facts),
         "members": scorecards(member_history(cur), end, facts),
-        "monthly": gmv_by_month(cur, period, zone),
+        "monthly": gmv_by_month(months, by_month),
         "health": health(cur, at=at, zone=zone, **thresholds) if latest is not None else [],
         "sheet": sheet_summary(cur, period, zone),
     }
@@ -56,22 +62,24 @@ def alliance_ids(cur) -> list[str]:
     return [codec.decode(bytes(avro))["alliance_id"] for (avro,) in rows]
 
 
-def gmv_by_month(cur, period: str, zone: str | None) -> list[dict]:
-    """Per month up to ``period`` and currency: GMV of all orders and of the attributed ones."""
-    tz = alliance_zone(zone)
+def months_up_to(cur, period: str, tz) -> list[str]:
+    """The months from the first order's (at most MAX_MONTHS) to ``period``, oldest first."""
     [(first,)] = cur.execute("SELECT min(occurred_at) FROM events WHERE type = 'order'").fetchall()
-    if first is None:
-        return []
     months = [period]
-    oldest = period_of(naive_utc_millis(first), tz)
+    oldest = period if first is None else period_of(naive_utc_millis(first), tz)
     while months[0] > oldest and len(months) < MAX_MONTHS:
         months.insert(0, shift_period(months[0], -1))
+    return months
+
+
+def gmv_by_month(months: list[str], by_month: dict) -> list[dict]:
+    """Per month and currency: GMV of all orders and of the attributed ones."""
     totals: dict[tuple[str, str], list[int]] = {}
-    for (_shop, currency), by_month in monthly_gmv(cur, [month_bounds(m, tz) for m in months]).items():
-        for month, (gmv, via) in zip(months, by_month):
-            sums = totals.setdefault((currency, month), [0, 0])
-            sums[0] += gmv
-            sums[1] += via
+    for (_shop, currency), sums in monthly_gmv(by_month, len(months)).items():
+        for month, (gmv, via) in zip(months, sums):
+            total = totals.setdefault((currency, month), [0, 0])
+            total[0] += gmv
+            total[1] += via
     currencies = sorted({currency for currency, _month in totals})
     return [{"month": month, "currency": currency, "gmv_total": totals.get((currency, month), [0, 0])[0],
              "gmv_via_alliance": totals.get((currency, month), [0, 0])[1]}

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.alliance_story import Alliance, run, simulated_ledger
+from tests.alliance_story import Alliance, as_json, run, simulated_ledger
 from tests.browser import browser_page
 
 CHARTS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(d => { const r = d.getBoundingClientRect(); " \
@@ -95,3 +95,17 @@ def test_shop_names_are_text_never_markup(tmp_path):
         page.goto(out.as_uri())
         page.wait_for_timeout(500)
         assert page.evaluate("() => document.querySelectorAll('main b, main img, svg b').length") == 0
+
+
+def test_the_page_shows_what_the_commands_answer(alliance):
+    from refledger.reports.operator_report import operator_report
+    from refledger.store.readside import query
+
+    _, db = alliance
+    page = query(db, operator_report, period="2026-11", zone="Asia/Shanghai")
+    assert page["traffic"] == as_json("traffic", "--db", db, "--period", "2026-11")
+    assert page["members"] == as_json("members", "--db", db, "--period", "2026-11")
+    assert page["health"] == as_json("health", "--db", db, "--at", "2026-11-30", code=None)
+    november = [m for m in page["monthly"] if m["month"] == "2026-11"]
+    assert [m["gmv_total"] for m in november] == [sum(c["gmv_total"] for c in page["members"])]
+    assert [m["gmv_via_alliance"] for m in november] == [sum(t["gmv_minor"] for t in page["traffic"])]
