@@ -4,8 +4,8 @@ Every event is checked against the schema rules before it leaves the
 process (a `ValueError` names the field), encoded as Avro single-object
 bytes, and sent with the idempotent producer (`acks=all`). Routing follows
 SPEC §3: shop events, payouts and adjustments are keyed by their merchant;
-`member`, `agreement` and `settlement` events go to every partition so each
-partition is a complete log for its merchants.
+`member`, `agreement`, `settlement`, `close` and `policy` events go to every
+partition so each partition is a complete log for its merchants.
 
     pub = AlliancePublisher("127.0.0.1:9092")
     pub.click(event_id="c-1", occurred_at="2026-11-01T10:00:00.000Z", alliance_id="baby-care",
@@ -26,7 +26,7 @@ from refledger.producers.kafka_admin import create_topic
 from refledger.schemas import codec
 from refledger.schemas.messages import DEFAULT_TOPIC
 
-ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement"})
+ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement", "close", "policy"})
 
 
 class PublishError(Exception):
@@ -92,8 +92,9 @@ class AlliancePublisher:
             self._partitions = sorted(found)
         return self._partitions
 
-    def publish(self, record: dict) -> None:
-        """Validate, encode and send one record (asynchronously)."""
+    def publish(self, record: dict, partitions: list[int] | None = None) -> None:
+        """Validate, encode and send one record (asynchronously). An alliance-wide event goes to every
+        partition, or only to ``partitions`` when given (to complete one that reached only some)."""
         try:
             codec.validate_record(record)
         except codec.CodecError as exc:
@@ -101,7 +102,7 @@ class AlliancePublisher:
         value = codec.encode(record)
         key = routing_key(record).encode("utf-8")
         if record["type"] in ALLIANCE_WIDE:
-            for partition in self.partitions():
+            for partition in self.partitions() if partitions is None else partitions:
                 self._send(record["event_id"], key, value, partition)
         else:
             self._send(record["event_id"], key, value, None)

@@ -131,7 +131,7 @@ def members(db, period, at_text, fmt, out, locale, zone):
             cards = [scorecard_cells(row, zone, locale) for row in rows if row["currency"] == currency]
             title = label("members_title", locale, window=window) + (f" · {currency}" if currency else "")
             emit_table(cards, SCORECARD_CELLS, title=title, headers=_headers(SCORECARD_CELLS, locale),
-                       numeric=set(SCORECARD_CELLS) - {"shop_id", "status", "status_since"})
+                       numeric=set(SCORECARD_CELLS) - {"shop_id", "member_status", "status_since"})
         if not rows:
             console().print(label("members_title", locale, window=window) + ": —")
 
@@ -181,7 +181,7 @@ def health(db, at_text, fmt, locale, zone, **thresholds):
 
 def show_health(rows: list[dict], zone, locale: str) -> None:
     """The flags as a table for people, each with the sentence of numbers that raised it."""
-    from refledger.reports.readable import evidence, status
+    from refledger.reports.readable import evidence, in_words
     from refledger.reports.words import label, say
     from refledger.schemas.periods import show_time
     from refledger.schemas.timestamps import parse_utc_millis
@@ -190,7 +190,7 @@ def show_health(rows: list[dict], zone, locale: str) -> None:
         console().print(say("no_flags", locale), markup=False)
         return
     at = show_time(parse_utc_millis(rows[0]["at"]), zone)
-    emit_table([{"shop_id": row["shop_id"], "flag": status(row["flag"], locale),
+    emit_table([{"shop_id": row["shop_id"], "flag": in_words(row["flag"], locale),
                  "evidence": evidence(row, zone, locale)} for row in rows],
                ("shop_id", "flag", "evidence"), title=label("health_title", locale, at=at),
                headers=_headers(("shop_id", "flag", "evidence"), locale))

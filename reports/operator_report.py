@@ -8,8 +8,8 @@ For a month P in the alliance's time zone:
   attributed to a referrer, from the month of the first order to P;
 * `health`: the flags at T = the end of P, or the latest event when P has
   not ended yet (`reports/health.py`);
-* `sheet`: a summary of the settlement sheet when P's settlement has been
-  folded (see `sheet_summary`), else null.
+* `sheet`: the settlement sheet right after P's settlement
+  (`reports/sheet.py`), once the ledger has folded it, else null.
 
 The page itself is drawn by `reports/report_page.py`; this module only
 reads, so it runs on the file or through a running consumer alike.
@@ -21,7 +21,8 @@ from refledger.reports.folded import (WindowFacts, latest_event_time, monthly_gm
                                       traffic_counts)
 from refledger.reports.health import health
 from refledger.reports.membership import member_history
-from refledger.reports.settled import sheet_summary
+from refledger.reports.sheet import SheetError, sheet
+from refledger.reports.months import alliance_month
 from refledger.reports.scorecard import scorecards
 from refledger.reports.traffic import traffic_rows
 from refledger.schemas import codec
@@ -33,7 +34,7 @@ MAX_MONTHS = 36  # the GMV chart shows at most the three years before the month
 
 def operator_report(cur, period: str, zone: str | None = None, **thresholds) -> dict:
     tz = alliance_zone(zone)
-    start, end = month_bounds(period, tz)
+    start, end = alliance_month(period, zone)
     latest = latest_event_time(cur)
     at = end if latest is None else min(latest, end)
     months = months_up_to(cur, period, tz)
@@ -52,7 +53,7 @@ def operator_report(cur, period: str, zone: str | None = None, **thresholds) -> 
         "members": scorecards(member_history(cur), end, facts),
         "monthly": gmv_by_month(months, by_month),
         "health": health(cur, at=at, zone=zone, **thresholds) if latest is not None else [],
-        "sheet": sheet_summary(cur, period, zone),
+        "sheet": settled_sheet(cur, period, zone),
     }
 
 
@@ -60,6 +61,15 @@ def alliance_ids(cur) -> list[str]:
     """The alliance named on the stored events (one, unless files of several were ingested together)."""
     rows = cur.execute("SELECT avro FROM events WHERE type = 'member' ORDER BY batch_id LIMIT 1").fetchall()
     return [codec.decode(bytes(avro))["alliance_id"] for (avro,) in rows]
+
+
+def settled_sheet(cur, period: str, zone: str | None) -> dict | None:
+    """The settlement sheet right after the month's settlement (`reports/sheet.py`); None while the
+    month is not settled."""
+    try:
+        return sheet(cur, period, zone)
+    except SheetError:
+        return None
 
 
 def months_up_to(cur, period: str, tz) -> list[str]:

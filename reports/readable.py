@@ -46,7 +46,8 @@ def when(iso: str | None, zone: ZoneInfo, *, date_only: bool = False) -> str:
     return show_date(millis, zone) if date_only else show_time(millis, zone)
 
 
-def status(value: str | None, locale: str = DEFAULT_LOCALE) -> str:
+def in_words(value: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """A status or a flag (``suspended``, ``free_rider``) in the locale's words."""
     return NOTHING if value is None else label(value, locale)
 
 
@@ -63,14 +64,14 @@ def traffic_cells(row: dict, locale: str = DEFAULT_LOCALE) -> dict[str, str]:
 TRAFFIC_CELLS = ("referrer", "merchant", "currency", "views", "clicks", "uv", "orders", "gmv", "commission",
                  "conversion", "uv_yield")
 
-SCORECARD_CELLS = ("rank", "shop_id", "status", "status_since", "views_out", "clicks_out", "uv_out", "views_in",
+SCORECARD_CELLS = ("rank", "shop_id", "member_status", "status_since", "views_out", "clicks_out", "uv_out", "views_in",
                    "clicks_in", "uv_in", "reciprocity", "orders_referred", "gmv_referred", "commission_earned",
                    "gmv_total", "gmv_via_alliance", "commission_owed")
 
 
 def scorecard_cells(row: dict, zone: ZoneInfo, locale: str = DEFAULT_LOCALE) -> dict[str, str]:
     currency = row["currency"]
-    cells = {"rank": str(row["rank"]), "shop_id": row["shop_id"], "status": status(row["status"], locale),
+    cells = {"rank": str(row["rank"]), "shop_id": row["shop_id"], "member_status": in_words(row["status"], locale),
              "status_since": when(row["status_since"], zone, date_only=True),
              "reciprocity": ratio(row["reciprocity"])}
     for name in ("views_out", "clicks_out", "uv_out", "views_in", "clicks_in", "uv_in", "orders_referred"):

@@ -16,9 +16,9 @@ import html
 from zoneinfo import ZoneInfo
 
 from refledger.reports.money import DEFAULT_LOCALE, as_decimal, format_count
-from refledger.reports.readable import (SCORECARD_CELLS, TRAFFIC_CELLS, evidence, money, scorecard_cells, status,
+from refledger.reports.readable import (SCORECARD_CELLS, TRAFFIC_CELLS, evidence, in_words, money, scorecard_cells,
                                         traffic_cells, when)
-from refledger.reports.words import label, say
+from refledger.reports.words import label, party, say
 
 FONTS = '"Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "Helvetica Neue", Arial, sans-serif'
 TOP_PAIRS = 15
@@ -67,7 +67,7 @@ def render_report(data: dict, zone: ZoneInfo, locale: str = DEFAULT_LOCALE) -> s
         f"<div class=\"grid\">{_section(label('given_received', locale), charts[1])}"
         f"{_section(label('monthly_gmv', locale), ''.join(charts[2:]) or _note('—'))}</div>",
         _section(label("health", locale), _health(data, zone, locale)),
-        _section(label("sheet", locale), _sheet(data, locale)),
+        _section(label("sheet", locale), _sheet(data, zone, locale)),
         _section(label("scorecards", locale), _scorecards(data, zone, locale)),
         _section(label("pairs", locale), _pairs(data, locale)),
         "</main>",
@@ -220,32 +220,29 @@ def _health(data: dict, zone: ZoneInfo, locale: str) -> str:
     at = _note(say("health_at", locale, at=when(data["health_at"], zone)))
     if not data["health"]:
         return at + f"<p class=\"ok\">{_e(say('no_flags', locale))}</p>"
-    rows = [{"shop_id": row["shop_id"], "flag": status(row["flag"], locale), "evidence": evidence(row, zone, locale)}
+    rows = [{"shop_id": row["shop_id"], "flag": in_words(row["flag"], locale), "evidence": evidence(row, zone, locale)}
             for row in data["health"]]
     return at + _table(rows, ("shop_id", "flag", "evidence"), locale, badges=("flag",))
 
 
-def _sheet(data: dict, locale: str) -> str:
+def _sheet(data: dict, zone: ZoneInfo, locale: str) -> str:
     """Each party's totals to pay and to receive, then the largest transfers (the sheet itself: `refledger
     sheet`)."""
     sheet = data["sheet"]
     if sheet is None:
         return _note(say("no_sheet", locale, period=data["period"]))
     currencies = ", ".join(sorted({t["currency"] for t in sheet["transfers"]})) or "—"
-    totals = [{"party": _party(t["party"], locale), "to_pay": money(t["to_pay"], t["currency"], locale),
+    totals = [{"party": party(t["party"], locale), "to_pay": money(t["to_pay"], t["currency"], locale),
                "to_receive": money(t["to_receive"], t["currency"], locale), "net": money(t["net"], t["currency"], locale)}
               for t in sorted(sheet["totals"], key=lambda t: (t["currency"], -t["net"], t["party"]))]
-    moves = [{"payer": _party(t["from"], locale), "payee": _party(t["to"], locale),
+    moves = [{"payer": party(t["from"], locale), "payee": party(t["to"], locale),
               "amount": money(t["amount_minor"], t["currency"], locale)} for t in sheet["transfers"][:TOP_TRANSFERS]]
     more = len(sheet["transfers"]) - len(moves)
-    return (_note(say("sheet_intro", locale, period=data["period"], currency=currencies))
+    cut = when(sheet["settlement"]["period_end"], zone)
+    return (_note(say("sheet_intro", locale, period=data["period"], end=cut, currency=currencies))
             + f"<div class=\"grid\"><div>{_table(totals, ('party', 'to_pay', 'to_receive', 'net'), locale, numeric=('to_pay', 'to_receive', 'net'))}</div>"
             + f"<div>{_table(moves, ('payer', 'payee', 'amount'), locale, numeric=('amount',))}"
             + (_note(say("more_transfers", locale, count=more)) if more > 0 else "") + "</div></div>")
-
-
-def _party(shop_id: str, locale: str) -> str:
-    return label("fund", locale) if shop_id == "alliance" else shop_id
 
 
 def _scorecards(data: dict, zone: ZoneInfo, locale: str) -> str:
@@ -255,7 +252,7 @@ def _scorecards(data: dict, zone: ZoneInfo, locale: str) -> str:
         if currency:
             parts.append(_note(currency))
         parts.append(_table(rows, SCORECARD_CELLS, locale,
-                            numeric=set(SCORECARD_CELLS) - {"shop_id", "status", "status_since"}))
+                            numeric=set(SCORECARD_CELLS) - {"shop_id", "member_status", "status_since"}))
     return "".join(parts) or _note("—")
 
 

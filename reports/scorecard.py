@@ -28,7 +28,7 @@ from __future__ import annotations
 from refledger.reports.folded import WindowFacts, latest_event_time, window_facts
 from refledger.reports.membership import MemberHistory, member_history
 from refledger.reports.ratios import reciprocity
-from refledger.schemas.periods import alliance_zone, month_bounds
+from refledger.reports.months import alliance_month
 from refledger.schemas.timestamps import MIN_MILLIS, format_utc_millis
 
 COUNTS = ("views_out", "clicks_out", "uv_out", "views_in", "clicks_in", "uv_in", "orders_referred")
@@ -41,7 +41,7 @@ def scorecard_window(cur, period: str | None, at: int | None, zone: str | None) 
     """(first, last millisecond, T for "as it stood at T" or None for "as it stands") of the window;
     None for an empty ledger."""
     if period is not None:
-        start, end = month_bounds(period, alliance_zone(zone))
+        start, end = alliance_month(period, zone)
         return start, end, None
     if at is None:  # the latest event: as the ledger stands
         latest = latest_event_time(cur)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from refledger.reports.folded import WindowFacts, window_facts
 from refledger.reports.ratios import conversion, uv_yield
-from refledger.schemas.periods import alliance_zone, month_bounds
+from refledger.reports.months import alliance_month
 
 COLUMNS = ("referrer_shop_id", "merchant_shop_id", "currency", "views", "clicks", "uv", "orders", "gmv_minor",
            "commission_minor", "conversion", "uv_yield_minor")
@@ -25,7 +25,7 @@ COLUMNS = ("referrer_shop_id", "merchant_shop_id", "currency", "views", "clicks"
 
 def traffic(cur, period: str, zone: str | None = None) -> list[dict]:
     """The month's referrer × merchant rows (see the module's doc)."""
-    start, end = month_bounds(period, alliance_zone(zone))
+    start, end = alliance_month(period, zone)
     return traffic_rows(window_facts(cur, start, end))
 
 
