@@ -13,7 +13,7 @@ from dataclasses import fields
 import click
 
 from refledger.options import db_option, format_option, people_options
-from refledger.render import console, emit, emit_json, emit_parquet, emit_table
+from refledger.render import console, emit, emit_json, emit_parquet, emit_table, headers
 
 out_option = click.option("--out", type=click.Path(dir_okay=False), default=None,
                           help="Write the Parquet file here (other formats go to standard output).")
@@ -44,12 +44,6 @@ def _period(period):
     except PeriodError as exc:
         raise click.BadParameter(str(exc), param_hint="--period") from exc
     return period
-
-
-def _headers(keys, locale):
-    from refledger.reports.words import label
-
-    return {key: label(key, locale) for key in keys}
 
 
 @click.command()
@@ -83,7 +77,7 @@ def traffic(db, period, fmt, out, locale, zone):
         console().print(label("traffic_title", locale, period=period) + ": —")
     else:
         emit_table([traffic_cells(row, locale) for row in rows], TRAFFIC_CELLS,
-                   title=label("traffic_title", locale, period=period), headers=_headers(TRAFFIC_CELLS, locale),
+                   title=label("traffic_title", locale, period=period), headers=headers(TRAFFIC_CELLS, locale),
                    numeric=set(TRAFFIC_CELLS[3:]))
 
 
@@ -126,11 +120,11 @@ def members(db, period, at_text, fmt, out, locale, zone):
     elif fmt == "csv":
         emit([_flat_changes(row) for row in rows], "csv", COLUMNS)
     else:
-        window = period or label("up_to", locale, at=show_time(at, zone) if at is not None else "—")
+        window = period or (label("up_to", locale, at=show_time(at, zone)) if at is not None else label("to_date", locale))
         for currency in dict.fromkeys(row["currency"] for row in rows):
             cards = [scorecard_cells(row, zone, locale) for row in rows if row["currency"] == currency]
             title = label("members_title", locale, window=window) + (f" · {currency}" if currency else "")
-            emit_table(cards, SCORECARD_CELLS, title=title, headers=_headers(SCORECARD_CELLS, locale),
+            emit_table(cards, SCORECARD_CELLS, title=title, headers=headers(SCORECARD_CELLS, locale),
                        numeric=set(SCORECARD_CELLS) - {"shop_id", "member_status", "status_since"})
         if not rows:
             console().print(label("members_title", locale, window=window) + ": —")
@@ -193,7 +187,7 @@ def show_health(rows: list[dict], zone, locale: str) -> None:
     emit_table([{"shop_id": row["shop_id"], "flag": in_words(row["flag"], locale),
                  "evidence": evidence(row, zone, locale)} for row in rows],
                ("shop_id", "flag", "evidence"), title=label("health_title", locale, at=at),
-               headers=_headers(("shop_id", "flag", "evidence"), locale))
+               headers=headers(("shop_id", "flag", "evidence"), locale))
 
 
 @click.command()

@@ -211,6 +211,7 @@ _LABELS = {
     "party": ("结算方", "party"),
     "net": ("净额（+收 / −付）", "net (+ receives)"),
     "up_to": ("截至 {at}", "up to {at}"),
+    "to_date": ("截至最新事件", "up to the latest event"),
     "members": ("成员", "members"),
     "member_status": ("状态", "status"),
 }
