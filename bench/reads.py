@@ -30,10 +30,10 @@ from refledger.ledger.fold import PartitionFold
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.schemas.event_files import write_event_file
 from refledger.store import queries
-from refledger.store.ledger_file import LedgerStore
+from refledger.store.ledger_file import BALANCE_ROLLUP, LedgerStore
 
-COPIED = ("events", "entries", "decisions", "quarantine", "balance_moves", "alliance_events", "positions",
-          "checkpoints", "fold_state")
+COPIED = ("events", "entries", "decisions", "quarantine", "balance_moves", "alliance_events", "order_events",
+          "positions", "checkpoints", "fold_state")
 
 
 def say(msg: str) -> None:
@@ -66,6 +66,11 @@ def build(path: Path, entries: int, events: int) -> None:
                                 FROM balance_moves WHERE batch_id <= {batch}""")
             con.execute(f"""INSERT INTO batches SELECT * REPLACE (batch_id + {batch * (k - 1)} AS batch_id)
                             FROM batches WHERE batch_id <= {batch}""")
+        # the writer sums the moves every BALANCE_ROLLUP batches; leave the most a reader ever adds after them
+        [(last,)] = con.execute("SELECT max(batch_id) FROM batches").fetchall()
+        rolled = last - BALANCE_ROLLUP + 1
+        con.execute(f"""INSERT INTO balance_totals SELECT shop_id, currency, account, sum(amount), {rolled}
+                        FROM balance_moves WHERE batch_id <= {rolled} GROUP BY ALL""")
         con.execute("CHECKPOINT")
     finally:
         con.close()
