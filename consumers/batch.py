@@ -36,11 +36,12 @@ from typing import Callable, Iterable
 
 from refledger.schemas import codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT, content_digest
-from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
+from refledger.schemas.messages import AVRO, JSON, PERSONAL, Message, decode_canonical
+from refledger.schemas.personal_data import checked_fields, may_hold, personal_fields, redacted
 from refledger.schemas.traffic import read_traffic_fields
 
 from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds
-from refledger.ledger.events import traffic_event
+from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
 from refledger.store.snapshots import digest
@@ -111,6 +112,7 @@ class LogProcessor:
         else:
             self.folds = InProcessFolds(fold_factory, snapshot_every)
         self.positions: dict[tuple[str, int], int] = store.positions()
+        self.redaction_key = store.redaction_key()
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
@@ -172,9 +174,12 @@ class LogProcessor:
             read += 1
             positions[(topic, partition)] = offset + 1
             position = "" if kafka_records else msg.position
-            # views and clicks (nine events in ten) as their fields, everything else as a record
+            # views and clicks (nine events in ten) as their fields, everything else as a record; a view or click
+            # whose text might hold personal data takes the general path, which looks closely
             fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
                       and (kafka_records or msg.kind == AVRO) else None)
+            if fields is not None and may_hold(fields[5], fields[8]):
+                fields = None
             if fields is not None:  # a view or click: no order, refund, amount or currency
                 kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, signature = fields
                 add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
@@ -186,11 +191,21 @@ class LogProcessor:
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
+                elif msg.kind == PERSONAL:  # quarantined for personal data when first read, kept redacted
+                    batch.add_quarantine(topic, partition, offset, msg.where(), codec.decode(value)["event_id"],
+                                         PERSONAL_DATA, "personal data (kept redacted)", "decode", msg.raw_bytes())
+                    continue
                 try:
                     record, canonical = decode_canonical(msg)
                 except codec.CodecError as exc:
                     batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
                                          exc.reason, str(exc), "decode", msg.raw_bytes())
+                    continue
+                found = personal_fields(record) if may_hold(*(v for _p, v, _s in checked_fields(record))) else ()
+                if found:  # SPEC §4b: quarantined, and the ledger keeps only the redacted form
+                    batch.add_quarantine(topic, partition, offset, msg.where(), record["event_id"], PERSONAL_DATA,
+                                         f"personal data in {', '.join(found)} (kept redacted)", "decode",
+                                         codec.canonical_message(redacted(record, self.redaction_key)))
                     continue
                 kind = record["type"]
                 payload = record[kind]

@@ -36,6 +36,8 @@ ledger_format  the layout version of this file (one row)
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -220,6 +222,7 @@ ANTI JOIN (SELECT topic, partition, event_id, "offset" AS given_up_at FROM quara
 # (Anti-joins, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and
 # streams the events past them, ten times faster on a million events.)
 
+REDACTION_KEY_VARIABLE = "REFLEDGER_REDACTION_KEY"
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
 LEDGER_FORMAT = 4
 BALANCE_ROLLUP = 500  # batches between two balance_totals  # the tables' layout; a file written with another layout is refused, not misread
@@ -326,6 +329,26 @@ class LedgerStore:
 
     def close(self) -> None:
         self.con.close()
+
+    def redaction_key(self) -> bytes:
+        """The secret personal data is redacted under (SPEC §4b): $REFLEDGER_REDACTION_KEY, else a key
+        created once beside the ledger file (mode 0600), never inside it."""
+        configured = os.environ.get(REDACTION_KEY_VARIABLE)
+        if configured:
+            return configured.encode("utf-8")
+        path = self.path.with_name(self.path.name + ".redaction-key")
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except FileNotFoundError:
+            pass
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it a moment ago
+            return bytes.fromhex(path.read_text().strip())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+        return key
 
     def cursor(self):
         return self.con.cursor()
