@@ -40,6 +40,7 @@ from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
 from refledger.schemas.traffic import read_traffic_fields
 
 from refledger.consumers.folding import FoldBackend, FoldItem, InProcessFolds
+from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
@@ -109,9 +110,11 @@ class LogProcessor:
         else:
             self.folds = InProcessFolds(fold_factory)
         self.positions: dict[tuple[str, int], int] = store.positions()
+        self.signatures = SignaturesAhead()
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
+        self.signatures.close()
         if self.folds is not None:
             self.folds.close()
             self.folds = None
@@ -121,6 +124,8 @@ class LogProcessor:
 
     def _stored(self, topic: str, partition: int) -> list[bytes]:
         stored = [avro for _offset, avro in self.store.partition_events(topic, partition)]
+        for _offset, avro in self.store.partition_events(topic, partition, types=("member", "policy")):
+            self.signatures.learn(codec.decode(avro))
         if stored:
             log.info("rebuilding fold state of %s:%d from %d stored events", topic, partition, len(stored))
         return stored
@@ -136,6 +141,7 @@ class LogProcessor:
         """
         pending = PendingBatch(BatchWrite(source=self.source))
         pending.items = items = self._decode(messages, pending, kafka_records)
+        self.signatures.verify(items)
         folds = self.folds
         if items:
             for topic, partition in {(item.topic, item.partition) for item in items}:
@@ -153,6 +159,7 @@ class LogProcessor:
         positions = batch.positions
         items: list[FoldItem] = []
         add_item = items.append
+        signatures = self.signatures
         read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
@@ -168,7 +175,8 @@ class LogProcessor:
                                           merchant, referrer, None, None, None, None, msg.timestamp, value)))
                 event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
                                       placement)
-                add_item(_new(FoldItem, (topic, partition, offset, position, event, None)))
+                signed = None if fields[-1] is None else signatures.of_traffic(len(items), fields)
+                add_item(_new(FoldItem, (topic, partition, offset, position, event, None, signed)))
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
@@ -186,7 +194,8 @@ class LogProcessor:
                     payload.get("order_id"), payload.get("refund_id"),
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                     msg.timestamp, canonical)))
-                add_item(_new(FoldItem, (topic, partition, offset, position, None, record)))
+                signed = signatures.of_record(len(items), record)
+                add_item(_new(FoldItem, (topic, partition, offset, position, None, record, signed)))
             raws.append(value)
         batch.events_read = read
         return items

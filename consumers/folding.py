@@ -27,6 +27,7 @@ import pyarrow as pa
 from refledger.consumers.ledger_rows import LedgerRows
 from refledger.ledger.events import Event
 from refledger.ledger.fold import NOTHING
+from refledger.ledger.signers import Signature
 from refledger.schemas import codec
 
 # The garbage collector's thresholds while folding batch after batch (consume, in both of its
@@ -40,7 +41,9 @@ COLLECTOR_THRESHOLD = (100_000, 20, 10)
 
 class FoldItem(NamedTuple):
     """One stored event as the fold takes it: where it was read, and either its event (a view or
-    click, built from the fields the reader found) or its decoded record (anything else)."""
+    click, built from the fields the reader found) or its decoded record (anything else); and its
+    signature, when it carries one, with the bytes it covers and the verdict reached ahead
+    (`consumers.verification`)."""
 
     topic: str
     partition: int
@@ -48,6 +51,7 @@ class FoldItem(NamedTuple):
     position: str            # where it was read; "" means topic:partition:offset
     event: Event | None
     record: dict | None
+    signed: Signature | None = None
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -96,9 +100,9 @@ def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
         record = item.record
         if record is None:
             event = item.event
-            outcome, kind, event_id = fold.apply_event(event), event.type, event.event_id
+            outcome, kind, event_id = fold.apply_event(event, item.signed), event.type, event.event_id
         else:
-            outcome, kind, event_id = fold.apply(record), record["type"], record["event_id"]
+            outcome, kind, event_id = fold.apply(record, item.signed), record["type"], record["event_id"]
         if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
         if outcome.skipped:

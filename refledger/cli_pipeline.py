@@ -15,11 +15,11 @@ from refledger.render import console, emit, emit_json, progress
 
 def _processor(db: str, source: str, fold_worker: bool = False):
     from refledger.consumers.batch import LogProcessor
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore
 
     store = LedgerStore(db)
-    return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker)
+    return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker)
 
 
 def _summary_table(summary: dict, title: str) -> None:

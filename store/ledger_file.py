@@ -275,13 +275,15 @@ class LedgerStore:
         ).fetchall()
         return {(t, p): o for t, p, o in rows}
 
-    def partition_events(self, topic: str, partition: int):
-        """The stored log of one partition, in order: (offset, avro bytes)."""
+    def partition_events(self, topic: str, partition: int, types: tuple[str, ...] | None = None):
+        """The stored log of one partition, in order: (offset, avro bytes); only the events of
+        these ``types``, if given."""
         cur = self.cursor()
+        of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
         cur.execute(
-            """SELECT "offset", avro FROM events WHERE topic = ? AND partition = ?
+            f"""SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? {of_types}
                ORDER BY "offset" """,
-            [topic, partition],
+            [topic, partition, *(types or ())],
         )
         while True:
             rows = cur.fetchmany(10_000)
