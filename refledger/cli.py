@@ -17,6 +17,7 @@ from refledger.cli_archive import archive
 from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
+from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
@@ -34,6 +35,7 @@ USER_ERRORS = (
     ("refledger.schemas.errors", "CodecError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.schemas.keys", "SigningKeyError"),
 )
 
 
@@ -80,7 +82,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement)
+            archive, replay, verify, checkpoints, statement, keygen)
 
 for command in COMMANDS:
     cli.add_command(command)
