@@ -177,7 +177,7 @@ class Alliance:
 class ExplodingFold(PartitionFold):
     """A fold with a bug: the child must report it, not hang or write half a batch."""
 
-    def apply(self, record):
+    def apply(self, record, signed=None):
         if record["type"] == "order":
             raise ZeroDivisionError("a bug in the fold")
-        return super().apply(record)
+        return super().apply(record, signed)
