@@ -10,10 +10,12 @@ the decode step does the expensive part first, for every source alike
 2. it guesses the key the fold will ask for from the ``member`` and
    ``policy`` events it has decoded (and, on start, those stored), with the
    fold's own ``Signers``: a belief, not a verdict;
-3. it verifies the batch's signatures against those keys on a few threads
-   (libsodium lets go of the interpreter lock, so they run beside this
-   process's other work) and attaches a ``ledger.signers.Signature`` to each
-   fold item: the signature, its bytes, the key tried and the result.
+3. it verifies the batch's signatures against those keys on a few threads,
+   a chunk at a time as the decode loop fills them (libsodium lets go of the
+   interpreter lock, so they run beside the loop, and beside the fold
+   process when it waits for work), and attaches a
+   ``ledger.signers.Signature`` to each fold item: the signature, its bytes,
+   the key tried and the result.
 
 The fold takes a verdict reached ahead only when the key tried is one it
 requires; otherwise (a key the decode step could not know, a signature that
@@ -70,6 +72,7 @@ class SignaturesAhead:
         self.threads = threads or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._checks: list[tuple[int, Signature]] = []
+        self._started: list = []  # futures of the batch's chunks handed to the threads already
 
     def learn(self, record: dict) -> None:
         """A decoded (or stored) ``member`` or ``policy`` record: what the fold will likely ask for."""
@@ -117,22 +120,23 @@ class SignaturesAhead:
 
     def _ahead(self, index: int, signature: Signature) -> Signature:
         if signature.key is not None:
-            self._checks.append((index, signature))
+            checks = self._checks
+            checks.append((index, signature))
+            if len(checks) >= CHUNK and self.threads > 1:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="refledger-verify")
+                self._started.append(self._pool.submit(_verify_all, checks))
+                self._checks = []
         return signature
 
     def verify(self, items: list) -> None:
         """Verify what the batch's items were given, and mark the signatures that verified
         (``items`` are the batch's fold items, each holding its ``Signature`` as ``signed``)."""
-        checks, self._checks = self._checks, []
-        if not checks:
-            return
-        chunks = [checks[i:i + CHUNK] for i in range(0, len(checks), CHUNK)]
-        if len(chunks) == 1 or self.threads == 1:
-            valid = [i for chunk in chunks for i in _verify_all(chunk)]
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="refledger-verify")
-            valid = [i for found in self._pool.map(_verify_all, chunks) for i in found]
+        rest, self._checks = self._checks, []
+        started, self._started = self._started, []
+        valid = _verify_all(rest) if rest else []
+        for future in started:
+            valid += future.result()
         for index in valid:
             item = items[index]
             items[index] = item._replace(signed=item.signed._replace(valid=True))
