@@ -35,15 +35,16 @@ import pyarrow as pa
 from typing import Callable, Iterable
 
 from refledger.schemas import codec
-from refledger.schemas.codec import CURRENT_FINGERPRINT
+from refledger.schemas.codec import CURRENT_FINGERPRINT, content_digest
 from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
 from refledger.schemas.traffic import read_traffic_fields
 
-from refledger.consumers.folding import FoldBackend, FoldItem, InProcessFolds
+from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds
 from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
+from refledger.store.snapshots import digest
 
 log = logging.getLogger("refledger.batch")
 
@@ -98,17 +99,18 @@ class LogProcessor:
     """Folds messages from any number of logs into one ledger store."""
 
     def __init__(self, store: LedgerStore, fold_factory: Callable, *, source: str = "kafka",
-                 fold_worker: bool = False):
+                 fold_worker: bool = False, snapshot_every: int = SNAPSHOT_EVERY):
         """``fold_factory`` makes one log's fold; ``fold_worker``: fold in a child process
-        (`consumers.fold_worker`) while this one reads."""
+        (`consumers.fold_worker`) while this one reads; ``snapshot_every``: events between two
+        snapshots of a log's fold (besides one at every close)."""
         self.store = store
         self.source = source
         if fold_worker:
             from refledger.consumers.fold_worker import ChildProcessFolds
 
-            self.folds: FoldBackend | None = ChildProcessFolds(fold_factory)
+            self.folds: FoldBackend | None = ChildProcessFolds(fold_factory, snapshot_every)
         else:
-            self.folds = InProcessFolds(fold_factory)
+            self.folds = InProcessFolds(fold_factory, snapshot_every)
         self.positions: dict[tuple[str, int], int] = store.positions()
         self.signatures = SignaturesAhead()
 
@@ -122,13 +124,24 @@ class LogProcessor:
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
 
-    def _stored(self, topic: str, partition: int) -> list[bytes]:
-        stored = [avro for _offset, avro in self.store.partition_events(topic, partition)]
+    def _load(self, topic: str, partition: int) -> None:
+        """Build a log's fold from its latest sound snapshot and the stored events after it. A snapshot
+        whose bytes do not match the digest its checkpoint recorded is never used: the next older
+        one is tried, and in the end the fold is rebuilt from all the log's events."""
+        snapshot, after = None, -1
+        for offset, snapshot_digest, recorded, state in self.store.snapshots(topic, partition):
+            if recorded == snapshot_digest == digest(state):
+                snapshot, after = state, offset
+                break
+            log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
+                        topic, partition, offset)
+        stored = [avro for _offset, avro in self.store.partition_events(topic, partition, after)]
         for _offset, avro in self.store.partition_events(topic, partition, types=("member", "policy")):
-            self.signatures.learn(codec.decode(avro))
-        if stored:
-            log.info("rebuilding fold state of %s:%d from %d stored events", topic, partition, len(stored))
-        return stored
+            self.signatures.learn(codec.decode(avro))  # the keys the fold will likely ask for
+        if stored or snapshot is not None:
+            log.info("rebuilding fold state of %s:%d from %s and %d stored events", topic, partition,
+                     f"its snapshot after offset {after}" if snapshot is not None else "the start", len(stored))
+        self.folds.load(topic, partition, stored, snapshot)
 
     # -- the batch -----------------------------------------------------------
 
@@ -146,7 +159,7 @@ class LogProcessor:
         if items:
             for topic, partition in {(item.topic, item.partition) for item in items}:
                 if not folds.knows(topic, partition):
-                    folds.load(topic, partition, self._stored(topic, partition))
+                    self._load(topic, partition)
             pending.ticket = folds.submit(items)
         return pending
 
@@ -170,13 +183,14 @@ class LogProcessor:
             fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
                       and (kafka_records or msg.kind == AVRO) else None)
             if fields is not None:  # a view or click: no order, refund, amount or currency
-                kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+                kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, signature = fields
                 add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
                                           merchant, referrer, None, None, None, None, msg.timestamp, value)))
                 event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
                                       placement)
-                signed = None if fields[-1] is None else signatures.of_traffic(len(items), fields)
-                add_item(_new(FoldItem, (topic, partition, offset, position, event, None, signed)))
+                signed = None if signature is None else signatures.of_traffic(len(items), fields)
+                add_item(_new(FoldItem, (topic, partition, offset, position, event, None,
+                                         content_digest(value, signature), signed)))
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
@@ -195,7 +209,8 @@ class LogProcessor:
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                     msg.timestamp, canonical)))
                 signed = signatures.of_record(len(items), record)
-                add_item(_new(FoldItem, (topic, partition, offset, position, None, record, signed)))
+                add_item(_new(FoldItem, (topic, partition, offset, position, None, record,
+                                         content_digest(canonical, record.get("signature")), signed)))
             raws.append(value)
         batch.events_read = read
         return items

@@ -32,14 +32,23 @@ import sys
 import threading
 import traceback
 
-from refledger.consumers.folding import COLLECTOR_THRESHOLD, FoldItem, FoldResult, fold_items, rebuilt_fold
+from refledger.consumers.folding import (
+    COLLECTOR_THRESHOLD, SNAPSHOT_EVERY, FoldItem, FoldResult, fold_items, rebuilt_fold,
+)
 
 
 class FoldWorkerError(RuntimeError):
     """The fold process failed or went away."""
 
 
-def _serve(jobs, results, fold_factory) -> None:
+def _serve(jobs, results, fold_factory, snapshot_every: int) -> None:
+    try:
+        _answer_jobs(jobs, results, fold_factory, snapshot_every)
+    except (BrokenPipeError, EOFError):
+        return  # the parent is gone (killed, or stopped without a word): nothing left to answer
+
+
+def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
     folds: dict[tuple[str, int], object] = {}
     gc.set_threshold(*COLLECTOR_THRESHOLD)  # a job's rows are young objects by the hundred thousand
     while True:
@@ -52,11 +61,11 @@ def _serve(jobs, results, fold_factory) -> None:
             return
         try:
             if kind == "load":
-                _, topic, partition, stored = message
-                folds[(topic, partition)] = rebuilt_fold(fold_factory, stored)
+                _, topic, partition, stored, snapshot = message
+                folds[(topic, partition)] = rebuilt_fold(fold_factory, stored, snapshot)
             elif kind == "fold":
                 _, job_id, items = message
-                result = fold_items(folds, items)
+                result = fold_items(folds, items, snapshot_every)
                 _write(results, (job_id, "ok", result))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
@@ -108,8 +117,9 @@ class ChildProcessFolds:
     """The folds in a child process (`python -m refledger.consumers.fold_worker`): a
     `consumers.folding.FoldBackend`."""
 
-    def __init__(self, fold_factory):
-        self._process = subprocess.Popen([sys.executable, "-m", __name__, _factory_name(fold_factory)],
+    def __init__(self, fold_factory, snapshot_every: int = SNAPSHOT_EVERY):
+        self._process = subprocess.Popen([sys.executable, "-m", __name__, _factory_name(fold_factory),
+                                          str(snapshot_every)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._jobs = self._process.stdin
         self._results = self._process.stdout
@@ -121,9 +131,9 @@ class ChildProcessFolds:
     def knows(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._known
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
-        """Build the partition's fold from its stored log (before any job names it)."""
-        self._send(("load", topic, partition, stored))
+    def load(self, topic: str, partition: int, stored: list[bytes], snapshot: bytes | None = None) -> None:
+        """Build the partition's fold from its latest snapshot and stored log (before any job names it)."""
+        self._send(("load", topic, partition, stored, snapshot))
         self._known.add((topic, partition))
 
     def submit(self, items: list[FoldItem]) -> int:
@@ -172,7 +182,7 @@ def main() -> None:
     """The child: jobs on stdin, answers on stdout (print goes to stderr, not into the answers)."""
     results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    _serve(sys.stdin.buffer, results, _load_factory(sys.argv[1]))
+    _serve(sys.stdin.buffer, results, _load_factory(sys.argv[1]), int(sys.argv[2]))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ tables of entries, decisions and checkpoints. Two backends implement it:
 
 Both call `fold_items`, so the ledger is the same entry for entry; a test
 holds them to it. A backend keeps one fold per log (topic, partition),
-built with `load` from the log's stored events the first time the log is
-met: their entries are in the ledger already, so only the state is rebuilt.
+built with `load` the first time the log is met: from the log's latest
+snapshot and the stored events after it, or from all its stored events when
+it has none (their entries are in the ledger already, so only the state is
+rebuilt).
+
+Snapshots (SPEC §12.8): `fold_items` snapshots a log's fold right after a
+close moves its books forward, and after ``SNAPSHOT_EVERY`` events folded
+since the last one, and hands them to the store with the batch (same
+transaction), each with its digest in the log's checkpoint row.
 """
 
 from __future__ import annotations
@@ -28,7 +35,13 @@ from refledger.consumers.ledger_rows import LedgerRows
 from refledger.ledger.events import Event
 from refledger.ledger.fold import NOTHING
 from refledger.ledger.signers import Signature
+from refledger.ledger.snapshot import export_state, restore_state
 from refledger.schemas import codec
+from refledger.store.snapshots import decode_snapshot, digest, encode_snapshot
+
+# A log's fold is snapshotted after this many events since its last snapshot (and at every close):
+# a restart folds at most this many events per log on top of the latest snapshot.
+SNAPSHOT_EVERY = 250_000
 
 # The garbage collector's thresholds while folding batch after batch (consume, in both of its
 # processes; ingest; replay). Batches in flight hold hundreds of thousands of young objects
@@ -51,6 +64,7 @@ class FoldItem(NamedTuple):
     position: str            # where it was read; "" means topic:partition:offset
     event: Event | None
     record: dict | None
+    content: bytes | None    # a digest of the event's canonical content without its signature
     signed: Signature | None = None
 
     def where(self) -> str:
@@ -77,32 +91,65 @@ class FoldResult:
     entries_posted: int
 
 
-def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes]):
-    """A log's fold state, from its stored events (their entries are in the ledger already)."""
+@dataclass
+class LogFold:
+    """One log's fold, and how many events it folded since its last snapshot."""
+
+    fold: object
+    since_snapshot: int = 0
+
+
+def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes], snapshot: bytes | None = None) -> LogFold:
+    """A log's fold state, from its latest snapshot (if any) and the stored events after it (their
+    entries are in the ledger already)."""
     fold = fold_factory()
+    if snapshot is not None:
+        restore_state(fold, decode_snapshot(snapshot))
+    folded = 0
     for avro in stored:
-        fold.apply(codec.decode(avro))
-    return fold
+        record = codec.decode(avro)
+        fold.apply(record, codec.content_digest(avro, record.get("signature")))
+        folded += 1
+    return LogFold(fold, folded)
 
 
 # Events after which a log's chain head is recorded (SPEC §9 settlements, §9a closes).
 CHECKPOINTED = {"settlement": ("settlement", "period_end"), "close": ("close", "closed_through")}
 
 
-def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
+def _snapshot(rows: LedgerRows, log: LogFold, item: FoldItem, kind: str, at: int) -> str:
+    """Snapshot a log's fold after ``item``; returns the snapshot's digest."""
+    fold = log.fold
+    blob = encode_snapshot(export_state(fold))
+    snapshot_digest = digest(blob)
+    rows.snapshot(item.topic, item.partition, item.offset, kind, fold.journal.seq, fold.chain_head, snapshot_digest,
+                  blob)
+    if kind != "close":  # a close's own checkpoint row carries its snapshot's digest
+        rows.checkpoint(item.topic, item.partition, "", "snapshot", at, fold.journal.seq, fold.chain_head,
+                        snapshot_digest)
+    log.since_snapshot = 0
+    return snapshot_digest
+
+
+def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT_EVERY) -> FoldResult:
     """Fold a job's items, each with its log's fold, and collect what they write."""
     rejections: list[FoldRejection] = []
     skipped: list[int] = []
     rows = LedgerRows()
+    last: dict[tuple[str, int], int] = {}
     for index, item in enumerate(items):
         topic, partition = item.topic, item.partition
-        fold = folds[(topic, partition)]
+        log = logs[(topic, partition)]
+        fold = log.fold
+        log.since_snapshot += 1
+        last[(topic, partition)] = index
         record = item.record
+        closed_before = fold.closed_through
         if record is None:
             event = item.event
-            outcome, kind, event_id = fold.apply_event(event, item.signed), event.type, event.event_id
+            outcome, kind, event_id = fold.apply_event(event, item.content, item.signed), event.type, event.event_id
         else:
-            outcome, kind, event_id = fold.apply(record, item.signed), record["type"], record["event_id"]
+            outcome, kind, event_id = fold.apply(record, item.content, item.signed), record["type"], record["event_id"]
         if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
         if outcome.skipped:
@@ -114,14 +161,21 @@ def fold_items(folds: dict, items: list[FoldItem]) -> FoldResult:
         rows.add(topic, partition, outcome)
         if kind in CHECKPOINTED and outcome.quarantine is None:
             payload, at = CHECKPOINTED[kind]
+            moved = kind == "close" and fold.closed_through != closed_before
+            snapshot_digest = _snapshot(rows, log, item, "close", record[payload][at]) if moved else None
             rows.checkpoint(topic, partition, event_id, kind, record[payload][at], fold.journal.seq,
-                            fold.chain_head)
+                            fold.chain_head, snapshot_digest)
         for late_id, reason in outcome.late_quarantines:
             rejections.append(FoldRejection(index, late_id, reason,
                                             f"event {late_id}, folded earlier, rejected when {event_id} arrived",
                                             True))
-    for topic, partition in dict.fromkeys((item.topic, item.partition) for item in items):
-        rows.state(topic, partition, folds[(topic, partition)].state_size())
+    for key, index in last.items():
+        log = logs[key]
+        if log.since_snapshot >= snapshot_every:
+            item = items[index]
+            at = item.event.occurred_at if item.record is None else item.record["occurred_at"]
+            _snapshot(rows, log, item, "periodic", at)
+        rows.state(key[0], key[1], log.fold.state_size())
     return FoldResult(rejections, skipped, rows.tables(), rows.entry_count)
 
 
@@ -131,8 +185,9 @@ class FoldBackend(Protocol):
     def knows(self, topic: str, partition: int) -> bool:
         """Whether the log's fold is built."""
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
-        """Build the log's fold from its stored events (before any job names the log)."""
+    def load(self, topic: str, partition: int, stored: list[bytes], snapshot: bytes | None = None) -> None:
+        """Build the log's fold from its latest snapshot (if any) and the stored events after it
+        (before any job names the log)."""
 
     def submit(self, items: list[FoldItem]) -> object:
         """Start folding a job; returns a ticket for `result`."""
@@ -147,18 +202,19 @@ class FoldBackend(Protocol):
 class InProcessFolds:
     """Folds in this process: a job is folded when it is submitted."""
 
-    def __init__(self, fold_factory: Callable):
+    def __init__(self, fold_factory: Callable, snapshot_every: int = SNAPSHOT_EVERY):
         self.fold_factory = fold_factory
-        self.folds: dict[tuple[str, int], object] = {}
+        self.snapshot_every = snapshot_every
+        self.folds: dict[tuple[str, int], LogFold] = {}
 
     def knows(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self.folds
 
-    def load(self, topic: str, partition: int, stored: list[bytes]) -> None:
-        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored)
+    def load(self, topic: str, partition: int, stored: list[bytes], snapshot: bytes | None = None) -> None:
+        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored, snapshot)
 
     def submit(self, items: list[FoldItem]) -> FoldResult:
-        return fold_items(self.folds, items)
+        return fold_items(self.folds, items, self.snapshot_every)
 
     def result(self, ticket: FoldResult) -> FoldResult:
         return ticket

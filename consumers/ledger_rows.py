@@ -7,7 +7,8 @@ from dataclasses import asdict, is_dataclass
 import orjson
 import pyarrow as pa
 from refledger.store.columns import (
-    CHECKPOINT_COLUMNS, DECISION_COLUMNS, ENTRY_COLUMNS, FOLD_STATE_COLUMNS, arrow_columns, arrow_rows,
+    CHECKPOINT_COLUMNS, DECISION_COLUMNS, ENTRY_COLUMNS, FOLD_STATE_COLUMNS, SNAPSHOT_COLUMNS, arrow_columns,
+    arrow_rows,
 )
 
 def _jsonable(value):
@@ -31,14 +32,22 @@ class LedgerRows:
         self.decisions = {name: [] for name, _ in DECISION_COLUMNS}
         self.checkpoints = {name: [] for name, _ in CHECKPOINT_COLUMNS}
         self.fold_state = {name: [] for name, _ in FOLD_STATE_COLUMNS}
+        self.snapshots = {name: [] for name, _ in SNAPSHOT_COLUMNS}
         self.entry_count = 0
 
     def checkpoint(self, topic: str, partition: int, event_id: str, kind: str, at: int, entries: int,
-                   head: str) -> None:
+                   head: str, snapshot_digest: str | None = None) -> None:
         """The chain head of a partition right after it folded a settlement or a close (``at``: the
-        settlement's period_end, the close's closed_through)."""
-        for name, value in zip(self.checkpoints, (topic, partition, event_id, kind, at, entries, head)):
+        settlement's period_end, the close's closed_through), or took a snapshot."""
+        for name, value in zip(self.checkpoints, (topic, partition, event_id, kind, at, entries, head,
+                                                  snapshot_digest)):
             self.checkpoints[name].append(value)
+
+    def snapshot(self, topic: str, partition: int, offset: int, kind: str, entries: int, head: str, digest: str,
+                 state: bytes) -> None:
+        """A snapshot of a partition's fold, taken after the event at ``offset``."""
+        for name, value in zip(self.snapshots, (topic, partition, offset, kind, entries, head, digest, state)):
+            self.snapshots[name].append(value)
 
     def state(self, topic: str, partition: int, sizes: dict[str, int]) -> None:
         """How much a partition's fold remembers, per kind, after this batch."""
@@ -71,4 +80,6 @@ class LedgerRows:
             out["checkpoints"] = arrow_columns(self.checkpoints, CHECKPOINT_COLUMNS)
         if self.fold_state["kind"]:
             out["fold_state"] = arrow_columns(self.fold_state, FOLD_STATE_COLUMNS)
+        if self.snapshots["digest"]:
+            out["snapshots"] = arrow_columns(self.snapshots, SNAPSHOT_COLUMNS)
         return out

@@ -64,6 +64,11 @@ class AgreementBook:
         """How many agreement versions are known."""
         return sum(len(v.versions) for v in self._scopes.values())
 
+    def versions(self) -> list[Agreement]:
+        """Every version folded, in a stable order (for a snapshot; ``add`` them back to restore)."""
+        return sorted((a for v in self._scopes.values() for a in v.versions),
+                      key=lambda a: (a.merchant_shop_id, a.referrer_shop_id, a.precedence))
+
     def resolve(self, merchant: str, referrer: str, t: int) -> Agreement | None:
         """The agreement governing (merchant, referrer) at t, or None (model none)."""
         timeline = self._timelines.get((merchant, referrer))

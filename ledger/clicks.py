@@ -218,6 +218,27 @@ class ClickBook:
         """How many clicks are remembered."""
         return len(self._valid)
 
+    def subjects(self) -> list[Subject]:
+        """The subjects of remembered clicks that earn (cpc, swap)."""
+        return list(self._subjects.values())
+
+    def rows(self) -> list[tuple[ClickRef, bool]]:
+        """Every remembered click with its validity, in (occurred_at, event_id) order."""
+        flags = self._valid
+        return sorted((click, flags[click.event_id]) for bucket in self._by_mv.values() for click in bucket)
+
+    def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[str, Subject],
+                closed_through: int | None) -> None:
+        """Load a snapshot's clicks (in order, with validity) and click subjects into an empty book."""
+        for click, valid in clicks:
+            self._by_referrer.setdefault(click.referrer_shop_id, []).append(click)
+            mv = (click.merchant_shop_id, click.visitor_id)
+            bucket = self._by_mv.get(mv)
+            self._by_mv[mv] = (click,) if bucket is None else _with_click(bucket, click)
+            self._valid[click.event_id] = valid
+        self._subjects.update(subjects)
+        self.closed_through = closed_through
+
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
                 event_id: str, out: list[Entry]) -> None:
         """Post the difference between what the click earns now and what was posted for it."""

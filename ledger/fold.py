@@ -17,6 +17,7 @@ the same entries, entry ids and chain head, from any source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from refledger.ledger.agreements import AgreementBook
 from refledger.ledger.clicks import ClickBook, ClickRef, click_ref
@@ -61,23 +62,20 @@ SKIPPED = FoldOutcome(skipped=True)
 PARKED = FoldOutcome(parked=True)
 
 
-def _remembered(ev: Event):
-    """What is remembered of a folded event to tell a re-delivery from a conflict. Views and
-    clicks, nine events in ten, are remembered as (occurred_at, a hash of their type and every
-    field): small, and enough to tell content apart (two different events with one id and one
-    64-bit hash are not a practical concern). Other events are remembered as they are."""
-    kind = ev.type
-    if kind == "view" or kind == "click":
-        return (ev.occurred_at, hash((kind, ev)))
-    return ev
+def content_digest(ev: Event) -> bytes:
+    """A digest of an event's parsed content (its type and every field; an event carries no
+    signature, so the comparison ignores it, SPEC §4a): equal digests, equal content. Callers that
+    hold a stable digest of the event's content already (the consumer digests its canonical bytes)
+    pass theirs instead."""
+    return blake2b(repr(ev).encode("utf-8"), digest_size=16).digest()
 
 
-def _closed_by(remembered, closed_through: int) -> bool:
-    """Whether a close through ``closed_through`` lets the fold forget this event's id: the dated
-    kinds at or before it (ids of log-order events are never forgotten)."""
-    if type(remembered) is tuple:
-        return remembered[0] <= closed_through
-    return remembered.type in DATED_TYPES and remembered.occurred_at <= closed_through
+def _remembered(ev: Event, content: bytes | None):
+    """What is remembered of a folded event to tell a re-delivery from a conflict: its time (for the
+    dated kinds a close lets the fold forget; None for log-order events, never forgotten) and a
+    digest of its content."""
+    return (ev.occurred_at if ev.type in DATED_TYPES else None,
+            content if content is not None else content_digest(ev))
 
 
 def _quarantined(reason: str, detail: str) -> FoldOutcome:
@@ -120,6 +118,13 @@ class PartitionFold:
     def chain_head(self) -> str:
         return self.journal.head
 
+    def seen_rows(self) -> list[tuple[str, int | None, bytes]]:
+        """(event_id, occurred_at or None, content digest) of every event id remembered, sorted."""
+        return [(event_id, at, content) for event_id, (at, content) in sorted(self._seen.items())]
+
+    def restore_seen(self, rows) -> None:
+        self._seen.update((event_id, (at, content)) for event_id, at, content in rows)
+
     def state_size(self) -> dict[str, int]:
         """How much the fold remembers, per kind of state (after a close, only what SPEC §9a needs)."""
         return {"event_ids": len(self._seen), "clicks": self.clicks.size(), **self.orders.size(),
@@ -129,7 +134,7 @@ class PartitionFold:
 
     # -- folding -----------------------------------------------------------------------------
 
-    def apply(self, record: dict, signed: Signature | None = None) -> FoldOutcome:
+    def apply(self, record: dict, content: bytes | None = None, signed: Signature | None = None) -> FoldOutcome:
         """Fold one record. Never raises for bad data: bad data is a quarantine reason.
 
         ``signed``: the record's signature with its canonical bytes (and a verdict reached
@@ -138,11 +143,13 @@ class PartitionFold:
             ev = parse_event(record)
         except BadRecord as exc:
             return _quarantined(SCHEMA_INVALID, str(exc))
-        return self.apply_event(ev, signed, record)
+        return self.apply_event(ev, content, signed, record)
 
-    def apply_event(self, ev: Event, signed: Signature | None = None, record: dict | None = None) -> FoldOutcome:
-        """Fold one event: the signature, closing and duplicate checks, the SPEC §4 checks, then
-        the rules of its type.
+    def apply_event(self, ev: Event, content: bytes | None = None, signed: Signature | None = None,
+                    record: dict | None = None) -> FoldOutcome:
+        """Fold one event: the signature check, the closing checks, the duplicate checks, the SPEC §4
+        checks, then the rules of its type. ``content`` is a digest of the event's content, if the
+        caller has one.
 
         For callers that hold events already (the consumer builds views and clicks
         from the fields its reader found, without a record, and hands their signature as
@@ -159,7 +166,7 @@ class PartitionFold:
             return _quarantined(FUTURE_CLOSE, f"closes through {iso(ev.closed_through)}, later than the close "
                                               f"itself ({iso(ev.occurred_at)})")
         event_id = ev.event_id
-        remembered = _remembered(ev)
+        remembered = _remembered(ev, content)
         prior = self._seen.get(event_id, _UNSEEN)
         if prior is not _UNSEEN:
             if prior == remembered:
@@ -311,7 +318,7 @@ class PartitionFold:
         given_up = self.orders.close_through(through)
         self.clicks.close_through(through, through - CLICK_MEMORY_MS)
         self._seen = {event_id: remembered for event_id, remembered in self._seen.items()
-                      if not _closed_by(remembered, through)}
+                      if remembered[0] is None or remembered[0] > through}
         return _posted((), (), [(refund.event_id, PERIOD_CLOSED) for refund in given_up])
 
     def _on_policy(self, policy: Policy) -> FoldOutcome:

@@ -40,6 +40,14 @@ class Journal:
                 self._payable[key] = self._payable.get(key, 0) + amount
         return sealed
 
+    def payable_rows(self) -> list[tuple[tuple[str, str, str], int]]:
+        """((merchant, referrer, currency), payable) of every pair, for a snapshot."""
+        return list(self._payable.items())
+
+    def restore_payable(self, rows) -> None:
+        for merchant, referrer, currency, amount in rows:
+            self._payable[(merchant, referrer, currency)] = amount
+
     def payable_owed(self, merchant: str, referrer: str, currency: str) -> int:
         """What ``merchant`` owes ``referrer`` as payable in ``currency``, after payouts."""
         return self._payable.get((merchant, referrer, currency), 0)

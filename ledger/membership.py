@@ -26,11 +26,14 @@ class _Timeline:
         self.statuses: list[str] = []
 
     def add(self, m: Member) -> None:
-        key = (m.occurred_at, m.event_id)
+        self.insert(m.occurred_at, m.event_id, m.status)
+
+    def insert(self, at: int, event_id: str, status: str) -> None:
+        key = (at, event_id)
         i = bisect_right(self.keys, key)
         self.keys.insert(i, key)
-        self.times.insert(i, m.occurred_at)
-        self.statuses.insert(i, m.status)
+        self.times.insert(i, at)
+        self.statuses.insert(i, status)
 
     def at(self, t: int) -> str | None:
         i = bisect_right(self.times, t) - 1
@@ -51,12 +54,24 @@ class Membership:
         """The shops made members so far in the log (the live set: read it, never change it)."""
         return self._known
 
+    def rows(self):
+        """(shop_id, occurred_at, event_id, status) of every member event folded, for a snapshot."""
+        for shop in sorted(self._timelines):
+            timeline = self._timelines[shop]
+            for (at, event_id), status in zip(timeline.keys, timeline.statuses):
+                yield shop, at, event_id, status
+
+    def restore(self, rows) -> None:
+        for shop, at, event_id, status in rows:
+            self._known.add(shop)
+            timeline = self._timelines.get(shop)
+            if timeline is None:
+                timeline = self._timelines[shop] = _Timeline()
+            timeline.insert(at, event_id, status)
+
     def record(self, m: Member) -> None:
         self._known.add(m.member_shop_id)
-        timeline = self._timelines.get(m.member_shop_id)
-        if timeline is None:
-            timeline = self._timelines[m.member_shop_id] = _Timeline()
-        timeline.add(m)
+        self.restore([(m.member_shop_id, m.occurred_at, m.event_id, m.status)])
 
     def status_at(self, shop: str, t: int) -> str | None:
         """'active', 'suspended', 'expelled', or None when not yet a member at t."""

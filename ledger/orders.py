@@ -72,7 +72,10 @@ class OrderBook:
         return (merchant, order_id) in self.closed
 
     def add(self, order: Order) -> OrderSubject:
-        subject = OrderSubject(order)
+        return self._add_subject(OrderSubject(order))
+
+    def _add_subject(self, subject: OrderSubject) -> OrderSubject:
+        order = subject.order
         self._orders[(order.merchant_shop_id, order.order_id)] = subject
         mv = (order.merchant_shop_id, order.visitor_id)
         known = self._by_mv.get(mv)
@@ -144,6 +147,27 @@ class OrderBook:
             else:
                 del self._parked[key]
         return [refund for _n, refund in sorted(given_up, key=lambda item: item[0])]
+
+    @property
+    def parked_seq(self) -> int:
+        return self._parked_seq
+
+    def open_subjects(self) -> list[OrderSubject]:
+        return list(self._orders.values())
+
+    def parked_rows(self) -> list[tuple[int, Refund]]:
+        """(n-th parked, refund) of every refund waiting, in the order they were folded."""
+        return sorted((item for waiting in self._parked.values() for item in waiting), key=lambda item: item[0])
+
+    def restore(self, subjects: list[OrderSubject], closed: dict[tuple[str, str], int],
+                parked: list[tuple[int, Refund]], parked_seq: int) -> None:
+        """Load a snapshot's orders (in time order), closed orders and parked refunds into an empty book."""
+        for subject in subjects:
+            self._add_subject(subject)
+        self.closed = dict(closed)
+        for seq, refund in parked:
+            self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append((seq, refund))
+        self._parked_seq = parked_seq
 
     def size(self) -> dict[str, int]:
         return {"open_orders": len(self._orders), "closed_orders": len(self.closed),

@@ -104,6 +104,25 @@ class Signers:
             self._previous[shop] = kept + ((since, old),)
             self._keys[shop] = key
 
+    def policy_row(self) -> tuple:
+        """(require_signatures, operator key, policy id) in force, for a snapshot."""
+        return (self.required, self.operator_key, self.policy_id)
+
+    def key_rows(self) -> list[tuple[str, str, int | None]]:
+        """(shop, key, dated before) of every key a shop may sign with; None: the key in force."""
+        rows = [(shop, key, None) for shop, key in sorted(self._keys.items())]
+        rows += [(shop, key, before) for shop, older in sorted(self._previous.items()) for before, key in older]
+        return rows
+
+    def restore(self, policy: tuple, keys) -> None:
+        """The state of ``policy_row`` and ``key_rows``, into a new ``Signers``."""
+        self.required, self.operator_key, self.policy_id = policy
+        for shop, key, before in keys:
+            if before is None:
+                self._keys[shop] = key
+            else:
+                self._previous[shop] = self._previous.get(shop, ()) + ((before, key),)
+
     def who(self, ev: Event) -> str:
         """Whose key ``ev`` needs, in words."""
         if ev.type in SHOP_TYPES:

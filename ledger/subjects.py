@@ -76,7 +76,7 @@ class Postings:
                                subject.settled)
         out.extend(self.journal.post(event_id, subject.subject_id, role, legs, basis, qualifier))
         subject.net += amount
-        self._track(subject)
+        self.track(subject)
 
     def set_terms(self, subject: Subject, terms: Terms | None, event_id: str, out: list[Entry]) -> bool:
         """Reverse the old net and post the new commission when the terms changed."""
@@ -90,10 +90,11 @@ class Postings:
         if terms is not None:
             role = "swap-credit" if terms.currency == CLICK else "commission"
             self.post(subject, terms, event_id, role, terms.commission, terms.basis(), out)
-        self._track(subject)
+        self.track(subject)
         return True
 
-    def _track(self, subject: Subject) -> None:
+    def track(self, subject: Subject) -> None:
+        """Keep the subject among those a settlement may move, while it has money pending."""
         if subject.settles:
             self._unsettled[subject.subject_id] = subject
         else:
@@ -108,4 +109,4 @@ class Postings:
         legs = settle_legs(terms.referrer_shop_id, terms.merchant_shop_id, terms.currency, subject.net)
         out.extend(self.journal.post(event_id, subject.subject_id, "settle", legs, terms.basis()))
         subject.settled = True
-        self._track(subject)
+        self.track(subject)

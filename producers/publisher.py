@@ -99,8 +99,9 @@ class AlliancePublisher:
             self._partitions = sorted(found)
         return self._partitions
 
-    def publish(self, record: dict) -> None:
-        """Validate, encode and send one record (asynchronously)."""
+    def publish(self, record: dict, partitions: list[int] | None = None) -> None:
+        """Validate, encode and send one record (asynchronously). An alliance-wide event goes to every
+        partition, or only to ``partitions`` when given (to complete one that reached only some)."""
         try:
             codec.validate_record(record)
         except codec.CodecError as exc:
@@ -110,7 +111,7 @@ class AlliancePublisher:
         value = codec.encode(record)
         key = routing_key(record).encode("utf-8")
         if record["type"] in ALLIANCE_WIDE:
-            for partition in self.partitions():
+            for partition in self.partitions() if partitions is None else partitions:
                 self._send(record["event_id"], key, value, partition)
         else:
             self._send(record["event_id"], key, value, None)

@@ -41,11 +41,21 @@ later, in one or two ``refund`` events that never exceed the total. Event
 mix: views ~60 %, clicks ~30 %, orders ~8 %, refunds ~2 %.
 
 One member is suspended for a few days in the first month (and sometimes
-re-activated), others now and then later. Each month end gets a
-``settlement`` (``period_end`` the month's last millisecond, published a day
-after the month ended), then perhaps an ``adjustment``, then ``payout`` events
-from merchants to referrers. A payout never exceeds what the merchant owes
-the referrer as payable: it pays 40-80 % of a lower bound made of the cps and
+re-activated), others now and then later.
+
+The operator runs each month as `refledger settle` does, in the alliance's
+time zone (``time_zone``, default Asia/Shanghai, where November ends at
+2026-11-30T15:59:59.999Z): a day after a month ended comes its
+``settlement`` (``settlement-YYYY-MM``, ``period_end`` the month's last
+millisecond there) and, from the run's third month on, the ``close`` through
+the month before it (``close-through-YYYY-MM``; built by
+`producers/operator.py`, so a later `refledger settle` of the same month finds
+them and publishes nothing). Nothing the simulation sends is late enough to
+be closed out: late events arrive within four weeks. Then perhaps an
+``adjustment`` between two shops, perhaps a fine paid to the alliance's fund
+(an adjustment with ``"alliance"`` as payee), then ``payout`` events from
+merchants to referrers. A payout never exceeds what the merchant owes the
+referrer as payable: it pays 40-80 % of a lower bound made of the cps and
 cpa commission of orders whose whole story (the order, its refunds, every
 click of the visitor for that merchant inside the longest window) was
 delivered before a settlement that made it payable, less earlier payouts and
@@ -64,12 +74,14 @@ not the sum of its lines or in "RMB", a negative, excessive or foreign
 currency refund, or an order id sent again under a new event id. Once per
 stream (when ``bad_rate`` > 0) there is also a retroactive agreement and a
 payout before any settlement. Event ids are ``<alliance_id>-000000123``,
-numbered when the event is made.
+numbered when the event is made (the month end's own, derived from the
+months, aside).
 
 With ``events=N`` the stream stops after exactly N records (traffic runs as
 many days as it needs); otherwise ``days`` of traffic, the late deliveries,
-and the closing settlement, adjustment and payouts of a month that ends with
-the run. ``settlements=False`` leaves out settlements, adjustments and payouts.
+and the month end (settlement, close, adjustments, payouts) of every month
+that ended within the run. ``settlements=False`` leaves out settlements,
+closes, adjustments and payouts.
 """
 
 from __future__ import annotations
@@ -82,6 +94,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
+
+from refledger.producers.operator import close_record, settlement_record
+from refledger.schemas.periods import DEFAULT_ZONE, alliance_zone, month_bounds, period_of, shift_period
 
 __all__ = ["SimulationConfig", "simulate"]
 
@@ -161,6 +176,7 @@ class SimulationConfig:
     late_rate: float = 0.02
     settlements: bool = True
     alliance_id: str = "sim"
+    time_zone: str = DEFAULT_ZONE
 
     def __post_init__(self):
         if self.shops < 2:
@@ -175,6 +191,7 @@ class SimulationConfig:
         if not 0 < len(self.alliance_id) <= 40:
             raise ValueError("alliance_id must have 1 to 40 characters")
         date.fromisoformat(self.start)
+        alliance_zone(self.time_zone)
 
 
 def simulate(cfg: SimulationConfig | None = None) -> Iterator[dict]:
@@ -361,6 +378,10 @@ class _Simulation:
         self.terms = _Terms(self.agreements)
         self.membership = _Membership()
         self.floor = _PayableFloor()
+        self.zone = alliance_zone(cfg.time_zone)
+        self.period = period_of(self.start, self.zone)  # the alliance's month the run is in
+        self.month_end = month_bounds(self.period, self.zone)[1]
+        self.months_ended = 0
         self.clicks: dict[tuple[int, int], list] = {}
         self.recent_orders: deque = deque(maxlen=32)
         self._make_audience()
@@ -406,13 +427,14 @@ class _Simulation:
         for _ in range(MAX_DAYS):
             if self.end is not None and day_start >= self.end:
                 break
-            self._turn_of_month(day_start)
+            day_end = day_start + DAY_MS if self.end is None else min(day_start + DAY_MS, self.end)
+            self._month_ends(day_end)
+            self._plan_month(day_start)
             self._traffic(day_start)
             yield from self._deliver(day_start + DAY_MS)
             if self.done:
                 return
             day_start += DAY_MS
-        self._turn_of_month(day_start)
         yield from self._deliver(None)
 
     def _deliver(self, until: int | None) -> Iterator[dict]:
@@ -461,12 +483,15 @@ class _Simulation:
 
     def _open_alliance(self) -> None:
         for i, shop_id in enumerate(self.shop_ids):
-            self._alliance_event("member", self.start - DAY_MS + i * SECOND_MS,
-                                 {"member_shop_id": shop_id, "status": "active", "public_key": None})
+            self._member(self.start - DAY_MS + i * SECOND_MS, shop_id, "active")
         for i, agreement in enumerate(self.agreements):
             self._alliance_event("agreement", agreement.published + i * SECOND_MS, agreement.payload(self.shop_ids))
         if self.cfg.bad_rate > 0:
             self._deliberate_mistakes()
+
+    def _member(self, at: int, shop_id: str, status: str) -> None:
+        """A member event in the codec's normal form (no public key: signatures are not required)."""
+        self._alliance_event("member", at, {"member_shop_id": shop_id, "status": status, "public_key": None})
 
     def _deliberate_mistakes(self) -> None:
         """A back-dated agreement and a payout before any settlement, both to be quarantined."""
@@ -481,14 +506,24 @@ class _Simulation:
                 "payout_id": f"pay-{self._next('payout'):06d}", "merchant_shop_id": self.shop_ids[1],
                 "referrer_shop_id": self.shop_ids[0], "currency": CURRENCY, "amount_minor": 100})
 
-    def _turn_of_month(self, day_start: int) -> None:
-        """At a month's first day: settle the month before (if the run covered it), plan this one's suspensions."""
-        day = _ms_day(day_start)
-        if day.day == 1 and day_start > self.start and self.cfg.settlements:
-            last = day - timedelta(days=1)
-            self._push(partial(self._settle, day_start - 1, f"{last.year:04d}-{last.month:02d}"),
-                       day_start + DAY_MS)
-        if (day.day == 1 or day_start == self.start) and (self.end is None or day_start < self.end):
+    def _month_ends(self, until: int) -> None:
+        """Each month of the alliance's time zone that ended before ``until``: the operator's month end, a
+        day later (`producers/operator.py`: the settlement of the month and, from the run's third month
+        on, the close through the month before it), then the adjustment and payouts that follow."""
+        while self.month_end < until:
+            period, end = self.period, self.month_end
+            if self.cfg.settlements:
+                deliver = end + 1 + DAY_MS
+                self._push(partial(self._settle, end, period), deliver)
+                if self.months_ended >= 1:
+                    self._push(close_record(self.alliance, shift_period(period, -1), self.zone), deliver)
+            self.months_ended += 1
+            self.period = shift_period(period, 1)
+            self.month_end = month_bounds(self.period, self.zone)[1]
+
+    def _plan_month(self, day_start: int) -> None:
+        """On the first day of the run and of each month: this month's suspensions."""
+        if (_ms_day(day_start).day == 1 or day_start == self.start) and (self.end is None or day_start < self.end):
             self._plan_suspension(day_start, day_start == self.start)
 
     def _plan_suspension(self, day_start: int, first: bool) -> None:
@@ -503,20 +538,31 @@ class _Simulation:
             return
         shop = int(rand() * len(self.shop_ids))
         self.membership.change(shop, at, False)
-        self._alliance_event("member", at, {"member_shop_id": self.shop_ids[shop], "status": "suspended", "public_key": None})
+        self._member(at, self.shop_ids[shop], "suspended")
         back = at + (2 + int(rand() * 6)) * DAY_MS
         if rand() < 0.6 and (self.end is None or back < self.end):
             self.membership.change(shop, back, True)
-            self._alliance_event("member", back, {"member_shop_id": self.shop_ids[shop], "status": "active", "public_key": None})
+            self._member(back, self.shop_ids[shop], "active")
 
-    def _settle(self, period_end: int, settlement_id: str, deliver: int, seq: int) -> dict:
+    def _settle(self, period_end: int, period: str, deliver: int, seq: int) -> dict:
         """Built when delivered: the settlement, then the adjustment and payouts that follow it."""
         self.floor.settle((deliver, seq), period_end)
-        record = self._envelope("settlement", deliver, "alliance", None,
-                                {"settlement_id": settlement_id, "period_end": period_end})
+        record = settlement_record(self.alliance, period, self.zone)
         self._adjust(deliver + DAY_MS + 10 * HOUR_MS)
+        self._fine(deliver + DAY_MS + 11 * HOUR_MS)
         self._pay_out(deliver + 3 * DAY_MS + 10 * HOUR_MS)
         return record
+
+    def _fine(self, at: int) -> None:
+        """Now and then a member is fined, paid to the alliance's fund (SPEC §2: the fund is the payee)."""
+        rand = self.rng.random
+        if rand() >= 0.5:
+            return
+        self._alliance_event("adjustment", at, {
+            "adjustment_id": f"fine-{self._next('fine'):05d}",
+            "merchant_shop_id": self.shop_ids[int(rand() * len(self.shop_ids))], "referrer_shop_id": "alliance",
+            "currency": CURRENCY, "amount_minor": 1000 * (1 + int(rand() * 5)),
+            "reason": "cross-shop banner taken down without notice"})
 
     def _adjust(self, at: int) -> None:
         rand = self.rng.random

@@ -19,6 +19,7 @@ from refledger.cli_broker import broker
 from refledger.cli_demo import demo
 from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
+from refledger.cli_operator import settle, sheet
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
@@ -35,6 +36,9 @@ USER_ERRORS = (
     ("refledger.schemas.errors", "CodecError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.producers.operator", "OperatorError"),
+    ("refledger.schemas.periods", "PeriodError"),
+    ("refledger.reports.money", "LocaleError"),
     ("refledger.schemas.keys", "SigningKeyError"),
 )
 
@@ -82,7 +86,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, keygen)
+            archive, replay, verify, checkpoints, statement, settle, sheet, keygen)
 
 for command in COMMANDS:
     cli.add_command(command)

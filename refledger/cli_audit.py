@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option
-from refledger.render import console, emit, emit_json
+from refledger.options import db_option, format_option, people_options, tz_option
+from refledger.render import console, emit, emit_json, headers
 
 
 
@@ -63,7 +63,8 @@ def verify(db, checkpoint_file, fmt):
 @click.command()
 @db_option
 @format_option("table", "json")
-def checkpoints(db, fmt):
+@tz_option
+def checkpoints(db, fmt, zone):
     """The chain heads recorded at each settlement, per log.
 
     Save the JSON output; later `refledger verify --since-checkpoint FILE`
@@ -78,6 +79,10 @@ def checkpoints(db, fmt):
     if fmt == "json":
         emit_json({"ledger": str(db), "checkpoints": rows})
     else:
+        from refledger.schemas.codec import parse_time
+        from refledger.schemas.periods import show_time
+
+        rows = [{**r, "at": show_time(parse_time(r["at"]), zone, seconds=True)} for r in rows]
         emit(rows, "table", ("kind", "event_id", "at", "topic", "partition", "entries", "head"),
              title="checkpoints (chain heads at each settlement and close)", numeric=("entries",))
 
@@ -87,52 +92,90 @@ def checkpoints(db, fmt):
 @click.command()
 @db_option
 @click.option("--shop", "shop_id", required=True, help="The shop the statement is for.")
-@click.option("--period", required=True, metavar="YYYY-MM", help="The month, by the time of each entry's event (UTC).")
+@click.option("--period", required=True, metavar="YYYY-MM",
+              help="The month, in the alliance's time zone (--tz), by the time of each entry's event.")
 @format_option("table", "json", "csv")
-def statement(db, shop_id, period, fmt):
+@people_options
+def statement(db, shop_id, period, fmt, locale, zone):
     """A shop's month: every entry with its provenance, opening and closing balances, and who pays whom.
 
-    Entries belong to the month their causing event occurred in. Netting
-    pairs each counterparty's payable balances at the month's close (SPEC §9):
-    "li-kids pays zhang-toys 1,280 CNY".
+    The month is the alliance's, in its time zone: an order at 02:00 Beijing
+    time on the 1st belongs to the new month. Entries belong to the month
+    their causing event occurred in; what a settlement moves, to the month it
+    closes. Netting pairs each counterparty's payable balances at the month's
+    close (SPEC §9): "li-kids 付给 zhang-toys ¥20.72"; the alliance fund has
+    its own section, and swap credits are shown per counterparty.
 
     Example: refledger statement --db ledger.duckdb --shop li-kids --period 2026-11
     """
-    from refledger.reports.statement import LINE_COLUMNS, period_bounds, statement as statement_query
+    from refledger.reports.statement import LINE_COLUMNS, statement as statement_query
+    from refledger.schemas.periods import parse_period
     from refledger.store.readside import query
 
-    period_bounds(period)
-    result = query(db, statement_query, shop_id=shop_id, period=period)
+    parse_period(period)
+    result = query(db, statement_query, shop_id=shop_id, period=period, tz=zone.key, locale=locale)
     if fmt == "json":
         emit_json(result)
-        return
-    if fmt == "csv":
+    elif fmt == "csv":
         emit(result["lines"], "csv", LINE_COLUMNS)
-        return
-    out = console()
-    out.print(f"[bold]statement of {shop_id}[/bold] for {period} ({result['from']} – {result['until']})")
-    _balance_table(result["opening"], "opening balances")
-    emit(result["lines"], "table", ("occurred_at", "event_id", "event_type", "role", "account",
-                                    "counterparty_shop_id", "currency", "change", "agreement", "rate_bp",
-                                    "click_event_id", "refund_id", "reason"),
-         title=f"{len(result['lines'])} entries in {period}", numeric=("change", "rate_bp"))
-    _balance_table(result["closing"], "closing balances")
-    emit(result["netting"], "table", ("counterparty_shop_id", "currency", "they_owe_payable", "we_owe_payable",
-                                      "says", "they_owe_pending", "we_owe_pending"),
-         title="netting of payable balances at the close", numeric=("they_owe_payable", "we_owe_payable",
-                                                                    "they_owe_pending", "we_owe_pending"))
+    else:
+        _statement_tables(result, locale, zone)
+
+
+def _statement_tables(result: dict, locale: str, zone) -> None:
+    from refledger.reports.money import format_money
+    from refledger.reports.words import amount, label
+    from refledger.schemas import codec
+    from refledger.schemas.periods import show_time
+
+    def money(row, key):
+        return format_money(row[key], row["currency"], locale)
+
+    click.echo(say_statement_title(result, locale, zone))
+    _balance_table(result["opening"], label("opening", locale), locale)
+    lines = [{**line, "occurred_at": show_time(codec.parse_time(line["occurred_at"]), zone),
+              "change": amount(line["change"], line["currency"], locale)} for line in result["lines"]]
+    columns = ("occurred_at", "event_id", "event_type", "role", "account", "counterparty_shop_id", "change",
+               "agreement", "rate_bp", "click_event_id", "refund_id", "reason")
+    emit(lines, "table", columns, title=label("entries_in", locale, count=len(lines), period=result["period"]),
+         numeric=("change", "rate_bp"), headers=headers(columns, locale))
+    _balance_table(result["closing"], label("closing", locale), locale)
+    sides = ("they_owe_payable", "we_owe_payable", "they_owe_pending", "we_owe_pending")
+    for key, title in (("netting", label("netting", locale)), ("fund", label("fund_lines", locale))):
+        if result[key]:
+            rows = [{**row, **{side: money(row, side) for side in sides}} for row in result[key]]
+            columns = ("counterparty_shop_id", "currency", "they_owe_payable", "we_owe_payable", "says",
+                       "they_owe_pending", "we_owe_pending")
+            emit(rows, "table", columns, title=title, numeric=sides, headers=headers(columns, locale))
+    if result["swaps"]:
+        columns = ("counterparty_shop_id", "given", "received", "given_to_date", "received_to_date", "balance")
+        emit(result["swaps"], "table", columns, title=label("swap_credits", locale), numeric=columns[1:],
+             headers={**headers(columns, locale), "received": label("clicks_received", locale)})
     for row in result["overall"]:
-        out.print(f"[bold]{row['says']}[/bold]")
+        click.echo(row["says"])
 
 
-def _balance_table(rows, title):
+def say_statement_title(result: dict, locale: str, zone) -> str:
+    from refledger.reports.words import say
+    from refledger.schemas import codec
+    from refledger.schemas.periods import show_time
+
+    return say("statement_title", locale, shop=result["shop_id"], period=result["period"], zone=zone.key,
+               start=show_time(codec.parse_time(result["from"]), zone),
+               end=show_time(codec.parse_time(result["until"]), zone))
+
+
+def _balance_table(rows, title, locale):
+    from refledger.reports.money import format_money
     from refledger.reports.statement import MONEY
 
-    money = [r for r in rows if r["currency"] != "CLICK"]
+    money = [{"currency": r["currency"], **{a: format_money(r[a], r["currency"], locale) for a in MONEY}}
+             for r in rows if r["currency"] != "CLICK"]
     if money:
-        emit(money, "table", ("currency",) + MONEY, title=title, numeric=MONEY)
+        emit(money, "table", ("currency",) + MONEY, title=title, numeric=MONEY,
+             headers=headers(("currency",) + MONEY, locale))
     else:
-        console().print(f"{title}: none")
+        click.echo(f"{title}: -")
 
 
 def _open_read_only(db):

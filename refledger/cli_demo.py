@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from refledger.options import tz_option
 from refledger.render import console
 
 
@@ -30,25 +31,30 @@ def local_bootstrap(port: int) -> str:
 @click.command()
 @click.option("--db", default="refledger-demo.duckdb", show_default=True, type=click.Path(dir_okay=False),
               help="The demo ledger (replaced on each run).")
-@click.option("--days", default=35, show_default=True,
-              help="Days of alliance traffic; month ends bring a settlement, so payable balances appear.")
+@click.option("--days", default=62, show_default=True,
+              help="Days of alliance traffic from November 1st; each month end brings a settlement (payable "
+                   "balances appear) and, from the third month on, a close of the month before.")
 @click.option("--visitors", default=600, show_default=True, help="Visitors browsing the alliance's shops.")
 @click.option("--events", default=None, type=int, help="Exactly this many events instead of --days of traffic.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--port", default=9092, show_default=True, help="Port of the local broker, if one is started.")
-def demo(db, days, visitors, events, seed, port):
-    """Run the whole job: broker, simulated alliance, Kafka, ledger, balances.
+@tz_option
+def demo(db, days, visitors, events, seed, port, zone):
+    """Run the whole job: broker, simulated alliance, Kafka, ledger, balances, the settlement sheet.
 
     Uses $KAFKA_BOOTSTRAP_SERVERS when set, otherwise starts (or reuses) a
     local single-node Apache Kafka on 127.0.0.1. Publishes a simulated
-    alliance's traffic as Avro, folds it into a fresh DuckDB ledger exactly
-    once, and shows what arrived and each shop's balances.
+    alliance's traffic (with the operator's month ends: settlements, closes,
+    fines and payouts) as Avro, folds it into a fresh DuckDB ledger exactly
+    once, and shows what arrived, each shop's balances and who pays whom.
 
     Example: refledger demo --days 60 --visitors 1000
     """
     from refledger.consumers.kafka_consumer import consume
     from refledger.producers.simulate import SimulationConfig, simulate
     from refledger.cli_ledger import balances
+    from refledger.cli_operator import sheet
+    from refledger.reports.money import DEFAULT_LOCALE
     from refledger.cli_pipeline import _processor, publish_with_progress, stats
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -60,7 +66,7 @@ def demo(db, days, visitors, events, seed, port):
         if stale.exists():
             stale.unlink()
 
-    config = SimulationConfig(seed=seed, visitors=visitors, days=days, events=events)
+    config = SimulationConfig(seed=seed, visitors=visitors, days=days, events=events, time_zone=zone.key)
     size = f"{events:,} events" if events else f"{days} days of {visitors:,} visitors"
     out.print(f"[bold]1.[/bold] simulating {size} of an alliance (seed {seed}) → {topic} @ {bootstrap}")
     events, published = publish_with_progress(simulate(config), bootstrap, topic)
@@ -82,7 +88,9 @@ def demo(db, days, visitors, events, seed, port):
     ctx = click.get_current_context()
     ctx.invoke(stats, db=db, fmt="table")
     out.print("[bold]4.[/bold] balances")
-    ctx.invoke(balances, db=db, fmt="table")
+    ctx.invoke(balances, db=db, fmt="table", locale=DEFAULT_LOCALE, zone=zone)
+    out.print("[bold]5.[/bold] the settlement sheet (结算单): who pays whom")
+    ctx.invoke(sheet, db=db, period=None, fmt="table", locale=DEFAULT_LOCALE, zone=zone)
     order = _an_attributed_order(db) or "ORDER_ID"
     out.print(f"Look closer: refledger explain --db {db} --order {order} · "
               f"refledger quarantine --db {db} · refledger balances --db {db} --format json")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from refledger.options import db_option, format_option
+from refledger.options import db_option, format_option, people_options
 from refledger.store.queries import BALANCE_COLUMNS, MONEY_ACCOUNTS, SWAP_COLUMNS
-from refledger.render import console, emit, emit_json
+from refledger.render import emit, emit_json, headers
 
 
 def _query(db, name, **params):
@@ -19,11 +19,12 @@ def _query(db, name, **params):
 @click.command()
 @db_option
 @format_option()
-def balances(db, fmt):
-    """Each shop's balances per currency, in minor units (SPEC §11).
+@people_options
+def balances(db, fmt, locale, zone):
+    """Each shop's balances per currency: money as money in the table, minor units in JSON and CSV (SPEC §11).
 
     earned/owed, pending and payable, received and paid out; swap traffic
-    credits as CLICK rows.
+    credits as CLICK rows; the alliance fund ("alliance") as a party.
 
     Example: refledger balances --db ledger.duckdb --format json
     """
@@ -35,10 +36,18 @@ def balances(db, fmt):
     elif fmt == "csv":
         emit(rows, "csv", BALANCE_COLUMNS + ("swap_given", "swap_received"))
     else:
-        emit(money, "table", BALANCE_COLUMNS, title="balances (minor units)", numeric=MONEY_ACCOUNTS)
+        from refledger.reports.money import format_count, format_money
+        from refledger.reports.words import label, party
+
+        shown = [{**r, "shop_id": party(r["shop_id"], locale),
+                  **{a: format_money(r[a], r["currency"], locale) for a in MONEY_ACCOUNTS}} for r in money]
+        emit(shown, "table", BALANCE_COLUMNS, title=label("balances", locale), numeric=MONEY_ACCOUNTS,
+             headers=headers(BALANCE_COLUMNS, locale))
         if swaps:
-            emit(swaps, "table", SWAP_COLUMNS, title="swap traffic credits",
-                 numeric=("swap_given", "swap_received"))
+            counts = [{**r, **{a: format_count(r[a], locale) for a in ("swap_given", "swap_received")}}
+                      for r in swaps]
+            emit(counts, "table", SWAP_COLUMNS, title=label("swap_credits", locale),
+                 numeric=("swap_given", "swap_received"), headers=headers(SWAP_COLUMNS, locale))
 
 
 @click.command()
@@ -46,7 +55,8 @@ def balances(db, fmt):
 @click.option("--order", "order_id", required=True, help="The order id.")
 @click.option("--merchant", default=None, help="The merchant, when several share an order id.")
 @format_option()
-def explain(db, order_id, merchant, fmt):
+@people_options
+def explain(db, order_id, merchant, fmt, locale, zone):
     """Why an order earned what it earned: clicks, winner, agreement, entries, refunds.
 
     Example: refledger explain --db ledger.duckdb --order o3 --format json
@@ -62,27 +72,15 @@ def explain(db, order_id, merchant, fmt):
              ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
               "amount", "role", "agreement_id", "agreement_version", "rate_bp", "click_event_id", "refund_id"))
         return
-    out = console()
+    from refledger.reports.explained import explained_lines
+
     for item in found:
-        decision = item["decision"] or {}
-        out.print(f"[bold]order {item['order_id']}[/bold] at {item['merchant_shop_id']} ({item['log']})")
-        for order in item["order"]:
-            body = order["order"]
-            out.print(f"  {order['occurred_at']}  visitor {order['visitor_id']}  "
-                      f"total {body['total_minor']:,} {body['currency']}  event {order['event_id']}")
-        emit(decision.get("clicks") or [], "table",
-             ("click_event_id", "referrer_shop_id", "occurred_at", "eligible", "reason"),
-             title="clicks considered")
-        out.print(f"  winner: {decision.get('winning_click_event_id') or 'none (unattributed)'}"
-                  f"  referrer: {decision.get('referrer_shop_id') or '-'}"
-                  f"  agreement: {decision.get('agreement_id') or '-'} v{decision.get('agreement_version') or '-'}"
-                  f"  model: {decision.get('model') or 'none'}  commission: {decision.get('commission')}")
-        emit(item["entries"], "table",
-             ("seq", "event_id", "shop_id", "account", "counterparty_shop_id", "amount", "currency", "role"),
-             title="entries", numeric=("seq", "amount"))
-        if item["refunds"]:
-            emit(item["refunds"], "table", ("event_id", "refund_id", "amount_minor", "currency", "occurred_at"),
-                 title="refunds", numeric=("amount_minor",))
+        for part in explained_lines(item, locale, zone.key):
+            if isinstance(part, str):
+                click.echo(part)
+            else:
+                title, rows, columns, numeric = part
+                emit(rows, "table", columns, title=title, numeric=numeric, headers=headers(columns, locale))
 
 
 @click.command()
@@ -101,12 +99,23 @@ def quarantine(db, reason, fmt):
 @click.command()
 @db_option
 @format_option()
-def parked(db, fmt):
+@people_options
+def parked(db, fmt, locale, zone):
     """Refunds folded before their order, waiting for it (SPEC §7).
 
     Example: refledger parked --db ledger.duckdb
     """
     rows = _query(db, "parked_refunds")
-    emit(rows, fmt, ("event_id", "order_id", "merchant_shop_id", "refund_id", "amount_minor", "currency",
-                     "occurred_at", "topic", "partition", "offset"),
-         title="parked refunds", numeric=("amount_minor",))
+    columns = ("event_id", "order_id", "merchant_shop_id", "refund_id", "amount_minor", "currency",
+               "occurred_at", "topic", "partition", "offset")
+    if fmt == "table":
+        from refledger.reports.money import format_money
+        from refledger.schemas.codec import parse_time
+        from refledger.schemas.periods import show_time
+
+        rows = [{**r, "amount_minor": format_money(r["amount_minor"], r["currency"], locale),
+                 "occurred_at": show_time(parse_time(r["occurred_at"]), zone)} for r in rows]
+    from refledger.reports.words import label
+
+    emit(rows, fmt, columns, title=label("parked_refunds", locale), numeric=("amount_minor",),
+         headers=headers(columns, locale))

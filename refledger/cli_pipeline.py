@@ -9,17 +9,25 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, db_option, format_option, topic_option
+from refledger.options import bootstrap_option, db_option, format_option, topic_option, tz_option
 from refledger.render import console, emit, emit_json, progress
 
 
-def _processor(db: str, source: str, fold_worker: bool = False):
+def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: int | None = None):
     from refledger.consumers.batch import LogProcessor
+    from refledger.consumers.folding import SNAPSHOT_EVERY
     from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore
 
     store = LedgerStore(db)
-    return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker)
+    return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker,
+                               snapshot_every=snapshot_every or SNAPSHOT_EVERY)
+
+
+snapshot_option = click.option(
+    "--snapshot-every", type=click.IntRange(min=1), default=None, metavar="EVENTS",
+    help="Snapshot each partition's fold after this many events (besides at every close) [default: 250000]: "
+         "a restart folds at most that many events per partition on top of the latest snapshot.")
 
 
 def _summary_table(summary: dict, title: str) -> None:
@@ -95,13 +103,20 @@ def produce(files, bootstrap_servers, topic, partitions, signing_key, fmt):
               help="Sign every event with its emitter's key (derived from the seed), after a policy requiring "
                    "signatures; members publish their keys.")
 @topic_option
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, sign):
+@tz_option
+@click.option("--month-ends/--no-month-ends", default=True, show_default=True,
+              help="Include the operator's month ends (settlements, closes, adjustments, payouts); without them, "
+                   "run each month end yourself with `refledger settle`.")
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, sign, zone, month_ends):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
-    and a few bad events, seeded and deterministic. With --sign the alliance
-    signs its events (SPEC §4a): one policy first, then every event signed
-    by its emitter, with keys derived from the seed (for simulations only).
+    and a few bad events, seeded and deterministic; each month of the
+    alliance's time zone ends as `refledger settle` ends it (a settlement and,
+    from the third month on, a close through the month before), then payouts.
+    With --sign the alliance signs its events (SPEC §4a): one policy first,
+    then every event signed by its emitter, with keys derived from the seed
+    (for simulations only).
 
     Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
     """
@@ -110,7 +125,8 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic,
 
     if not out and not bootstrap_servers:
         raise click.UsageError("give --out FILE or --bootstrap-servers")
-    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events)
+    cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key,
+                           settlements=month_ends)
     records = generate(cfg)
     if sign:
         from refledger.producers.signed_alliance import signed_simulation
@@ -149,8 +165,9 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[
 @click.option("--instance-id", default=None,
               help="Static group membership: a restarted consumer with the same id takes its partitions back "
                    "at once instead of waiting for the session to time out.")
+@snapshot_option
 @format_option("table", "json")
-def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, fmt):
+def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, snapshot_every, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
     Positions live in the ledger: each poll batch is committed to DuckDB in
@@ -167,7 +184,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    store, processor = _processor(db, f"kafka:{topic}", fold_worker=True)
+    store, processor = _processor(db, f"kafka:{topic}", fold_worker=True, snapshot_every=snapshot_every)
     try:
         with ReadServer(db, store.con, READ_QUERIES):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
@@ -186,8 +203,9 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
 @db_option
 @click.option("--partition", default=0, show_default=True,
               help="The partition these files form (to mirror one Kafka partition's log).")
+@snapshot_option
 @format_option("table", "json")
-def ingest(files, db, partition, fmt):
+def ingest(files, db, partition, snapshot_every, fmt):
     """Fold JSON Lines or Avro event files into the ledger, without Kafka.
 
     The files form one partition, in file order. A directory written by
@@ -200,7 +218,7 @@ def ingest(files, db, partition, fmt):
     from refledger.consumers.ingest import ingest_archive, ingest_files
     from refledger.schemas.event_files import EventFileError
 
-    store, processor = _processor(db, "ingest")
+    store, processor = _processor(db, "ingest", snapshot_every=snapshot_every)
     try:
         with progress() as bar:
             task = bar.add_task("ingesting", total=None, rate="")

@@ -37,10 +37,13 @@ class ReplayFailed(click.ClickException):
 @click.option("--agreements", "agreements_file", default=None, type=click.Path(dir_okay=False, exists=True),
               help="What-if: JSON Lines of agreement events replacing the log's versions (same event id, or "
                    "same agreement id and version) or, when new, added at the start of every partition.")
+@click.option("--from-snapshot", is_flag=True,
+              help="Start each log's fold from the ledger's latest snapshot and fold only what came after, as a "
+                   "restarted consumer does; the rest must equal the live ledger (SPEC §12.8).")
 @click.option("--keep", default=None, type=click.Path(dir_okay=False),
               help="Keep the rebuilt ledger in this new file instead of a temporary one.")
 @format_option("table", "json")
-def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, keep, fmt):
+def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, from_snapshot, keep, fmt):
     """Rebuild the ledger from its history into a scratch ledger and compare.
 
     The history is folded by the same code as `consume`, keeping each
@@ -70,7 +73,8 @@ def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, ke
                 bar.update(task, completed=events_read, rate=f"{events_read / elapsed:,.0f} ev/s")
 
             report = rebuild(db, source, bootstrap_servers=bootstrap_servers, topic=topic, until_ms=until_ms,
-                             agreements=agreements_file, keep=keep, on_progress=show)
+                             agreements=agreements_file, keep=keep, on_progress=show,
+                             from_snapshot=from_snapshot)
     except ReplayError as exc:
         raise ReplayFailed(str(exc)) from exc
     if fmt == "json":

@@ -29,3 +29,37 @@ bootstrap_option = click.option(
 
 topic_option = click.option(
     "--topic", default=DEFAULT_TOPIC, show_default=True, help="The alliance's event topic.")
+
+
+def _zone(ctx, param, value):
+    """The alliance's time zone as a ZoneInfo, checked while parsing (--tz, else $REFLEDGER_TZ, else Shanghai)."""
+    from refledger.schemas.periods import PeriodError, alliance_zone
+
+    try:
+        return alliance_zone(value)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def _locale(ctx, param, value):
+    from refledger.reports.money import LocaleError, format_money
+
+    try:
+        format_money(0, "CNY", value)
+    except LocaleError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return value
+
+
+tz_option = click.option(
+    "--tz", "zone", default=None, callback=_zone, metavar="ZONE",
+    help="The alliance's time zone for months and times shown (default: $REFLEDGER_TZ, else Asia/Shanghai).")
+
+locale_option = click.option(
+    "--locale", default="zh_CN", show_default=True, callback=_locale,
+    help="How money and words are written for people (zh_CN or en_US); JSON and CSV keep minor units.")
+
+
+def people_options(command):
+    """``--locale`` and ``--tz``: how a command writes money, months and times for people (SPEC §11)."""
+    return locale_option(tz_option(command))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from refledger.reports.settlement_preview import settlement_preview
+from refledger.reports.sheet import sheet
 from refledger.reports.statement import statement
 from refledger.store.queries import QUERIES
 
-READ_QUERIES = (*QUERIES, statement)
+READ_QUERIES = (*QUERIES, statement, sheet, settlement_preview)

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 
@@ -36,32 +37,43 @@ def emit_csv(rows: Iterable[dict], columns: Sequence[str]) -> None:
 
 
 def emit_table(rows: Sequence[dict], columns: Sequence[str], *, title: str | None = None,
-               numeric: Iterable[str] = ()) -> None:
+               numeric: Iterable[str] = (), headers: dict[str, str] | None = None) -> None:
+    """A table for people; ``numeric`` columns are right-aligned, ``headers`` names columns in the
+    reader's language (default: the column's key)."""
     numeric = set(numeric)
+    headers = headers or {}
     table = Table(title=title, show_lines=False)
     for col in columns:
-        table.add_column(col, justify="right" if col in numeric else "left")
+        table.add_column(headers.get(col, col), justify="right" if col in numeric else "left")
     for row in rows:
         table.add_row(*(_cell(row.get(col), col in numeric) for col in columns))
     console().print(table)
 
 
-def _cell(value, numeric: bool) -> str:
+def _cell(value, numeric: bool) -> Text:
+    """A cell as plain text: names and reasons from events are never read as rich markup (STYLE §16)."""
     if value is None:
-        return ""
+        return Text("")
     if numeric and isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+        return Text(f"{value:,}")
+    return Text(str(value))
+
+
+def headers(columns: Sequence[str], locale: str) -> dict[str, str]:
+    """Column names in the reader's language (`reports/words.py`)."""
+    from refledger.reports.words import label
+
+    return {column: label(column, locale) for column in columns}
 
 
 def emit(rows: Sequence[dict], fmt: str, columns: Sequence[str], *, title: str | None = None,
-         numeric: Iterable[str] = ()) -> None:
+         numeric: Iterable[str] = (), headers: dict[str, str] | None = None) -> None:
     if fmt == "json":
         emit_json(list(rows))
     elif fmt == "csv":
         emit_csv(rows, columns)
     else:
-        emit_table(rows, columns, title=title, numeric=numeric)
+        emit_table(rows, columns, title=title, numeric=numeric, headers=headers)
 
 
 def progress(enabled: bool | None = None):

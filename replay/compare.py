@@ -18,6 +18,10 @@ before the cut, the live quarantine rows before it. The fold appends a
 log's entries event by event, so those are exactly the live ledger's
 entries as they stood when it had read that far. Positions are then not
 compared: the cut decides them.
+
+From a snapshot (`start`: per log, the offset a snapshot was taken after and
+the entries it had), the live side is narrowed the other way: its entries
+from that sequence number on, its quarantine rows after that offset.
 """
 
 from __future__ import annotations
@@ -120,11 +124,17 @@ class Comparison:
         }
 
 
-def compare(con, rebuilt_path: str | Path, topics, *, cut: bool) -> Comparison:
+def compare(con, rebuilt_path: str | Path, topics, *, cut: bool,
+            start: dict[tuple[str, int], tuple[int, int]] | None = None) -> Comparison:
     """Compare the live copy in `con` with the rebuilt ledger file, over `topics`."""
     path = str(rebuilt_path).replace("'", "''")
     con.execute(f"ATTACH '{path}' AS rebuilt (READ_ONLY)")
     try:
+        con.execute("""CREATE OR REPLACE TEMP TABLE cmp_start (topic VARCHAR, partition INTEGER, "offset" BIGINT,
+                                                                entries BIGINT)""")
+        if start:
+            con.executemany("INSERT INTO cmp_start VALUES (?, ?, ?, ?)",
+                            [(t, p, o, n) for (t, p), (o, n) in start.items()])
         _define_sides(con, list(topics), cut)
         return Comparison(
             heads=_heads(con),
@@ -147,20 +157,24 @@ def _define_sides(con, topics: list[str], cut: bool) -> None:
     before_cut = ""
     if cut:
         # an entry whose event the live ledger does not hold stays in, and shows as a difference
-        before_cut = """AND coalesce((SELECT v."offset" FROM live_events v WHERE v.topic = e.topic
+        before_cut = """AND coalesce((SELECT min(v."offset") FROM live_events v WHERE v.topic = e.topic
                             AND v.partition = e.partition AND v.event_id = e.event_id), -1)
                         < coalesce((SELECT r.next_offset FROM cmp_reached r WHERE r.topic = e.topic
                             AND r.partition = e.partition), 0)"""
+    after_start = """AND e.seq >= coalesce((SELECT s.entries FROM cmp_start s WHERE s.topic = e.topic
+                                            AND s.partition = e.partition), 0)"""
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_live AS SELECT {_COLS} FROM live_entries e "
-                f"WHERE {in_topics} {before_cut}")
+                f"WHERE {in_topics} {before_cut} {after_start}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_rebuilt AS SELECT {_COLS} FROM rebuilt.entries WHERE {in_topics}")
     q_cols = 'topic, partition, "offset", event_id, reason'
     q_cut = ""
     if cut:
         q_cut = """AND "offset" < coalesce((SELECT r.next_offset FROM cmp_reached r WHERE r.topic = q.topic
                        AND r.partition = q.partition), 0)"""
+    q_start = """AND q."offset" > coalesce((SELECT s."offset" FROM cmp_start s WHERE s.topic = q.topic
+                                            AND s.partition = q.partition), -1)"""
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_live_quarantine AS SELECT {q_cols} FROM live_quarantine q "
-                f"WHERE {in_topics} {q_cut}")
+                f"WHERE {in_topics} {q_cut} {q_start}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_rebuilt_quarantine AS SELECT {q_cols} FROM rebuilt.quarantine "
                 f"WHERE {in_topics}")
 

@@ -26,6 +26,12 @@ Modes and what they promise
 * what-if: the log with agreement versions replaced or added (see
   `replay.whatif`); the balance changes against the live ledger are the
   answer, nothing is expected to be identical.
+* from a snapshot (`from_snapshot`): each log's fold starts from the live
+  ledger's latest snapshot whose bytes match its checkpoint, and only the
+  history after it is folded, exactly as a restarted consumer does; the
+  entries, chain heads, quarantine and positions from there on must equal
+  the live ledger's (SPEC §12.8). A log without a snapshot is folded from
+  its start.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class ReplayReport:
     comparison: Comparison
     balances: tuple[dict, ...]               # the rebuilt ledger's balances (SPEC §11 shape)
     kept: str | None = None
+    started_from: tuple[tuple[str, int, int], ...] = ()  # (topic, partition, offset) of each snapshot started from
 
     @property
     def mode(self) -> str:
@@ -106,6 +113,7 @@ class ReplayReport:
             "comparison": self.comparison.as_dict(),
             "balances": list(self.balances),
             "kept": self.kept,
+            "started_from_snapshots": [list(s) for s in self.started_from],
         }
 
 
@@ -128,7 +136,8 @@ def parse_until(text: str) -> int:
 def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | None = None,
             topic: str | None = None, until_ms: int | None = None, agreements: str | Path | None = None,
             keep: str | Path | None = None, batch_size: int = BATCH_SIZE,
-            on_progress: Callable[[int], None] | None = None, wait: float = 30.0) -> ReplayReport:
+            on_progress: Callable[[int], None] | None = None, wait: float = 30.0,
+            from_snapshot: bool = False) -> ReplayReport:
     """Rebuild the ledger at `db` from `source` into a scratch ledger and compare.
 
     `source`: "events" (the ledger's stored log), "kafka" (needs
@@ -143,6 +152,10 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
         try:
             snapshot = take_snapshot(db, con, with_values=source == EVENTS, wait=wait)
             topics, reads = _history(con, snapshot, source, bootstrap_servers, topic)
+            starts = _fold_snapshots(db, wait) if from_snapshot else {}
+            if starts:
+                reads = (r for r in reads if r.message.offset > starts.get((r.message.topic, r.message.partition),
+                                                                             (-1,))[0])
             if until_ms is not None:
                 reads = until_prefix(reads, until_ms)
             what_if = None
@@ -151,10 +164,12 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
                 reads = what_if.apply(reads)
             rebuilt = keep_path or Path(scratch) / "rebuilt.duckdb"
             fold_started = time.monotonic()
-            counts, positions = fold_history(reads, rebuilt, batch_size=batch_size, on_progress=on_progress)
+            counts, positions = fold_history(reads, rebuilt, batch_size=batch_size, on_progress=on_progress,
+                                             starts={log: state for log, (_o, _n, state) in starts.items()})
             fold_seconds = time.monotonic() - fold_started
             balances, quarantined = _read_rebuilt(rebuilt, what_if.positions() if what_if else set())
-            comparison = compare(con, rebuilt, topics, cut=until_ms is not None)
+            comparison = compare(con, rebuilt, topics, cut=until_ms is not None,
+                                 start={log: (offset, entries) for log, (offset, entries, _s) in starts.items()})
         except duckdb.Error as exc:
             raise ReplayError(f"replay failed in its scratch ledger: {exc}") from exc
         finally:
@@ -164,13 +179,15 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
         what_if=tuple(u.as_dict() for u in what_if.uses) if what_if else (),
         what_if_quarantined=quarantined, counts=counts, positions=positions, fold_seconds=fold_seconds,
         seconds=time.monotonic() - started, comparison=comparison, balances=balances,
-        kept=str(keep_path) if keep_path else None)
+        kept=str(keep_path) if keep_path else None,
+        started_from=tuple((t, p, offset) for (t, p), (offset, _n, _s) in sorted(starts.items())))
 
 
 def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int = BATCH_SIZE,
-                 on_progress: Callable[[int], None] | None = None,
+                 on_progress: Callable[[int], None] | None = None, starts: dict | None = None,
                  ) -> tuple[BatchCounts, tuple[tuple[str, int, int], ...]]:
-    """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch.
+    """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch;
+    ``starts``: per log, a snapshot to start that log's fold from.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
     from refledger.consumers.verification import signed_fold
@@ -183,6 +200,8 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     counts = BatchCounts()
     try:
         processor = LogProcessor(store, signed_fold, source="replay")
+        for (topic, partition), state in (starts or {}).items():
+            processor.folds.load(topic, partition, [], state)
         with folding_collector() as settle:
             for chunk in _chunks((read.message for read in reads), batch_size):
                 batch = processor.process(chunk)
@@ -197,6 +216,18 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     finally:
         store.close()
     return counts, positions
+
+
+def _fold_snapshots(db, wait: float) -> dict[tuple[str, int], tuple[int, int, bytes]]:
+    """Per log, the live ledger's latest sound snapshot: (offset, entries, state)."""
+    from refledger.store.queries import latest_snapshots
+    from refledger.store.readside import ReadError, query
+
+    try:
+        rows = query(db, latest_snapshots, wait=wait)
+    except ReadError as exc:
+        raise ReplayError(str(exc)) from exc
+    return {(r["topic"], r["partition"]): (r["offset"], r["entries"], bytes.fromhex(r["state"])) for r in rows}
 
 
 def _chunks(messages: Iterator, size: int) -> Iterator[list]:

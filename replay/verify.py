@@ -16,6 +16,10 @@
   head that the chain still has.
 * since a saved checkpoint file: the ledger extends it (the entry at each
   saved head still has that hash, so nothing before it was rewritten).
+* snapshots (SPEC §12.8): every fold snapshot's bytes match the digest its
+  checkpoint recorded, and each log's latest snapshot, loaded and folded on
+  with the events stored after it, posts exactly the entries the ledger
+  holds from there on (so folding from it and from the start agree).
 
 Each problem names where it is: log, seq and entry id.
 """
@@ -144,6 +148,53 @@ def check_bulk(con) -> list[Problem]:
     return [Problem("bulk", where, detail) for where, detail in problems]
 
 
+def check_snapshots(con) -> list[Problem]:
+    from refledger.ledger.fold import PartitionFold
+    from refledger.ledger.snapshot import SnapshotError, restore_state
+    from refledger.schemas import codec
+    from refledger.store.snapshots import SnapshotFileError, decode_snapshot
+
+    problems = []
+    rows = con.execute(
+        """SELECT s.topic, s.partition, s."offset", s.entries, s.head, s.digest = sha256(s.state)
+                  AND c.snapshot_digest IS NOT NULL, s.state
+           FROM snapshots s LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
+                AND c.snapshot_digest = s.digest AND c.entries = s.entries AND c.head = s.head
+           ORDER BY s.topic, s.partition, s."offset" DESC""").fetchall()
+    latest_checked: set[tuple[str, int]] = set()
+    for topic, partition, offset, entries, head, sound, state in rows:
+        where = f"{topic}:{partition} snapshot after offset {offset}"
+        if not sound:
+            problems.append(Problem("snapshot", where, "its bytes do not match the digest its checkpoint recorded "
+                                                       "(a restart does not use it and rebuilds from the events)"))
+            continue
+        if (topic, partition) in latest_checked:
+            continue
+        latest_checked.add((topic, partition))
+        fold = PartitionFold()
+        try:
+            restore_state(fold, decode_snapshot(bytes(state)))
+        except (SnapshotError, SnapshotFileError) as exc:
+            problems.append(Problem("snapshot", where, f"cannot be loaded: {exc}"))
+            continue
+        if (fold.journal.seq, fold.chain_head) != (entries, head):
+            problems.append(Problem("snapshot", where, "its fold state does not end where its checkpoint says"))
+            continue
+        posted = []
+        for (avro,) in con.execute("""SELECT avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ?
+                                      ORDER BY "offset" """, [topic, partition, offset]).fetchall():
+            record = codec.decode(avro)
+            posted.extend(e.hash for e in fold.apply(record, codec.content_digest(avro, record.get("signature"))).entries)
+        stored = [h for (h,) in con.execute("SELECT hash FROM entries WHERE topic = ? AND partition = ? AND seq >= ? "
+                                            "ORDER BY seq", [topic, partition, entries]).fetchall()]
+        if posted != stored:
+            first = next((i for i, (a, b) in enumerate(zip(posted, stored)) if a != b), min(len(posted), len(stored)))
+            problems.append(Problem("snapshot", f"{where}, seq {entries + first}",
+                                    f"folding on from the snapshot posts {len(posted)} entries, the ledger holds "
+                                    f"{len(stored)}; they part at seq {entries + first}"))
+    return problems
+
+
 def check_recorded_checkpoints(con) -> list[Problem]:
     return _extends(con, checkpoints(con.cursor()), "checkpoint")
 
@@ -188,7 +239,8 @@ def verify(con, *, saved_checkpoints: list[dict] | None = None) -> dict:
     problems = chain_problems + check_balanced(con) + check_accounted(con)
     problems += check_bulk(con)
     problems += check_recorded_checkpoints(con)
-    checks = ["chain", "balanced", "accounted", "bulk", "checkpoint"]
+    problems += check_snapshots(con)
+    checks = ["chain", "balanced", "accounted", "bulk", "checkpoint", "snapshot"]
     if saved_checkpoints is not None:
         problems += since_checkpoint(con, saved_checkpoints)
         checks.append("since-checkpoint")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from hashlib import blake2b
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,7 @@ from refledger.schemas.versions import SchemaVersion, load_versions, strip_logic
 
 __all__ = [
     "canonical_message",
+    "content_digest",
     "decode_canonical",
     "CURRENT_FINGERPRINT",
     "CURRENT_VERSION",
@@ -176,6 +178,27 @@ def canonical_body(record: Mapping) -> bytes:
 def canonical_message(record: Mapping) -> bytes:
     """Single-object message of the record's canonical body (current schema, map keys sorted)."""
     return _CURRENT_HEADER + canonical_body(record)
+
+
+def content_digest(canonical: bytes, signature: str | None) -> bytes:
+    """A digest of an event's content without its signature, from its canonical message: what SPEC §4
+    compares to tell an identical re-delivery from a conflicting duplicate ("the duplicate comparison
+    ignores signature"). The signature is the current schema's last field: a null branch (one byte),
+    or branch 1 and the string."""
+    if signature is None:
+        body = canonical[:-1]
+    else:
+        raw = signature.encode("utf-8")
+        body = canonical[:-(1 + _varint_size(2 * len(raw)) + len(raw))]
+    return blake2b(body, digest_size=16).digest()
+
+
+def _varint_size(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
 
 
 def _maps_sorted(datum: dict) -> bool:

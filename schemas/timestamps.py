@@ -53,3 +53,13 @@ def format_utc_millis(millis: int) -> str:
     seconds, rest = divmod(millis, 1000)
     m = _EPOCH + timedelta(seconds=seconds)
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{rest:03d}Z"
+
+
+def naive_utc_millis(moment: datetime) -> int:
+    """Milliseconds since the epoch of a naive UTC datetime (how the ledger file's TIMESTAMP columns read)."""
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def naive_utc(millis: int) -> datetime:
+    """The naive UTC datetime of an epoch-millisecond time (to compare with the ledger file's TIMESTAMPs)."""
+    return _EPOCH + millis * _ONE_MS

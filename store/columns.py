@@ -94,6 +94,18 @@ CHECKPOINT_COLUMNS = (
     ("at", pa.timestamp("ms")),
     ("entries", pa.int64()),
     ("head", pa.string()),
+    ("snapshot_digest", pa.string()),
+)
+
+SNAPSHOT_COLUMNS = (
+    ("topic", pa.string()),
+    ("partition", pa.int32()),
+    ("offset", pa.int64()),      # the last event folded into it
+    ("kind", pa.string()),       # close | periodic
+    ("entries", pa.int64()),
+    ("head", pa.string()),
+    ("digest", pa.string()),
+    ("state", pa.binary()),
 )
 
 FOLD_STATE_COLUMNS = (

@@ -16,7 +16,10 @@ quarantine  events that could not be folded, with raw bytes, position, reason; `
             that gave it up (its order, or a close)
 entries     ledger entries posted by the fold (double entry, hash-chained)
 decisions   attribution decisions, for `explain`
-checkpoints each log's chain head right after each settlement and close
+checkpoints each log's chain head right after each settlement and close, and at each
+            snapshot, with the snapshot's digest
+snapshots   each log's fold state after an event (at every close and every N events),
+            to restart from (refledger.store.snapshots)
 fold_state  how much each log's fold remembered after each batch, per kind
 positions   next offset to read, per (topic, partition)
 batches     one row per committed batch: what it read, skipped, stored, quarantined
@@ -125,6 +128,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     "at" TIMESTAMP NOT NULL,
     entries BIGINT NOT NULL,
     head VARCHAR NOT NULL,
+    snapshot_digest VARCHAR,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    kind VARCHAR NOT NULL,
+    entries BIGINT NOT NULL,
+    head VARCHAR NOT NULL,
+    digest VARCHAR NOT NULL,
+    state BLOB NOT NULL,
     batch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fold_state (
@@ -275,15 +290,23 @@ class LedgerStore:
         ).fetchall()
         return {(t, p): o for t, p, o in rows}
 
-    def partition_events(self, topic: str, partition: int, types: tuple[str, ...] | None = None):
-        """The stored log of one partition, in order: (offset, avro bytes); only the events of
-        these ``types``, if given."""
+    def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
+        """A log's snapshots, latest first: (offset, digest, digest recorded in its checkpoint, state)."""
+        return self.cursor().execute(
+            """SELECT s."offset", s.digest, c.snapshot_digest, s.state FROM snapshots s
+               LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
+                    AND c.snapshot_digest = s.digest
+               WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
+
+    def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+        """The stored log of one partition, in order: (offset, avro bytes), after the given offset;
+        only the events of these ``types``, if given."""
         cur = self.cursor()
         of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
         cur.execute(
-            f"""SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? {of_types}
+            f"""SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ? {of_types}
                ORDER BY "offset" """,
-            [topic, partition, *(types or ())],
+            [topic, partition, after, *(types or ())],
         )
         while True:
             rows = cur.fetchmany(10_000)

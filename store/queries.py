@@ -25,6 +25,7 @@ def stats(cur) -> dict:
     ).fetchall()
     [(quarantined,)] = cur.execute("SELECT count(*) FROM quarantine").fetchall()
     [(entries,)] = cur.execute("SELECT count(*) FROM entries").fetchall()
+    [(snapshots,)] = cur.execute("SELECT count(*) FROM snapshots").fetchall()
     positions = cur.execute(
         """SELECT topic, partition, arg_max(next_offset, batch_id) FROM positions
            GROUP BY topic, partition ORDER BY topic, partition"""
@@ -46,6 +47,7 @@ def stats(cur) -> dict:
         "events_read": int(read),
         "events_stored": int(stored),
         "entries": int(entries),
+        "snapshots": int(snapshots),
         "batches": int(batches),
         "quarantined_by_reason": {r: int(n) for r, n in by_reason},
         "fold_state": {k: int(n) for k, n in fold_state},
@@ -234,6 +236,21 @@ def snapshot_page(cur, table: str, batch_id: int, after_rowid: int = -1, limit: 
     return [list(row) for row in rows]
 
 
+def latest_snapshots(cur) -> list[dict]:
+    """Each log's latest fold snapshot whose bytes match the digest its checkpoint recorded:
+    where it was taken (the last offset folded into it, the entries then, the chain head) and its
+    state, as hex."""
+    rows = cur.execute(
+        """SELECT s.topic, s.partition, arg_max(s."offset", s."offset"), arg_max(s.entries, s."offset"),
+                  arg_max(s.head, s."offset"), arg_max(s.digest, s."offset"), arg_max(s.state, s."offset")
+           FROM snapshots s JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
+                AND c.snapshot_digest = s.digest AND c.snapshot_digest = sha256(s.state)
+           GROUP BY s.topic, s.partition ORDER BY s.topic, s.partition""").fetchall()
+    return [{"topic": t, "partition": int(p), "offset": int(o), "entries": int(n), "head": h, "digest": d,
+             "state": bytes(state).hex()} for t, p, o, n, h, d, state in rows]
+
+
 # The queries a ledger answers through a consumer's read socket (the command line adds the
 # reports' queries, which live above the store).
-QUERIES = (stats, balances, quarantine, parked_refunds, explain, checkpoints, snapshot_head, snapshot_page)
+QUERIES = (stats, balances, quarantine, parked_refunds, explain, checkpoints, snapshot_head, snapshot_page,
+           latest_snapshots)

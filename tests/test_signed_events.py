@@ -205,10 +205,10 @@ def test_a_verdict_reached_ahead_counts_only_for_a_key_the_fold_requires():
     fold, _ = fold_story(founding())
     wrong = record(click("c-1", "2026-11-01T10:00:00.000Z"))
     claimed = Signature("c2lnbmF0dXJl", b"{}", key(STRANGER), True)
-    assert fold.apply(wrong, claimed).quarantine == BAD_SIGNATURE
+    assert fold.apply(wrong, signed=claimed).quarantine == BAD_SIGNATURE
     good = signed(click("c-2", "2026-11-01T10:00:01.000Z"), LI)
     unverified = Signature(good["signature"], fold.signatures.message(good), key(STRANGER), False)
-    assert fold.apply(good, unverified).quarantine is None
+    assert fold.apply(good, signed=unverified).quarantine is None
 
 
 def test_a_fold_built_without_a_check_refuses_to_guess():
@@ -217,3 +217,23 @@ def test_a_fold_built_without_a_check_refuses_to_guess():
         fold.apply(r)
     with pytest.raises(RuntimeError, match="without a signature check"):
         fold.apply(founding()[3])
+
+
+def test_a_fold_resumed_from_a_snapshot_keeps_the_policy_and_every_key():
+    """A restart loads the partition's snapshot: the policy in force, li-kids's rotated key and
+    its old key's grace must come back with it."""
+    from refledger.ledger.snapshot import export_state, restore_state
+    from refledger.store.snapshots import decode_snapshot, encode_snapshot
+
+    head = founding() + [signed(member("m-li-2", "2026-11-10T00:00:00.000Z", "li-kids", key(LI_NEW)), OPERATOR)]
+    tail = [signed(click("c-late-old-key", "2026-11-09T23:00:00.000Z"), LI),
+            signed(click("c-after-old-key", "2026-11-11T00:00:00.000Z"), LI),
+            signed(click("c-after-new-key", "2026-11-11T00:00:01.000Z"), LI_NEW),
+            record(click("c-unsigned", "2026-11-11T00:00:02.000Z")),
+            signed(agreement("a-2", "2026-11-12T00:00:00.000Z"), OPERATOR)]
+    straight, _ = fold_story(head)
+    resumed = signed_fold()
+    restore_state(resumed, decode_snapshot(encode_snapshot(export_state(straight))))
+    expected = [straight.apply(r) for r in tail]
+    assert reasons(expected) == [None, BAD_SIGNATURE, None, BAD_SIGNATURE, None]
+    assert [resumed.apply(r) for r in tail] == expected

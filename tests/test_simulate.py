@@ -8,11 +8,14 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from refledger.producers.operator import close_record, settlement_record
 from refledger.producers.simulate import GHOSTS, SimulationConfig, simulate
+from refledger.schemas.periods import alliance_zone
 from refledger.schemas import codec
 
 DAY_MS = 86_400_000
 NOV_1 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+SHANGHAI_NOV_END = NOV_1 + 29 * DAY_MS + 16 * 3_600_000 - 1  # 2026-11-30T15:59:59.999Z, midnight in Beijing
 ENVELOPE = ("event_id", "type", "occurred_at", "alliance_id", "shop_id", "visitor_id")
 SHOP_TYPES = {"view", "click", "order", "refund"}
 PLACEMENT = {"referrer_shop_id": str, "merchant_shop_id": str, "placement_id": str}
@@ -27,6 +30,7 @@ PAYLOADS = {
                   "category_rates_bp": dict, "amount_minor": (int, type(None)),
                   "currency": (str, type(None)), "attribution_window_days": int, "hold_days": int},
     "settlement": {"settlement_id": str, "period_end": int},
+    "close": {"close_id": str, "closed_through": int},
     "payout": {"payout_id": str, "merchant_shop_id": str, "referrer_shop_id": str, "currency": str,
                "amount_minor": int},
     "adjustment": {"adjustment_id": str, "merchant_shop_id": str, "referrer_shop_id": str, "currency": str,
@@ -254,12 +258,45 @@ def test_some_clicks_are_self_referrals(alliance):
 
 
 def test_month_end_settlement_then_payouts(alliance):
+    """November ends at midnight Beijing time; its settlement is the one `refledger settle` publishes."""
     settlements = [r for r in alliance if r["type"] == "settlement"]
-    assert [(s["settlement"]["settlement_id"], s["settlement"]["period_end"], s["occurred_at"])
-            for s in settlements] == [("2026-11", NOV_1 + 30 * DAY_MS - 1, NOV_1 + 31 * DAY_MS)]
+    assert settlements == [settlement_record("sim", "2026-11", alliance_zone("Asia/Shanghai"))]
+    assert settlements[0]["settlement"]["period_end"] == SHANGHAI_NOV_END
     position = alliance.index(settlements[0])
     payouts = [r for r in alliance[position:] if r["type"] == "payout"]
     assert payouts and all(p["payout"]["amount_minor"] > 0 for p in payouts)
+
+
+def test_from_the_third_month_on_the_month_before_last_is_closed(clean_alliance):
+    """Two and a half months from November 1st: November and December are settled, and with December's
+    settlement (in January, the run's third month) the books are closed through November."""
+    month_end = [(r["type"], r["event_id"]) for r in clean_alliance if r["type"] in ("settlement", "close")]
+    assert month_end == [("settlement", "settlement-2026-11"), ("settlement", "settlement-2026-12"),
+                         ("close", "close-through-2026-11")]
+    [close] = [r for r in clean_alliance if r["type"] == "close"]
+    assert close == close_record("sim", "2026-11", alliance_zone("Asia/Shanghai"))
+    # closing quarantines nothing the clean alliance sends: every late event of November came before it
+    position = clean_alliance.index(close)
+    closed_through = close["close"]["closed_through"]
+    assert not any(r["type"] in ("view", "click", "order", "refund") and r["occurred_at"] <= closed_through
+                   for r in clean_alliance[position:])
+
+
+def test_the_months_follow_the_alliances_time_zone():
+    utc = [r["settlement"]["period_end"] for r in simulate(SimulationConfig(seed=3, visitors=50, days=31,
+                                                                           time_zone="UTC"))
+           if r["type"] == "settlement"]
+    assert utc == [NOV_1 + 30 * DAY_MS - 1]
+    with pytest.raises(ValueError, match="unknown time zone"):
+        SimulationConfig(time_zone="Mars/Olympus")
+
+
+def test_now_and_then_a_member_is_fined_to_the_alliance_fund():
+    half_a_year = list(simulate(SimulationConfig(seed=5, visitors=40, days=182, bad_rate=0.0)))
+    fines = [r["adjustment"] for r in half_a_year if r["type"] == "adjustment"
+             and r["adjustment"]["referrer_shop_id"] == "alliance"]
+    assert 1 <= len(fines) <= 5  # at most one a month end
+    assert all(f["amount_minor"] > 0 and f["merchant_shop_id"] != "alliance" for f in fines)
 
 
 # -- late and bad --------------------------------------------------------------------

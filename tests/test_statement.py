@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from refledger.cli import cli
+from tests.ledger_support import Alliance
 from tests.scenario_files import SCENARIOS
 
 
@@ -51,9 +52,13 @@ def test_li_kids_november(baby):
     [cny] = s["closing"]
     assert (cny["earned_pending"], cny["earned_payable"], cny["owed_pending"], cny["owed_payable"]) == (0, 792, 0, 2072)
     nets = {n["counterparty_shop_id"]: n for n in s["netting"]}
-    assert nets["zhang-toys"]["says"] == "li-kids pays zhang-toys 2,072 CNY"
-    assert nets["wang-bath"]["says"] == "wang-bath pays li-kids 792 CNY"
-    assert s["overall"] == [{"currency": "CNY", "net": -1280, "says": "li-kids pays 1,280 CNY overall"}]
+    # 2,072 fen is ¥20.72 (it used to say "2,072 CNY")
+    assert nets["zhang-toys"]["says"] == "li-kids 付给 zhang-toys ¥20.72"
+    assert nets["wang-bath"]["says"] == "wang-bath 付给 li-kids ¥7.92"
+    assert s["overall"] == [{"currency": "CNY", "net": -1280, "says": "li-kids 合计应付 ¥12.80"}]
+    english = json.loads(run("statement", "--db", baby, "--shop", "li-kids", "--period", "2026-11", "--format",
+                             "json", "--locale", "en_US").output)
+    assert english["overall"][0]["says"] == "li-kids pays CN¥12.80 overall"
 
 
 def test_closing_balances_equal_the_ledgers(baby):
@@ -69,7 +74,7 @@ def test_a_quiet_month_opens_as_it_closes(baby):
     assert s["lines"] == []
     assert s["opening"] == s["closing"]
     assert s["opening"][0]["earned_payable"] == 2072
-    assert s["netting"][0]["says"] == "li-kids pays zhang-toys 2,072 CNY"
+    assert s["netting"][0]["says"] == "li-kids 付给 zhang-toys ¥20.72"
 
 
 def test_netting_both_ways(tmp_path):
@@ -94,7 +99,8 @@ def test_netting_both_ways(tmp_path):
     nets = {n["counterparty_shop_id"]: n for n in statement(db, "li-kids", "2026-11")["netting"]}
     z = nets["zhang-toys"]
     assert (z["they_owe_payable"], z["we_owe_payable"]) == (500, 2072)
-    assert z["owes"] == "li-kids owes zhang-toys 2,072 and zhang-toys owes li-kids 500: li-kids pays zhang-toys 1,572 CNY"
+    assert z["owes"] == ("li-kids 欠 zhang-toys ¥20.72，zhang-toys 欠 li-kids ¥5.00："
+                         "li-kids 付给 zhang-toys ¥15.72")
 
 
 def test_csv_and_table(baby):
@@ -103,10 +109,63 @@ def test_csv_and_table(baby):
     assert {r["event_id"] for r in rows} == {"o-1", "r-1", "o-3", "s-1"}
     assert all(r["change"].lstrip("-").isdigit() for r in rows)
     table = run("statement", "--db", baby, "--shop", "li-kids", "--period", "2026-11").output
-    assert "li-kids pays zhang-toys 2,072 CNY" in table and "li-kids pays 1,280 CNY overall" in table
+    assert "li-kids 付给 zhang-toys ¥20.72" in table and "li-kids 合计应付 ¥12.80" in table
+    assert "¥10.59" in table and "1,059" not in table  # o1's commission, as money
+    assert "2026-11-01 18:05" in table  # o1 at 10:05 UTC is 18:05 in Beijing
 
 
 def test_unknown_shop_and_bad_period_are_clear_errors(baby):
     assert "no shop 'nobody'" in run("statement", "--db", baby, "--shop", "nobody", "--period", "2026-11",
                                      code=1).output
     assert "YYYY-MM" in run("statement", "--db", baby, "--shop", "li-kids", "--period", "2026-13", code=1).output
+
+
+def test_the_month_is_the_alliances_month(tmp_path):
+    """An order at 02:00 Beijing time on December 1st (18:00 UTC on November 30th) is December's."""
+    a = Alliance("baby-care")
+    events = [a.member("li-kids"), a.member("wang-bath"), a.agreement(rate_bp=1000),
+              a.click("2026-11-30T17:50", "li-kids", "wang-bath", "v1", event_id="c-late"),
+              a.order("2026-11-30T18:00", "wang-bath", "v1", "o-night", [(1, 10000, "care")], event_id="o-night")]
+    db = ingest(tmp_path, events)
+
+    def order_lines(period, *tz):
+        s = json.loads(run("statement", "--db", db, "--shop", "li-kids", "--period", period, "--format", "json",
+                           *tz).output)
+        return [line["event_id"] for line in s["lines"]]
+
+    assert order_lines("2026-11") == [] and order_lines("2026-12") == ["o-night"]
+    assert order_lines("2026-11", "--tz", "UTC") == ["o-night"]
+    table = run("statement", "--db", db, "--shop", "li-kids", "--period", "2026-12").output
+    assert "2026-12-01 02:00" in table and "¥10.00" in table
+    assert "（2026-12-01 00:00 至 2027-01-01 00:00，Asia/Shanghai）" in table.splitlines()[0]
+
+
+def test_the_fund_has_its_own_section_and_swap_credits_are_shown_per_pair(tmp_path):
+    a = Alliance("tea-street")
+    events = [a.member("a-tea"), a.member("c-snacks"), a.member("d-dates"),
+              a.agreement(agreement_id="swap", merchant="a-tea", referrer="c-snacks", model="swap"),
+              a.agreement(agreement_id="swap-back", merchant="c-snacks", referrer="a-tea", model="swap"),
+              a.click("2026-11-02T02:00", "c-snacks", "a-tea", "v1"),
+              a.click("2026-11-03T03:00", "c-snacks", "a-tea", "v1"),  # 25 h later: a second credit
+              a.click("2026-11-04T02:00", "a-tea", "c-snacks", "v2"),
+              a.adjustment("2026-11-05T02:00", "a-tea", "alliance", 2000, "late fee", adjustment_id="fee-1")]
+    db = ingest(tmp_path, events)
+    s = json.loads(run("statement", "--db", db, "--shop", "a-tea", "--period", "2026-11", "--format", "json").output)
+    assert [(f["counterparty_shop_id"], f["we_owe_payable"], f["says"]) for f in s["fund"]] == \
+        [("alliance", 2000, "a-tea 付给 联盟基金 ¥20.00")]
+    assert all(n["counterparty_shop_id"] != "alliance" for n in s["netting"])
+    assert [(w["counterparty_shop_id"], w["given"], w["received"], w["balance"]) for w in s["swaps"]] == \
+        [("c-snacks", 1, 2, -1)]
+    table = run("statement", "--db", db, "--shop", "a-tea", "--period", "2026-11").output
+    assert "联盟基金" in table and "a-tea 付给 联盟基金 ¥20.00" in table and "资源互换点击" in table
+    assert "1 次点击" in table and "CLICK0" not in table  # a swap credit is a click, not money
+
+
+def ingest(tmp_path, records) -> str:
+    from refledger.schemas.event_files import write_event_file
+
+    path = tmp_path / "events.jsonl"
+    write_event_file(records, path)
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", path, "--db", db)
+    return str(db)

@@ -1,0 +1,167 @@
+"""The words people read, in the alliance's language (SPEC §11: Chinese by default).
+
+Reports and commands say the same things in many places ("j-jade 付给 h-hats
+¥5.00"); each sentence and label is written here once, per language. The
+language follows the locale: ``zh_*`` is Chinese, anything else English.
+Names that came from events (shop ids, reasons) are filled in as they are;
+printing them as plain text is the renderer's job.
+"""
+
+from __future__ import annotations
+
+from refledger.ledger.entries import CLICK
+from refledger.reports.money import DEFAULT_LOCALE, format_count, format_money
+
+FUND = "alliance"  # the alliance's own fund as a party to payouts and adjustments (SPEC §2)
+
+_SENTENCES = {
+    "pays": ("{payer} 付给 {payee} {amount}", "{payer} pays {payee} {amount}"),
+    "even": ("{a} 与 {b} 两清", "{a} and {b} are even"),
+    "owes_both_ways": ("{a} 欠 {b} {a_owes}，{b} 欠 {a} {b_owes}：{says}",
+                       "{a} owes {b} {a_owes} and {b} owes {a} {b_owes}: {says}"),
+    "receives_overall": ("{party} 合计应收 {amount}", "{party} receives {amount} overall"),
+    "pays_overall": ("{party} 合计应付 {amount}", "{party} pays {amount} overall"),
+    "even_overall": ("{party} 在 {currency} 上收支相抵", "{party} is even in {currency}"),
+    "to_pay_receive": ("{party}：应付 {pay}，应收 {receive}", "{party}: to pay {pay}, to receive {receive}"),
+    "to_pay_only": ("{party}：应付 {pay}", "{party}: to pay {pay}"),
+    "to_receive_only": ("{party}：应收 {receive}", "{party}: to receive {receive}"),
+    "becomes_payable": ("{payer} 欠 {payee} {amount} 转为应付（{count} 笔）",
+                        "{payer} owes {payee} {amount}, now payable ({count} orders and clicks)"),
+    "due_in_total": ("合计 {amount} 转为应付（{count} 笔订单和点击）", "{amount} in all becomes payable ({count} orders and clicks)"),
+    "sheet_title": ("结算单 · {when}", "Settlement sheet · {when}"),
+    "settlement_cut": ("{period} 结算后（结算截止 {end}，{zone}）",
+                       "right after the {period} settlement (period end {end}, {zone})"),
+    "ledger_now": ("当前账面", "as the ledger stands"),
+    "projected": ("{period} 结算后的预估（结算截止 {end}，{zone}）",
+                  "projected after the {period} settlement (period end {end}, {zone})"),
+    "logs_missing": ("注意：以下分区尚未读到该结算，未计入：{logs}",
+                     "note: these logs have not folded that settlement and are left out: {logs}"),
+    "published_now": ("已发布 {event_id}（{what}）到 {count} 个分区", "published {event_id} ({what}) to {count} partitions"),
+    "published_before": ("{event_id}（{what}）此前已发布到 {count} 个分区（最早 {when}），本次未重复发布",
+                         "{event_id} ({what}) was published before to {count} partitions (first at {when}); "
+                         "not published again"),
+    "published_rest": ("{event_id} 此前只发布到 {before} 个分区，本次补发到其余 {count} 个",
+                       "{event_id} had reached {before} partitions; published to the other {count} now"),
+    "settlement_what": ("结算截止 {end}", "period end {end}"),
+    "close_what": ("关账至 {end}", "books closed through {end}"),
+    "dry_run": ("试算：未发布任何事件", "dry run: nothing was published"),
+    "preview_title": ("{period} 结算将转为应付的金额（结算截止 {end}，{zone}）：",
+                      "What the {period} settlement makes payable (period end {end}, {zone}):"),
+    "already_folded": ("账本中已有该期结算 {event_ids}；以下为再次结算时的变化",
+                       "the ledger already holds this period's settlement {event_ids}; "
+                       "figures show what another would move"),
+    "sheet_later": ("账本读到结算后，运行：{command}", "once the ledger has folded it: {command}"),
+    "statement_title": ("{shop} 的 {period} 对账单（{start} 至 {end}，{zone}）",
+                        "Statement of {shop} for {period} ({start} to {end}, {zone})"),
+    "order_title": ("订单 {order} · {merchant}（{log}）", "Order {order} at {merchant} ({log})"),
+    "order_line": ("{time}  访客 {visitor}  金额 {total}  事件 {event}",
+                   "{time}  visitor {visitor}  total {total}  event {event}"),
+    "unattributed": ("未归因：没有符合条件的点击，不产生佣金", "unattributed: no eligible click, no commission"),
+    "attributed": ("胜出点击 {click}，推荐方 {referrer}，协议 {agreement} v{version}（{terms}），佣金 {commission}",
+                   "winning click {click}, referrer {referrer}, agreement {agreement} v{version} ({terms}), "
+                   "commission {commission}"),
+    "clicks": ("{count} 次点击", "{count} click(s)"),
+    "swap_balance": ("{shop} 给 {other} 导流 {given} 次，收到 {received} 次（差额 {balance}）",
+                     "{shop} sent {other} {given} clicks and received {received} (balance {balance})"),
+}
+
+_LABELS = {
+    "fund": ("联盟基金", "the alliance fund"),
+    "shop_id": ("店铺", "shop"),
+    "currency": ("币种", "currency"),
+    "earned_pending": ("待结算收入", "earned pending"),
+    "earned_payable": ("应收", "earned payable"),
+    "owed_pending": ("待结算支出", "owed pending"),
+    "owed_payable": ("应付", "owed payable"),
+    "received": ("已收", "received"),
+    "paid_out": ("已付", "paid out"),
+    "swap_given": ("导出点击", "clicks given"),
+    "swap_received": ("导入点击", "clicks received"),
+    "balances": ("各店余额", "Balances"),
+    "swap_credits": ("资源互换点击", "Swap traffic credits"),
+    "transfers": ("转账", "Transfers"),
+    "fund_lines": ("联盟基金", "The alliance fund"),
+    "totals": ("各方合计", "Totals per party"),
+    "to_pay": ("应付", "to pay"),
+    "to_receive": ("应收", "to receive"),
+    "nothing_due": ("无应付款项", "Nothing is due"),
+    "amount": ("金额", "amount"),
+    "event_type": ("类型", "type"),
+    "role": ("记账", "role"),
+    "account": ("科目", "account"),
+    "change": ("变动", "change"),
+    "agreement": ("协议", "agreement"),
+    "rate_bp": ("费率(基点)", "rate (bp)"),
+    "reason": ("原因", "reason"),
+    "they_owe_payable": ("对方应付", "they owe (payable)"),
+    "we_owe_payable": ("本店应付", "we owe (payable)"),
+    "says": ("结算", "settles as"),
+    "they_owe_pending": ("对方待结算", "they owe (pending)"),
+    "we_owe_pending": ("本店待结算", "we owe (pending)"),
+    "yes": ("是", "yes"),
+    "no": ("否", "no"),
+    "clicks_considered": ("考虑过的点击", "Clicks considered"),
+    "entries": ("分录", "Entries"),
+    "refunds": ("退款", "Refunds"),
+    "seq": ("序号", "seq"),
+    "referrer_shop_id": ("推荐方", "referrer"),
+    "merchant_shop_id": ("商家", "merchant"),
+    "eligible": ("符合条件", "eligible"),
+    "status": ("处理", "status"),
+    "amount_minor": ("金额", "amount"),
+    "order_id": ("订单", "order"),
+    "topic": ("主题", "topic"),
+    "partition": ("分区", "partition"),
+    "offset": ("偏移", "offset"),
+    "parked_refunds": ("等待订单的退款", "Parked refunds"),
+    "opening": ("期初余额", "Opening balances"),
+    "closing": ("期末余额", "Closing balances"),
+    "entries_in": ("{period} 的 {count} 笔分录", "{count} entries in {period}"),
+    "netting": ("月末应付款轧差", "Netting of payable balances at the month's close"),
+    "counterparty_shop_id": ("对方", "counterparty"),
+    "occurred_at": ("时间", "time"),
+    "event_id": ("事件", "event"),
+    "click_event_id": ("点击", "click"),
+    "refund_id": ("退款", "refund"),
+    "given": ("本月导出点击", "clicks given"),
+    "clicks_received": ("本月导入点击", "clicks received"),
+    "given_to_date": ("累计导出", "given to date"),
+    "received_to_date": ("累计导入", "received to date"),
+    "balance": ("差额", "balance"),
+}
+
+
+def chinese(locale: str = DEFAULT_LOCALE) -> bool:
+    return locale.lower().startswith("zh")
+
+
+def say(key: str, locale: str = DEFAULT_LOCALE, **values) -> str:
+    """A sentence in the locale's language: ``say("pays", payer=…, payee=…, amount="¥5.00")``."""
+    zh, en = _SENTENCES[key]
+    return (zh if chinese(locale) else en).format(**values)
+
+
+def label(key: str, locale: str = DEFAULT_LOCALE, **values) -> str:
+    """A column name or title in the locale's language (the key itself when none is written)."""
+    pair = _LABELS.get(key)
+    if pair is None:
+        return key
+    return (pair[0] if chinese(locale) else pair[1]).format(**values)
+
+
+def party(shop_id: str, locale: str = DEFAULT_LOCALE) -> str:
+    """A party as people name it: shops by their id, the fund as 联盟基金 / the alliance fund."""
+    return label("fund", locale) if shop_id == FUND else shop_id
+
+
+def pays(payer: str, payee: str, amount_minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """``j-jade 付给 h-hats ¥5.00`` (zh_CN), ``j-jade pays h-hats CN¥5.00`` (en_US)."""
+    return say("pays", locale, payer=party(payer, locale), payee=party(payee, locale),
+               amount=format_money(amount_minor, currency, locale))
+
+
+def amount(amount_minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """An entry's amount for people: money as money, swap credits (currency CLICK) as clicks."""
+    if currency == CLICK:
+        return say("clicks", locale, count=format_count(amount_minor, locale))
+    return format_money(amount_minor, currency, locale)

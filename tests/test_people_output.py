@@ -1,0 +1,102 @@
+"""What people read (SPEC §11): tables show money as money (¥12.80, JP¥500) and times in the alliance's
+zone, in Chinese unless asked otherwise; JSON keeps integer minor units and UTC text; names that came from
+events are printed as they are."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from refledger.cli import cli
+from refledger.schemas.event_files import write_event_file
+from tests.ledger_support import Alliance
+
+
+def run(*args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def two_currencies(tmp_path_factory):
+    """li-kids refers a CNY order to wang-bath and a JPY order to sato-sake; one order nobody referred."""
+    a = Alliance("two-currencies")
+    events = [
+        a.member("li-kids"), a.member("wang-bath"), a.member("sato-sake"), a.agreement(rate_bp=800, hold=0),
+        a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1", event_id="c-1"),
+        a.order("2026-11-01T10:05", "wang-bath", "v1", "o1", [(2, 4950, "care"), (1, 3333, "care")],
+                event_id="o-1"),
+        a.refund("2026-11-03T10:00", "wang-bath", "o1", 3333, refund_id="r1", event_id="r-1"),
+        a.click("2026-11-30T17:30", "li-kids", "sato-sake", "v2", event_id="c-2"),
+        a.order("2026-11-30T18:00", "sato-sake", "v2", "o2", [(1, 6250, "sake")], currency="JPY", event_id="o-2"),
+        a.order("2026-11-05T10:00", "wang-bath", "v3", "o3", [(1, 2900, "care")], event_id="o-3"),
+        a.settlement("2026-12-01T00:00", "2026-11-30T15:59:59.999", settlement_id="2026-11", event_id="s-1"),
+    ]
+    root = tmp_path_factory.mktemp("people")
+    write_event_file(events, root / "events.jsonl")
+    db = root / "ledger.duckdb"
+    run("ingest", root / "events.jsonl", "--db", db)
+    return str(db)
+
+
+def test_balances_show_yuan_and_yen_as_money_and_json_keeps_minor_units(two_currencies):
+    table = run("balances", "--db", two_currencies)
+    # o1 earned 792 + 267 − 267 = 792 fen: ¥7.92; o2 earned 8 % of 6,250 yen = 500 yen: JP¥500
+    assert "各店余额" in table and "待结算收入" in table
+    assert "¥7.92" in table and "JP¥500" in table and "792" not in table.replace("¥7.92", "")
+    english = run("balances", "--db", two_currencies, "--locale", "en_US")
+    assert "CN¥7.92" in english and "earned payable" in english
+    rows = {(r["shop_id"], r["currency"]): r for r in json.loads(run("balances", "--db", two_currencies,
+                                                                       "--format", "json"))}
+    assert rows[("li-kids", "CNY")]["earned_payable"] == 792
+    assert rows[("li-kids", "JPY")]["earned_pending"] == 500
+    assert "792" in run("balances", "--db", two_currencies, "--format", "csv")
+
+
+def test_explain_shows_money_times_in_beijing_and_says_when_nobody_referred(two_currencies):
+    table = run("explain", "--db", two_currencies, "--order", "o1")
+    assert "金额 ¥132.33" in table and "2026-11-01 18:05:00" in table  # 10:05 UTC
+    assert "胜出点击 c-1，推荐方 li-kids，协议 default v1（cps, 800 bp），佣金 ¥10.59" in table
+    assert "-¥2.67" in table  # the refund's reversal
+    yen = run("explain", "--db", two_currencies, "--order", "o2")
+    assert "2026-12-01 02:00:00" in yen and "JP¥6,250" in yen and "佣金 JP¥500" in yen
+    nobody = run("explain", "--db", two_currencies, "--order", "o3")
+    assert "未归因：没有符合条件的点击，不产生佣金" in nobody and "- v-" not in nobody
+    english = run("explain", "--db", two_currencies, "--order", "o3", "--locale", "en_US", "--tz", "UTC")
+    assert "unattributed: no eligible click, no commission" in english and "2026-11-05 10:00:00" in english
+    assert json.loads(run("explain", "--db", two_currencies, "--order", "o1", "--format", "json"))[
+        "order"][0]["occurred_at"] == "2026-11-01T10:05:00.000Z"
+
+
+def test_parked_refunds_show_money_and_local_time(tmp_path):
+    a = Alliance("parked")
+    write_event_file([a.member("li-kids"), a.member("wang-bath"),
+                      a.refund("2026-11-30T18:30", "wang-bath", "o-later", 1250, refund_id="r9")],
+                     tmp_path / "events.jsonl")
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", tmp_path / "events.jsonl", "--db", db)
+    table = run("parked", "--db", db)
+    assert "¥12.50" in table and "2026-12-01 02:30" in table
+    assert json.loads(run("parked", "--db", db, "--format", "json"))[0]["amount_minor"] == 1250
+
+
+def test_names_from_events_are_printed_as_they_are_never_as_markup(tmp_path):
+    a = Alliance("markup")
+    write_event_file([a.member("li-kids"), a.member("wang-bath"), a.agreement(rate_bp=800),
+                      a.click("2026-11-01T10:00", "[bold red]ghost[/]", "wang-bath", "v1", event_id="[red]c-9[/red]"),
+                      a.order("2026-11-01T10:05", "wang-bath", "v1", "[b]o9[/b]", [(1, 1000, "care")])],
+                     tmp_path / "events.jsonl")
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", tmp_path / "events.jsonl", "--db", db)
+    quarantined = run("quarantine", "--db", db)
+    assert "[red]c-9[/red]" in quarantined and "[bold red]ghost[/]" in quarantined
+    assert "[b]o9[/b]" in run("explain", "--db", db, "--order", "[b]o9[/b]")
+
+
+def test_an_unknown_locale_or_zone_is_a_clear_error(two_currencies):
+    assert "unknown locale 'xx_YY'" in run("balances", "--db", two_currencies, "--locale", "xx_YY", code=2)
+    assert "unknown time zone 'Mars/Olympus'" in run("explain", "--db", two_currencies, "--order", "o1", "--tz",
+                                                     "Mars/Olympus", code=2)

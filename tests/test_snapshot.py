@@ -1,0 +1,218 @@
+"""A fold restored from a snapshot goes on exactly like the fold that was snapshotted (SPEC §12.8).
+
+Folding a log from the start, and folding it from a snapshot taken anywhere in
+it, must post the same entries with the same ids and the same chain, and
+remember the same things. The snapshot's rows hold only plain values.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from refledger.ledger.fold import PartitionFold
+from refledger.ledger.snapshot import KINDS, SnapshotError, export_state, restore_state
+from refledger.producers.simulate import SimulationConfig, simulate
+from refledger.schemas import codec
+from tests.ledger_support import load_records
+from tests.scenario_files import SCENARIOS
+
+
+def simulated(events: int, seed: int) -> list[dict]:
+    return [codec.validate_record(r) for r in simulate(SimulationConfig(seed=seed, events=events, visitors=200))]
+
+
+def restored(fold: PartitionFold) -> PartitionFold:
+    again = PartitionFold()
+    restore_state(again, export_state(fold))
+    return again
+
+
+def fold_from(records, cut: int):
+    """Entries after ``cut`` records, folding straight on and folding on from a snapshot taken there."""
+    straight = PartitionFold()
+    for record in records[:cut]:
+        straight.apply(record)
+    resumed = restored(straight)
+    assert resumed.state_size() == straight.state_size()
+    assert export_state(resumed) == export_state(straight)
+    after_straight = [straight.apply(r) for r in records[cut:]]
+    after_resumed = [resumed.apply(r) for r in records[cut:]]
+    return after_straight, after_resumed, straight, resumed
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 150, 611, 1999, 3000])
+def test_folding_on_from_a_snapshot_posts_what_folding_straight_on_posts(cut):
+    records = simulated(3000, seed=11)
+    straight, resumed, a, b = fold_from(records, cut)
+    assert [o.entries for o in straight] == [o.entries for o in resumed]
+    assert [(o.quarantine, o.skipped, o.parked, o.late_quarantines) for o in straight] == \
+        [(o.quarantine, o.skipped, o.parked, o.late_quarantines) for o in resumed]
+    assert a.chain_head == b.chain_head and export_state(a) == export_state(b)
+    if cut < len(records):
+        assert sum(len(o.entries) for o in straight) > 10
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS.glob("*.jsonl")), ids=lambda p: p.stem)
+def test_every_scenario_resumes_from_every_point(scenario):
+    records = load_records(scenario)
+    for cut in range(len(records) + 1):
+        straight, resumed, a, b = fold_from(records, cut)
+        assert [o.entries for o in straight] == [o.entries for o in resumed], cut
+        assert [o.quarantine for o in straight] == [o.quarantine for o in resumed], cut
+
+
+def test_a_snapshot_holds_plain_values_only():
+    records = simulated(2000, seed=3)
+    fold = PartitionFold()
+    for r in records:
+        fold.apply(r)
+    rows = export_state(fold)
+    assert set(rows) == set(KINDS)
+    for kind, table in rows.items():
+        for row in table:
+            assert len(row) == len(KINDS[kind]), kind
+            assert all(v is None or type(v) in (str, int, bool, bytes) for v in row), (kind, row)
+    assert rows["clicks"] and rows["subjects"] and rows["seen"] and rows["orders"] and rows["members"]
+
+
+def test_a_snapshot_of_another_layout_is_refused():
+    rows = export_state(PartitionFold())
+    rows["fold"] = [(99, *rows["fold"][0][1:])]
+    with pytest.raises(SnapshotError, match="layout 99"):
+        restore_state(PartitionFold(), rows)
+    with pytest.raises(SnapshotError, match="missing"):
+        restore_state(PartitionFold(), {"fold": rows["fold"]})
+
+
+# -- snapshots in the ledger: restarts load them, a damaged one is never used -----------------------
+
+import logging  # noqa: E402
+
+import duckdb  # noqa: E402
+
+from refledger.consumers.batch import LogProcessor  # noqa: E402
+from refledger.consumers.ingest import ingest_files  # noqa: E402
+from refledger.schemas.event_files import write_event_file  # noqa: E402
+from refledger.store.ledger_file import LedgerStore  # noqa: E402
+
+ENTRY_COLUMNS = "topic, partition, seq, entry_id, txn_id, event_id, account, amount, prev_hash, hash"
+
+
+def ingest_in_runs(db, files, snapshot_every):
+    """Ingest each file with a new processor, as a consumer restarted between them would; returns how
+    many stored events each restart folded again to rebuild its fold."""
+    refolded = []
+    for path in files:
+        store = LedgerStore(db)
+        processor = LogProcessor(store, PartitionFold, source="test", snapshot_every=snapshot_every)
+        try:
+            ingest_files([path], processor, batch_size=500)
+            refolded.append({key: log.since_snapshot for key, log in processor.folds.folds.items()})
+        finally:
+            processor.close()
+            store.close()
+    return refolded
+
+
+def ledger_rows(db):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return (con.execute(f"SELECT {ENTRY_COLUMNS} FROM entries ORDER BY topic, partition, seq").fetchall(),
+                con.execute('SELECT topic, partition, "offset", reason FROM quarantine ORDER BY ALL').fetchall())
+    finally:
+        con.close()
+
+
+def split_alliance(tmp_path, parts: int):
+    records = list(simulate(SimulationConfig(seed=8, visitors=300, days=75)))
+    size = -(-len(records) // parts)
+    files = []
+    for i in range(parts):
+        path = tmp_path / f"part-{i}.jsonl"
+        write_event_file(records[i * size:(i + 1) * size], path)
+        files.append(path)
+    return files
+
+
+def test_a_restarted_ingest_folds_on_from_the_latest_snapshot_and_writes_the_same_ledger(tmp_path):
+    files = split_alliance(tmp_path, 3)
+    whole = tmp_path / "whole.duckdb"
+    ingest_in_runs(whole, files, snapshot_every=10**9)
+    resumed = tmp_path / "resumed.duckdb"
+    refolded = ingest_in_runs(resumed, files, snapshot_every=1500)
+    assert ledger_rows(resumed) == ledger_rows(whole)
+    con = duckdb.connect(str(resumed), read_only=True)
+    [(snapshots,)] = con.execute("SELECT count(*) FROM snapshots").fetchall()
+    [(recorded,)] = con.execute("SELECT count(*) FROM checkpoints WHERE snapshot_digest IS NOT NULL").fetchall()
+    con.close()
+    assert snapshots >= 3 and recorded == snapshots
+    # each restart rebuilt its fold from a snapshot and fewer events than a batch of snapshot_every
+    [(log, count)] = refolded[1].items()
+    assert count < 1500 + 500
+
+
+def test_a_snapshot_that_does_not_match_its_checkpoint_is_never_used(tmp_path, caplog):
+    files = split_alliance(tmp_path, 2)
+    whole = tmp_path / "whole.duckdb"
+    ingest_in_runs(whole, files, snapshot_every=10**9)
+    damaged = tmp_path / "damaged.duckdb"
+    ingest_in_runs(damaged, files[:1], snapshot_every=1500)
+    con = duckdb.connect(str(damaged))
+    # an attacker (or a bad disk) changes the latest snapshot's state: one byte of it
+    con.execute("""UPDATE snapshots SET state = state || '\\x00'::BLOB
+                   WHERE "offset" = (SELECT max("offset") FROM snapshots)""")
+    con.close()
+    with caplog.at_level(logging.WARNING, logger="refledger.batch"):
+        ingest_in_runs(damaged, files[1:], snapshot_every=1500)
+    assert "does not match its checkpoint's digest: not used" in caplog.text
+    assert ledger_rows(damaged) == ledger_rows(whole)
+
+
+def test_replay_from_the_latest_snapshot_folds_on_to_the_live_ledger(tmp_path):
+    """SPEC §12.8: folding from a snapshot and from the start give identical entries and chain heads."""
+    import json
+
+    from click.testing import CliRunner
+
+    from refledger.cli import cli
+
+    db = tmp_path / "harbor.duckdb"
+    harbor = next(p for p in sorted(SCENARIOS.glob("*.jsonl")) if p.stem == "harbor-fair")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", str(harbor), "--db", str(db)]).exit_code == 0
+    from_start = json.loads(runner.invoke(cli, ["replay", "--db", str(db), "--format", "json"]).output)
+    result = runner.invoke(cli, ["replay", "--db", str(db), "--from-snapshot", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["identical"] and from_start["identical"]
+    [(topic, partition, offset)] = report["started_from_snapshots"]
+    assert offset > 0 and report["events_read"] < from_start["events_read"]
+    # a live entry after the snapshot changed by hand: the replay from the snapshot says so
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE entries SET amount = amount + 1 WHERE seq = (SELECT max(seq) FROM entries)")
+    con.close()
+    changed = runner.invoke(cli, ["replay", "--db", str(db), "--from-snapshot", "--format", "json"])
+    assert changed.exit_code == 1 and not json.loads(changed.output)["identical"]
+
+
+def test_verify_loads_the_latest_snapshot_folds_on_and_catches_a_changed_one(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from refledger.cli import cli
+
+    files = split_alliance(tmp_path, 2)
+    db = tmp_path / "ledger.duckdb"
+    ingest_in_runs(db, files, snapshot_every=1500)
+    runner = CliRunner()
+    report = json.loads(runner.invoke(cli, ["verify", "--db", str(db), "--format", "json"]).output)
+    assert report["ok"] and "snapshot" in report["checks"], report["problems"]
+    con = duckdb.connect(str(db))
+    con.execute("""UPDATE snapshots SET state = state || '\\x00'::BLOB
+                   WHERE "offset" = (SELECT min("offset") FROM snapshots)""")
+    con.close()
+    result = runner.invoke(cli, ["verify", "--db", str(db), "--format", "json"])
+    assert result.exit_code == 1
+    problems = json.loads(result.output)["problems"]
+    assert [p["check"] for p in problems] == ["snapshot"] and "do not match" in problems[0]["detail"]
