@@ -229,3 +229,28 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_i
     refused = CliRunner().invoke(cli, ["keygen", "--out", str(key_file)])
     assert refused.exit_code == 1 and "never overwritten" in refused.output
     assert public_key_text(read_key_file(key_file)) == public
+
+
+@pytest.mark.kafka
+def test_settle_signs_the_operators_month_end_and_an_unsigned_one_is_refused(tmp_path, kafka_bootstrap, kafka_topic):
+    from refledger.schemas.keys import write_key_file
+
+    operator_key = write_key_file(tmp_path / "operator.pem", OPERATOR)
+    alliance = tmp_path / "alliance.jsonl"
+    alliance.write_text("".join(json_line(r) + "\n" for r in founding() + [
+        signed(click("c-1", "2026-11-01T10:00:00.000Z"), LI),
+        signed(order("o-1", "2026-11-01T10:05:00.000Z", "o1", price=13_233), WANG)]), encoding="utf-8")
+    run("produce", alliance, "--bootstrap-servers", kafka_bootstrap, "--topic", kafka_topic)
+    common = ("--bootstrap-servers", kafka_bootstrap, "--topic", kafka_topic, "--force", "--format", "json")
+    first = json.loads(run("settle", "--period", "2026-11", "--signing-key", operator_key, *common))
+    again = json.loads(run("settle", "--period", "2026-11", "--signing-key", operator_key, *common))
+    assert first["published"] and again["published"]  # the second run finds the signed one, no conflict
+    run("settle", "--period", "2026-12", *common)      # no key: unsigned
+    db = tmp_path / "ledger.duckdb"
+    run("consume", "--bootstrap-servers", kafka_bootstrap, "--topic", kafka_topic, "--db", db,
+        "--group", f"g-{kafka_topic}", "--until-idle", 3)
+    refused = verdicts(db)
+    assert refused and {reason for _, reason in refused} == {"bad_signature"}
+    assert all("2026-12" in event_id for event_id, _ in refused)
+    li = {(r["shop_id"], r["currency"]): r for r in balances(db)}[("li-kids", "CNY")]
+    assert li["earned_payable"] == 1_059  # November's signed settlement made it payable
