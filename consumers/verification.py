@@ -110,16 +110,20 @@ class SignaturesAhead:
                                                    False)))
 
     def of_record(self, index: int, record: dict) -> Signature | None:
-        """The signature of the batch's ``index``-th item, given as a record (None: unsigned)."""
-        self.learn(record)
+        """The signature of the batch's ``index``-th item, given as a record (None: unsigned). The
+        key expected is the one in force before the record (a policy needs the operator key in
+        force before it), then the record is learnt."""
         sig = record.get("signature")
-        if sig is None:
-            return None
-        message = ED25519.message(record)
-        if message is None:
-            return _new(Signature, (sig, None, None, False))
-        key = self._expected(record["type"], record["shop_id"], record["occurred_at"], record)
-        return self._ahead(index, _new(Signature, (sig, message, key, False)))
+        signature = None
+        if sig is not None:
+            message = ED25519.message(record)
+            if message is None:
+                signature = _new(Signature, (sig, None, None, False))
+            else:
+                key = self._expected(record["type"], record["shop_id"], record["occurred_at"], record)
+                signature = self._ahead(index, _new(Signature, (sig, message, key, False)))
+        self.learn(record)
+        return signature
 
     def _ahead(self, index: int, signature: Signature) -> Signature:
         if signature.key is not None:

@@ -237,3 +237,17 @@ def test_a_fold_resumed_from_a_snapshot_keeps_the_policy_and_every_key():
     expected = [straight.apply(r) for r in tail]
     assert reasons(expected) == [None, BAD_SIGNATURE, None, BAD_SIGNATURE, None]
     assert [resumed.apply(r) for r in tail] == expected
+
+
+def test_the_decode_step_expects_the_operator_key_in_force_before_a_policy():
+    """Verified ahead against the key the fold will ask for: a policy handing over to a new
+    operator key is checked against the old one, so the fold need not verify it again."""
+    from refledger.consumers.verification import SignaturesAhead
+
+    ahead = SignaturesAhead(threads=1)
+    handover = signed(policy("p-2", "2026-11-05T00:00:00.000Z", True, key(STRANGER)), OPERATOR)
+    for index, r in enumerate(founding() + [handover]):
+        signature = ahead.of_record(index, r)
+    assert signature.key == key(OPERATOR)
+    clicked = ahead.of_record(5, signed(click("c-1", "2026-11-06T00:00:00.000Z"), LI))
+    assert clicked.key == key(LI)
