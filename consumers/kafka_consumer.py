@@ -52,6 +52,7 @@ MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000
+TOPIC_WAIT_S = 10.0  # how long a new member waits for the topic's partitions before it joins anyway
 DEFAULT_GROUP = "refledger"
 
 
@@ -135,6 +136,11 @@ class LedgerConsumer:
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
         )
+        # A topic created a moment ago may not be in the client's metadata yet; joining the group then
+        # would get no partitions until the next metadata refresh (minutes). Learn its partitions first.
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while not self.consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
 
     def stop(self, *_args) -> None:
