@@ -4,7 +4,8 @@ The baby-care alliance signs its events: li-kids's and wang-bath's keys are
 published, the operator's first policy requires signatures. Among the events
 some are unsigned, signed by the wrong party or tampered with; li-kids
 rotates its key and a late click still carries its old key; a close signed
-by a stranger must not close anything. Every door must reach the same
+by a stranger must not close anything, nor a suspension signed by one
+suspend li-kids. Every door must reach the same
 verdicts, and `verify`'s SQL recomputation must agree with the fold.
 """
 
@@ -32,7 +33,7 @@ from tests.signing_support import (
 )
 
 BAD = {"c-unsigned", "o-by-li", "o-tampered", "a-unsigned", "x-by-stranger", "c-after-rotation-old-key",
-       "p-off-unsigned"}
+       "p-off-unsigned", "m-li-suspended"}
 
 
 def refund(event_id: str, at: str, order_id: str, amount: int) -> dict:
@@ -52,6 +53,7 @@ def story() -> list[dict]:
         tampered,
         record(agreement("a-unsigned", "2026-11-03T00:00:00.000Z", 5000)),
         signed(refund("r-1", "2026-11-03T00:00:00.000Z", "o1", 3_333), WANG),
+        signed(member("m-li-suspended", "2026-11-05T00:00:00.000Z", "li-kids", status="suspended"), STRANGER),
         signed(member("m-li-2", "2026-11-10T00:00:00.000Z", "li-kids", key(LI_NEW)), OPERATOR),
         signed(click("c-late-old-key", "2026-11-09T20:00:00.000Z", "v3"), LI),
         signed(order("o-3", "2026-11-09T20:30:00.000Z", "o3", "v3", price=25_900), WANG),
@@ -100,7 +102,8 @@ def test_ingest_quarantines_exactly_the_badly_signed_events(ingested):
 def test_li_kids_earns_from_its_signed_referrals_only(ingested):
     li = {(r["shop_id"], r["currency"]): r for r in balances(ingested)}[("li-kids", "CNY")]
     # o1: 13,233 at 8 % = 1,059, refund of 3,333 takes back 267; o3 (old key, dated before the
-    # rotation): 2,072; o4: 640 (new key's click). The close signed by a stranger closed nothing.
+    # rotation): 2,072; o4: 640 (new key's click). The close signed by a stranger closed nothing,
+    # and the suspension signed by one suspended nobody.
     assert li["earned_payable"] + li["earned_pending"] == 792 + 2_072 + 640
 
 
