@@ -9,7 +9,7 @@ One run measures both libraries on the canonical bytes of a realistic click:
   call has returned if the library let go of the lock, after it if not. This does
   not depend on how busy the machine's cores are.
 
-Run: ``pip install -e ".[signing-bench]" && python bench/signing.py [--events N]``. Prints a table, then
+Run: ``pip install -e ".[bench]" && python bench/signing.py [--events N]``. Prints a table, then
 one JSON line.
 """
 
