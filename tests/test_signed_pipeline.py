@@ -127,6 +127,27 @@ def test_a_restarted_fold_rebuilt_from_stored_events_reaches_the_same_verdicts(e
     assert balances(db) == balances(ingested)
 
 
+def test_snapshots_of_a_signed_log_resume_to_the_same_verdicts_and_verify_checks_them(events_file, ingested,
+                                                                                        tmp_path):
+    """Snapshots every 5 events in a first run: the restarted ingest starts from the latest one
+    (policy and keys in it), and verify folds on from it, checking the later events' signatures."""
+    lines = events_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(lines[:14]), encoding="utf-8")
+    second.write_text("".join(lines[14:]), encoding="utf-8")
+    db = tmp_path / "snapshots.duckdb"
+    run("ingest", first, "--db", db, "--snapshot-every", 5)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= 1  # the restart starts from it
+    finally:
+        con.close()
+    run("ingest", second, "--db", db)  # no snapshot of its own: verify folds on from the first run's
+    assert verdicts(db) == verdicts(ingested)
+    assert balances(db) == balances(ingested)
+    run("verify", "--db", db)
+
+
 def _ledger_with(events_file, path, fold_worker: bool):
     store = LedgerStore(path)
     processor = LogProcessor(store, signed_fold, source="test", fold_worker=fold_worker)
