@@ -41,6 +41,7 @@ from refledger.schemas.personal_data import checked_fields, may_hold, personal_f
 from refledger.schemas.traffic import read_traffic_fields
 
 from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds
+from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite, LedgerStore
@@ -113,9 +114,11 @@ class LogProcessor:
             self.folds = InProcessFolds(fold_factory, snapshot_every)
         self.positions: dict[tuple[str, int], int] = store.positions()
         self.redaction_key = store.redaction_key()
+        self.signatures = SignaturesAhead()
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
+        self.signatures.close()
         if self.folds is not None:
             self.folds.close()
             self.folds = None
@@ -135,6 +138,8 @@ class LogProcessor:
             log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
                         topic, partition, offset)
         stored = [avro for _offset, avro in self.store.partition_events(topic, partition, after)]
+        for _offset, avro in self.store.partition_events(topic, partition, types=("member", "policy")):
+            self.signatures.learn(codec.decode(avro))  # the keys the fold will likely ask for
         if stored or snapshot is not None:
             log.info("rebuilding fold state of %s:%d from %s and %d stored events", topic, partition,
                      f"its snapshot after offset {after}" if snapshot is not None else "the start", len(stored))
@@ -151,6 +156,7 @@ class LogProcessor:
         """
         pending = PendingBatch(BatchWrite(source=self.source))
         pending.items = items = self._decode(messages, pending, kafka_records)
+        self.signatures.verify(items)
         folds = self.folds
         if items:
             for topic, partition in {(item.topic, item.partition) for item in items}:
@@ -168,6 +174,7 @@ class LogProcessor:
         positions = batch.positions
         items: list[FoldItem] = []
         add_item = items.append
+        signatures = self.signatures
         read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
@@ -186,8 +193,9 @@ class LogProcessor:
                                           merchant, referrer, None, None, None, None, msg.timestamp, value)))
                 event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
                                       placement)
+                signed = None if signature is None else signatures.of_traffic(len(items), fields)
                 add_item(_new(FoldItem, (topic, partition, offset, position, event, None,
-                                         content_digest(value, signature))))
+                                         content_digest(value, signature), signed)))
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
@@ -215,8 +223,9 @@ class LogProcessor:
                     payload.get("order_id"), payload.get("refund_id"),
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                     msg.timestamp, canonical)))
+                signed = signatures.of_record(len(items), record)
                 add_item(_new(FoldItem, (topic, partition, offset, position, None, record,
-                                         content_digest(canonical, record.get("signature")))))
+                                         content_digest(canonical, record.get("signature")), signed)))
             raws.append(value)
         batch.events_read = read
         return items

@@ -85,13 +85,13 @@ _TRAFFIC = {"view": View, "click": Click}
 
 def items_to_wire(items: list[FoldItem]) -> list[tuple]:
     return [(i.topic, i.partition, i.offset, i.position, None if i.event is None else (i.event.type, *i.event),
-             i.record, i.content) for i in items]
+             i.record, i.content, i.signed) for i in items]
 
 
 def items_from_wire(rows: list[tuple]) -> list[FoldItem]:
     new, traffic = tuple.__new__, _TRAFFIC
-    return [new(FoldItem, (t, p, o, pos, None if ev is None else new(traffic[ev[0]], ev[1:]), rec, content))
-            for t, p, o, pos, ev, rec, content in rows]
+    return [new(FoldItem, (t, p, o, pos, None if ev is None else new(traffic[ev[0]], ev[1:]), rec, content, signed))
+            for t, p, o, pos, ev, rec, content, signed in rows]
 
 
 _LENGTH = struct.Struct("<Q")

@@ -34,6 +34,7 @@ import pyarrow as pa
 from refledger.consumers.ledger_rows import LedgerRows
 from refledger.ledger.events import Event
 from refledger.ledger.fold import NOTHING
+from refledger.ledger.signers import Signature
 from refledger.ledger.snapshot import export_state, restore_state
 from refledger.schemas import codec
 from refledger.store.snapshots import decode_snapshot, digest, encode_snapshot
@@ -53,7 +54,9 @@ COLLECTOR_THRESHOLD = (100_000, 20, 10)
 
 class FoldItem(NamedTuple):
     """One stored event as the fold takes it: where it was read, and either its event (a view or
-    click, built from the fields the reader found) or its decoded record (anything else)."""
+    click, built from the fields the reader found) or its decoded record (anything else); and its
+    signature, when it carries one, with the bytes it covers and the verdict reached ahead
+    (`consumers.verification`)."""
 
     topic: str
     partition: int
@@ -62,6 +65,7 @@ class FoldItem(NamedTuple):
     event: Event | None
     record: dict | None
     content: bytes | None    # a digest of the event's canonical content without its signature
+    signed: Signature | None = None
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -143,9 +147,9 @@ def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT
         closed_before = fold.closed_through
         if record is None:
             event = item.event
-            outcome, kind, event_id = fold.apply_event(event, item.content), event.type, event.event_id
+            outcome, kind, event_id = fold.apply_event(event, item.content, item.signed), event.type, event.event_id
         else:
-            outcome, kind, event_id = fold.apply(record, item.content), record["type"], record["event_id"]
+            outcome, kind, event_id = fold.apply(record, item.content, item.signed), record["type"], record["event_id"]
         if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
         if outcome.skipped:

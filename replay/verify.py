@@ -158,7 +158,7 @@ def check_bulk(con) -> list[Problem]:
 
 
 def check_snapshots(con) -> list[Problem]:
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
     from refledger.store.snapshots import SnapshotFileError, decode_snapshot
@@ -180,7 +180,7 @@ def check_snapshots(con) -> list[Problem]:
         if (topic, partition) in latest_checked:
             continue
         latest_checked.add((topic, partition))
-        fold = PartitionFold()
+        fold = signed_fold()
         try:
             restore_state(fold, decode_snapshot(bytes(state)))
         except (SnapshotError, SnapshotFileError) as exc:

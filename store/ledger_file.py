@@ -370,13 +370,15 @@ class LedgerStore:
                     AND c.snapshot_digest = s.digest
                WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
 
-    def partition_events(self, topic: str, partition: int, after: int = -1):
-        """The stored log of one partition, in order: (offset, avro bytes), after the given offset."""
+    def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+        """The stored log of one partition, in order: (offset, avro bytes), after the given offset;
+        only the events of these ``types``, if given."""
         cur = self.cursor()
+        of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
         cur.execute(
-            """SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ?
+            f"""SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ? {of_types}
                ORDER BY "offset" """,
-            [topic, partition, after],
+            [topic, partition, after, *(types or ())],
         )
         while True:
             rows = cur.fetchmany(10_000)
