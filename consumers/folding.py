@@ -35,6 +35,7 @@ import pyarrow as pa
 from refledger.consumers.ledger_rows import LedgerRows
 from refledger.ledger.events import Event, traffic_event
 from refledger.ledger.fold import NOTHING
+from refledger.ledger.signers import Signature
 from refledger.ledger.snapshot import FORMAT as SNAPSHOT_FORMAT, export_state, restore_state
 from refledger.schemas import codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT
@@ -58,7 +59,9 @@ COLLECTOR_THRESHOLD = (100_000, 20, 10)
 
 class FoldItem(NamedTuple):
     """One stored event as the fold takes it: where it was read, and either its event (a view or
-    click, built from the fields the reader found) or its decoded record (anything else)."""
+    click, built from the fields the reader found) or its decoded record (anything else); and its
+    signature, when it carries one, with the bytes it covers and the verdict reached ahead
+    (`consumers.verification`)."""
 
     topic: str
     partition: int
@@ -67,6 +70,7 @@ class FoldItem(NamedTuple):
     event: Event | None
     record: dict | None
     content: bytes | None    # a digest of the event's canonical content without its signature
+    signed: Signature | None = None
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -108,8 +112,9 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name
     """A log's fold state, from its latest snapshot (if any) and the stored events after it (their
     entries are in the ledger already).
 
-    The stored bytes are read as the consumer's decode step read them (views and clicks by the
-    fixed-layout reader, the rest by ``decode_canonical``), so what was folded reads back the same.
+    The stored bytes are read as the consumer's decode step read them (unsigned views and clicks by
+    the fixed-layout reader, the rest by ``decode_canonical``, so that the fold checks a signature
+    from its record), and what was folded reads back the same.
     A stored event that cannot be read now (stored under rules that have since become stricter, or
     its bytes damaged on disk) never stops the rebuild: it is logged with its position and left
     out of the state, as a replay of the stored events leaves it out, and `refledger verify`
@@ -122,10 +127,10 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name
     for offset, event_id, avro in stored:
         folded += 1  # counted as the live fold counted it, for the next snapshot
         fields = read_traffic_fields(avro, CURRENT_FINGERPRINT)
-        if fields is not None:
-            kind, read_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, signature = fields
+        if fields is not None and fields[-1] is None:  # an unsigned view or click (a signed one: its record)
+            kind, read_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
             fold.apply_event(traffic_event(kind, read_id, occurred_at, shop_id, visitor_id, referrer, merchant,
-                                           placement), codec.content_digest(avro, signature))
+                                           placement), codec.content_digest(avro, None))
             continue
         try:
             record = codec.decode_canonical(avro)[0]
@@ -181,9 +186,9 @@ def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT
         closed_before = fold.closed_through
         if record is None:
             event = item.event
-            outcome, kind, event_id = fold.apply_event(event, item.content), event.type, event.event_id
+            outcome, kind, event_id = fold.apply_event(event, item.content, item.signed), event.type, event.event_id
         else:
-            outcome, kind, event_id = fold.apply(record, item.content), record["type"], record["event_id"]
+            outcome, kind, event_id = fold.apply(record, item.content, item.signed), record["type"], record["event_id"]
         if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
         if outcome.skipped:

@@ -20,7 +20,10 @@ Settlement only moves amounts between pending and payable, and which side an
 amount is on depends on when it was folded (SPEC §9), so the split is left to
 the fold; the totals are not. Which events count is taken from the ledger:
 every stored event not quarantined by the fold (quarantine reasons such as
-``unknown_shop`` or ``duplicate_order`` depend on log order by definition),
+``unknown_shop`` or ``duplicate_order`` depend on log order by definition,
+and so does ``bad_signature``: keys and the signing policy act in log order,
+SPEC §4a; it is the fold's first check, so a badly signed close closes
+nothing here either, and a badly signed member changes no status),
 except that the closing rules (SPEC §9a) are applied here on their own: an
 event the fold quarantined as ``period_closed`` or ``future_close`` is
 judged again, and one it folded can be found closed.

@@ -38,7 +38,7 @@ from refledger.ledger.entries import (
     CLICK, CREDIT_ACCOUNTS, EARNED_PAYABLE, EARNED_PENDING, OWED_PAYABLE, OWED_PENDING, PAID_OUT, RECEIVED,
 )
 from refledger.schemas.codec import CodecError, decode_canonical, parse_json
-from refledger.store.queries import checkpoints
+from refledger.store.queries import LATEST_BALANCES, checkpoints
 
 HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
           "amount", "subject", "role", "agreement_id", "agreement_version", "model", "rate_bp",
@@ -112,6 +112,15 @@ def check_balanced(con) -> list[Problem]:
             what = "swap credits given ≠ received" if currency == CLICK else "Σ earned ≠ Σ owed"
             problems.append(Problem("balanced", f"currency {currency}",
                                     f"{what}: {sides['earned']} vs {sides['owed']}"))
+    # balances are read from the latest totals and the batches' moves since: they must be the entries' own sums
+    con.execute(LATEST_BALANCES)
+    for shop, currency, account, moved, posted in con.execute(
+            """WITH m AS (SELECT shop_id, currency, account, sum(amount) AS total FROM latest_balances GROUP BY ALL),
+                    e AS (SELECT shop_id, currency, account, sum(amount)::HUGEINT AS total FROM entries GROUP BY ALL)
+               SELECT shop_id, currency, account, m.total, e.total FROM m FULL JOIN e USING (shop_id, currency, account)
+               WHERE m.total IS DISTINCT FROM e.total ORDER BY ALL LIMIT 20""").fetchall():
+        problems.append(Problem("balanced", f"shop {shop} {currency} {account}",
+                                f"the balance totals and moves say {moved}, the entries sum to {posted}"))
     return problems
 
 
@@ -168,7 +177,7 @@ def check_bulk(con) -> list[Problem]:
 
 
 def check_snapshots(con) -> list[Problem]:
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
     from refledger.store.snapshots import SnapshotFileError, decode_snapshot
@@ -190,7 +199,7 @@ def check_snapshots(con) -> list[Problem]:
         if (topic, partition) in latest_checked:
             continue
         latest_checked.add((topic, partition))
-        fold = PartitionFold()
+        fold = signed_fold()
         try:
             restore_state(fold, decode_snapshot(bytes(state)))
         except (SnapshotError, SnapshotFileError) as exc:

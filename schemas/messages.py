@@ -15,6 +15,8 @@ DEFAULT_TOPIC = "shop-events"  # the alliance's event topic on Kafka
 AVRO = "avro"      # value holds Avro single-object bytes
 JSON = "json"      # value holds one JSON Lines line (bytes)
 DAMAGED = "damaged"  # value holds the unreadable rest of a file (``problem`` says why): undecodable
+PERSONAL = "personal_data"  # value holds an event the ledger quarantined for personal data, redacted (SPEC §4b):
+                            # a replay from stored events quarantines it again as it is
 
 
 class Message(NamedTuple):

@@ -30,10 +30,10 @@ _INTS = frozenset({
     "format", "closed_through", "journal_seq", "parked_seq", "occurred_at", "version", "effective_from",
     "rate_bp", "amount_minor", "attribution_window_days", "hold_days", "net", "t_commission",
     "t_agreement_version", "t_rate_bp", "t_hold_days", "total_minor", "refunded", "applied", "line",
-    "quantity", "unit_price_minor", "seq",
+    "quantity", "unit_price_minor", "seq", "dated_before",
 })
 _SUMS = frozenset({"amount"})  # payable per pair: a sum over any number of events, past 2^63 (SPEC §2)
-_BOOLS = frozenset({"settled", "pending", "valid"})
+_BOOLS = frozenset({"settled", "pending", "valid", "require_signatures"})
 _BYTES = frozenset({"content"})
 
 

@@ -35,6 +35,7 @@ from refledger.schemas import codec
 from refledger.schemas.codec import CodecError
 from refledger.schemas.event_files import read_messages
 from refledger.schemas.messages import AVRO, Message
+from refledger.schemas.personal_data import personal_fields
 from refledger.store.columns import EVENT_COLUMNS, arrow_rows
 from refledger.store.ledger_file import BatchWrite
 
@@ -141,7 +142,10 @@ def json_findings(data: bytes) -> list[str]:
                                  f"{quarantined.get(msg.offset) or 'stored it'}")
                 continue
             row = stored.get(msg.offset)
-            if row is None:
+            if personal_fields(expected):  # SPEC §4b: quarantined right after the shape, kept redacted
+                if quarantined.get(msg.offset) != "personal_data":
+                    found.append(f"json: {msg.position}: personal data not quarantined")
+            elif row is None:
                 found.append(f"json: {msg.position}: the codec reads an event the consumer quarantined "
                              f"{quarantined.get(msg.offset)}")
             elif codec.decode(row.avro) != expected:
@@ -220,7 +224,8 @@ _INTERESTING_BYTES = (b"\x00", b"\x01", b"\x02", b"\x7f", b"\x80", b"\xff", b"\x
                       b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", b"\xc3\x01", b"Obj\x01")
 _INTERESTING_JSON = (json.loads("[" * 70 + "]" * 70), 10**12, 10**12 + 1, -(10**12) - 1, 10**6 + 1, 2**63,
                      -(2**63) - 1, 10**400, 1.5, -0.0, "", "x" * 65, "\ud800", "🧸", "2026-11-01T10:00:00.000+08:00",
-                     "9999-12-31T23:59:59.999Z", None, True, {}, [], "alliance", "*", "ABC", "cny")
+                     "9999-12-31T23:59:59.999Z", None, True, {}, [], "alliance", "*", "ABC", "cny",
+                     "13800138000", "+86-138-0013-8000", "li@example.cn", "11010519491231002X")
 
 
 def _mutate_json(line: bytes, rng: random.Random) -> bytes:

@@ -21,6 +21,7 @@ from refledger.ledger.fold import PartitionFold
 from refledger.schemas import binary, codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT, SCHEMA_VERSIONS, CodecError
 from refledger.schemas.messages import AVRO, Message
+from refledger.schemas.personal_data import personal_fields
 from refledger.schemas.traffic import read_purchase, read_traffic, read_traffic_fields
 from refledger.store.ledger_file import BatchWrite, LedgerStore
 
@@ -254,14 +255,22 @@ def disagreements(data: bytes) -> list[str]:
 
 
 def _consumer_judge(expected):
+    """The consumer's decode step answers as the codec does, except that a record holding personal
+    data is quarantined ``personal_data`` right after its shape (SPEC §4, §4b)."""
+    personal = isinstance(expected, dict) and bool(personal_fields(expected))
+
     def judge(answer):
         item, row = answer
         if row is None:
+            if personal:
+                return None if item == "personal_data" else f"quarantined it {item}, not personal_data"
             if isinstance(expected, dict):
                 return f"quarantined it {item} where the codec reads {_short(expected)}"
             return None if item == expected.reason else f"quarantined it {item}, the codec {expected.reason}"
         if not isinstance(expected, dict):
             return f"stored an event where the codec raises {expected.__name__}"
+        if personal:
+            return f"stored an event holding personal data in {', '.join(personal_fields(expected))}"
         folded = item.event if item.record is None else parse_event(item.record)
         if folded != parse_event(expected):
             return f"folds {_short(folded)}, the codec's record is {_short(expected)}"
