@@ -4,7 +4,8 @@
     python bench/reads.py --entries 2000000  # a smaller one
 
 A simulated alliance is ingested once; its logs are then copied, each copy under
-a topic of its own (`ingest-2`, `ingest-3`, …), until the ledger holds the
+a topic of its own (`ingest-2`, `ingest-3`, …) and with order ids of its own
+(an order lives in one log, as it does under Kafka), until the ledger holds the
 entries asked for, with the events, decisions, quarantine rows, per-batch
 balance moves and counters that go with them, so every table is as large as a
 real ledger of that many entries. Each query then runs in this process on a
@@ -56,10 +57,15 @@ def build(path: Path, entries: int, events: int) -> None:
         copies = -(-entries // base)
         say(f"{base:,} entries; copying the logs {copies - 1} times")
         [(batch,)] = con.execute("SELECT max(batch_id) FROM batches").fetchall()
+        columns = {table: {name for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            for table in COPIED}
         for k in range(2, copies + 1):
             for table in COPIED:
+                renamed = "".join(f", {column} || '-{k}' AS {column}" for column in ("order_id", "subject")
+                                  if column in columns[table])
                 con.execute(f"""INSERT INTO {table} SELECT * REPLACE (topic || '-{k}' AS topic,
-                                batch_id + {batch * (k - 1)} AS batch_id) FROM {table}
+                                batch_id + {batch * (k - 1)} AS batch_id{renamed}) FROM {table}
                                 WHERE batch_id <= {batch} AND topic NOT LIKE '%-%'"""
                             if table != "balance_moves" else
                             f"""INSERT INTO balance_moves SELECT * REPLACE (batch_id + {batch * (k - 1)} AS batch_id)
