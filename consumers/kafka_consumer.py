@@ -169,16 +169,19 @@ class LedgerConsumer:
         try:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
-                now = time.monotonic()
                 if not polled:
+                    busy = bool(self._pending)
                     self.finish_pending()  # nothing to fold meanwhile: settle the batch in flight now
+                    if busy:  # time spent finishing work is not time without events
+                        last_event = time.monotonic()
                     self._checkpoint_when_idle()
-                    if self.until_idle is not None and now - last_event >= self.until_idle:
+                    if (self.until_idle is not None and time.monotonic() - last_event >= self.until_idle
+                            and not self.lag()):  # caught up: nothing waits on the broker either
                         self.summary.stopped_by = "idle"
                         break
                     continue
-                last_event = now
                 self._fold_and_submit(polled)
+                now = last_event = time.monotonic()  # idle time counts from when the work was handed on
                 if now - last_report >= 5:
                     self._report(now - started)
                     last_report = now

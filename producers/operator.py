@@ -117,9 +117,11 @@ def now_ms() -> int:
 
 def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInfo, *,
                   close_through: str | None = None, alliance_id: str | None = None,
-                  publisher: AlliancePublisher | None = None, login: KafkaLogin | None = None) -> list[MonthEndEvent]:
-    """Publish the month end's events to the partitions that do not hold them yet; say where each is
-    (as ``login`` on a broker that asks: the alliance's operator)."""
+                  publisher: AlliancePublisher | None = None, signing_key=None,
+                  login: KafkaLogin | None = None) -> list[MonthEndEvent]:
+    """Publish the month end's events to the partitions that do not hold them yet; say where each is.
+    ``signing_key``: the operator's key, to sign them (SPEC §4a); ``login``: who publishes them on a
+    broker that asks (the alliance's operator)."""
     ids = month_end_ids(period, close_through)
     found, first_alliance = scan_topic(bootstrap_servers, topic, ids, login)
     alliance_id = alliance_id or first_alliance
@@ -134,7 +136,7 @@ def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInf
         held = {b.partition for b in before}
         done.append(MonthEndEvent(record, before, tuple(p for p in found.partitions if p not in held)))
     if any(event.now for event in done):
-        with publisher or AlliancePublisher(bootstrap_servers, topic, login=login) as pub:
+        with publisher or AlliancePublisher(bootstrap_servers, topic, signing_key=signing_key, login=login) as pub:
             for event in done:
                 if event.now:
                     pub.publish(event.record, partitions=list(event.now))
@@ -142,9 +144,11 @@ def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInf
 
 
 def _refuse_conflicts(record: dict, found: Iterable[tuple]) -> None:
+    """The same event id published before with other content (its signature aside, SPEC §4a) is a
+    conflict."""
     ours = codec.decode(codec.encode(record))
     for partition, offset, _timestamp, theirs in found:
-        if theirs != ours:
+        if {k: v for k, v in theirs.items() if k != "signature"} != ours:
             raise OperatorError(
                 f"{record['event_id']} was published before with other content (partition {partition}, offset "
                 f"{offset}): {codec.record_to_json_line(theirs)}; this run would publish "

@@ -10,6 +10,11 @@ SPEC §3: shop events, payouts and adjustments are keyed by their merchant;
 `member`, `agreement`, `settlement`, `close` and `policy` events go to every
 partition so each partition is a complete log for its merchants.
 
+Given a ``signing_key`` (``schemas.keys.read_key_file``), the publisher signs
+every event that carries no signature yet (SPEC §4a): a shop integration
+signs its own events with its shop's key, the operator's tools with the
+operator's. Events signed already are sent as they are.
+
     pub = AlliancePublisher("127.0.0.1:9092")
     pub.click(event_id="c-1", occurred_at="2026-11-01T10:00:00.000Z", alliance_id="baby-care",
               shop_id="li-kids", visitor_id="v1", referrer_shop_id="li-kids",
@@ -30,6 +35,7 @@ from refledger.producers.kafka_admin import create_topic, message_limit
 from refledger.schemas import codec
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_TOPIC
+from refledger.schemas.signing import signed_record
 
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement", "close", "policy"})
 BATCH_BYTES = 512 * 1024
@@ -90,10 +96,13 @@ class AlliancePublisher:
     """Validating, idempotent publisher; one method per event type."""
 
     def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_TOPIC, *,
-                 producer: KafkaProducer | None = None, linger_ms: int = 20, login: KafkaLogin | None = None):
+                 producer: KafkaProducer | None = None, linger_ms: int = 20, signing_key=None,
+                 login: KafkaLogin | None = None):
         """``producer``: one of your own, used as it is; else one is made for ``bootstrap_servers``
-        (logged in as ``login``), sized to the largest message the topic takes."""
+        (logged in as ``login``), sized to the largest message the topic takes. ``signing_key``: a nacl
+        SigningKey that signs what is not signed yet."""
         self.topic = topic
+        self.signing_key = signing_key
         limit = None if producer else message_limit(bootstrap_servers, topic, login=login)
         self.producer = producer or connect(
             KafkaProducer, bootstrap_servers, login,
@@ -128,6 +137,8 @@ class AlliancePublisher:
             codec.validate_record(record)
         except codec.CodecError as exc:
             raise ValueError(str(exc)) from exc
+        if self.signing_key is not None and record.get("signature") is None:
+            record = signed_record(record, self.signing_key)
         value = codec.encode(record)
         key = routing_key(record).encode("utf-8")
         if record["type"] in ALLIANCE_WIDE:
@@ -238,13 +249,13 @@ class AlliancePublisher:
 
 def publish_records(records: Iterable[dict], bootstrap_servers: str, topic: str = DEFAULT_TOPIC, *,
                     partitions: int = 6, on_progress: Callable[[int], None] | None = None,
-                    every: int = 5000, login: KafkaLogin | None = None) -> tuple[int, int]:
+                    every: int = 5000, signing_key=None, login: KafkaLogin | None = None) -> tuple[int, int]:
     """Publish records to ``topic`` (created with ``partitions`` if missing); returns (events,
     Kafka messages): alliance events become one message per partition. ``on_progress(events)``
-    is called every ``every`` events and at the end."""
+    is called every ``every`` events and at the end; ``signing_key`` signs what is unsigned."""
     create_topic(bootstrap_servers, topic, partitions, login=login)
     count = 0
-    with AlliancePublisher(bootstrap_servers, topic, login=login) as pub:
+    with AlliancePublisher(bootstrap_servers, topic, signing_key=signing_key, login=login) as pub:
         for record in records:
             pub.publish(record)
             count += 1

@@ -77,6 +77,25 @@ payout before any settlement. Event ids are ``<alliance_id>-000000123``,
 numbered when the event is made (the month end's own, derived from the
 months, aside).
 
+Members the operator should notice
+-----------------------------------
+With ``behaviours`` (the default) and at least 8 shops, three founders
+behave the way SPEC §14's flags look for, and the alliance grows (each
+month about a fifth more visitors come than in the run's first month):
+
+* ``liu-books`` withdraws silently: from day ``withdrawal_day`` of the run
+  (default: 12 days before the end of a ``days`` run, day 30 of an
+  ``events`` run) it shows no placements at all (no views, no clicks out),
+  while the others still promote it and send it clicks;
+* ``huang-shoes`` rides free: a visit at its shop shows placements only one
+  time in ten, so it receives many times the clicks it gives;
+* ``zhou-strollers`` declines: each order intended at it goes ahead with
+  probability ½ⁿ in the run's n-th calendar month after the first, so its
+  GMV falls month after month however the alliance grows.
+
+These three are never suspended at random, so their status stays steady.
+``behaviours=False`` leaves all of this out.
+
 With ``events=N`` the stream stops after exactly N records (traffic runs as
 many days as it needs); otherwise ``days`` of traffic, the late deliveries,
 and the month end (settlement, close, adjustments, payouts) of every month
@@ -177,6 +196,8 @@ class SimulationConfig:
     settlements: bool = True
     alliance_id: str = "sim"
     time_zone: str = DEFAULT_ZONE
+    behaviours: bool = True
+    withdrawal_day: int | None = None
 
     def __post_init__(self):
         if self.shops < 2:
@@ -192,6 +213,8 @@ class SimulationConfig:
             raise ValueError("alliance_id must have 1 to 40 characters")
         date.fromisoformat(self.start)
         alliance_zone(self.time_zone)
+        if self.withdrawal_day is not None and self.withdrawal_day < 0:
+            raise ValueError("withdrawal_day must not be negative")
 
 
 def simulate(cfg: SimulationConfig | None = None) -> Iterator[dict]:
@@ -355,6 +378,49 @@ class _PayableFloor:
         self.available[(merchant, referrer)] -= amount
 
 
+class _Behaviours:
+    """Members whose conduct SPEC §14's reports should find (see the module's doc)."""
+
+    WITHDRAWER, FREE_RIDER, DECLINER = 5, 6, 7  # liu-books, huang-shoes, zhou-strollers
+    FREE_RIDER_SHOWS = 0.1   # share of its visits that show placements
+    DECLINE = 0.5            # an order at the decliner goes ahead with DECLINE ** months
+    GROWTH = 0.2             # more visitors per month since the start
+
+    def __init__(self, cfg: SimulationConfig, n_shops: int, start: int):
+        self.enabled = cfg.behaviours and n_shops >= 8
+        self.start = start
+        self.start_day = _ms_day(start)
+        day = cfg.withdrawal_day
+        if day is None:
+            day = 30 if cfg.events is not None else max(0, cfg.days - 12)
+        self.withdrawn_from = start + day * DAY_MS
+
+    def steady(self, shop: int) -> bool:
+        """Never suspended at random (its flags must come from its conduct alone)."""
+        return self.enabled and shop in (self.WITHDRAWER, self.FREE_RIDER, self.DECLINER)
+
+    def shows_placements(self, referrer: int, t: int, rand) -> bool:
+        if not self.enabled:
+            return True
+        if referrer == self.WITHDRAWER:
+            return t < self.withdrawn_from
+        if referrer == self.FREE_RIDER:
+            return rand() < self.FREE_RIDER_SHOWS
+        return True
+
+    def keeps_order(self, merchant: int, t: int, rand) -> bool:
+        if not self.enabled or merchant != self.DECLINER:
+            return True
+        return rand() < self.DECLINE ** self._months(t)
+
+    def growth(self, day_start: int) -> float:
+        return 1.0 + self.GROWTH * (day_start - self.start) / (30 * DAY_MS) if self.enabled else 1.0
+
+    def _months(self, t: int) -> int:
+        day = _ms_day(t)
+        return max(0, (day.year - self.start_day.year) * 12 + day.month - self.start_day.month)
+
+
 class _Simulation:
     def __init__(self, cfg: SimulationConfig):
         self.cfg = cfg
@@ -382,6 +448,7 @@ class _Simulation:
         self.period = period_of(self.start, self.zone)  # the alliance's month the run is in
         self.month_end = month_bounds(self.period, self.zone)[1]
         self.months_ended = 0
+        self.behaviours = _Behaviours(cfg, len(self.shop_ids), self.start)
         self.clicks: dict[tuple[int, int], list] = {}
         self.recent_orders: deque = deque(maxlen=32)
         self._make_audience()
@@ -537,6 +604,8 @@ class _Simulation:
         if at >= horizon:
             return
         shop = int(rand() * len(self.shop_ids))
+        if self.behaviours.steady(shop):
+            return
         self.membership.change(shop, at, False)
         self._member(at, self.shop_ids[shop], "suspended")
         back = at + (2 + int(rand() * 6)) * DAY_MS
@@ -596,7 +665,7 @@ class _Simulation:
     def _traffic(self, day_start: int) -> None:
         rand = self.rng.random
         n = self.cfg.visitors
-        factor = _day_factor(day_start) * (0.9 + 0.2 * rand())
+        factor = _day_factor(day_start) * (0.9 + 0.2 * rand()) * self.behaviours.growth(day_start)
         active = min(n, int(n * P_ACTIVE * factor + rand()))
         for visitor in self.rng.sample(range(n), active):
             self._visit(visitor, day_start)
@@ -613,7 +682,8 @@ class _Simulation:
         referrer = self.home[visitor] if rand() < P_HOME else self._pick_shop()
         vid = self.visitor_ids[visitor]
         shop_id = self.shop_ids[referrer]
-        for _ in range(1 + int(rand() * 5)):
+        shown = 1 + int(rand() * 5) if self.behaviours.shows_placements(referrer, t, rand) else 0
+        for _ in range(shown):
             t += 5 * SECOND_MS + int(rand() * 85 * SECOND_MS)
             merchant = self._pick_merchant(referrer)
             placement = {"referrer_shop_id": shop_id, "merchant_shop_id": self.shop_ids[merchant],
@@ -651,6 +721,8 @@ class _Simulation:
         return 3 * DAY_MS + int(rand() * 22 * DAY_MS)
 
     def _intend(self, occurred: int, visitor: int, merchant: int) -> None:
+        if not self.behaviours.keeps_order(merchant, occurred, self.rng.random):
+            return
         if self.end is None or occurred < self.end:
             self.seq += 1
             heapq.heappush(self.intents, (occurred, self.seq, visitor, merchant))

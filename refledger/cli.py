@@ -18,8 +18,10 @@ from refledger.cli_archive import archive
 from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_demo import demo
+from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
+from refledger.cli_view import health, members, report, traffic
 from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 from refledger.render import plain_lines
@@ -41,6 +43,7 @@ USER_ERRORS = (
     ("refledger.producers.operator", "OperatorError"),
     ("refledger.schemas.periods", "PeriodError"),
     ("refledger.reports.money", "LocaleError"),
+    ("refledger.schemas.keys", "SigningKeyError"),
 )
 
 
@@ -106,7 +109,7 @@ def cli(kafka_log):
 
 
 COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, settle, sheet)
+            archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report, keygen)
 
 for command in COMMANDS:
     cli.add_command(command)

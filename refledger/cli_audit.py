@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option, people_options, tz_option
+from refledger.options import as_option, db_option, format_option, people_options, tz_option
 from refledger.render import console, echo, emit, emit_json, headers, line
 
 
@@ -39,7 +39,7 @@ def verify(db, checkpoint_file, fmt):
     if checkpoint_file:
         try:
             saved = read_checkpoint_file(checkpoint_file)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, OSError) as exc:
             _fail(f"cannot read checkpoints from {checkpoint_file}: {exc}")
     con = _open_read_only(db)
     try:
@@ -91,12 +91,13 @@ def checkpoints(db, fmt, zone):
 
 @click.command()
 @db_option
-@click.option("--shop", "shop_id", required=True, help="The shop the statement is for.")
+@click.option("--shop", "shop_id", default=None, help="The shop the statement is for (or --as).")
 @click.option("--period", required=True, metavar="YYYY-MM",
               help="The month, in the alliance's time zone (--tz), by the time of each entry's event.")
+@as_option
 @format_option("table", "json", "csv")
 @people_options
-def statement(db, shop_id, period, fmt, locale, zone):
+def statement(db, shop_id, period, as_shop, fmt, locale, zone):
     """A shop's month: every entry with its provenance, opening and closing balances, and who pays whom.
 
     The month is the alliance's, in its time zone: an order at 02:00 Beijing
@@ -112,6 +113,11 @@ def statement(db, shop_id, period, fmt, locale, zone):
     from refledger.schemas.periods import parse_period
     from refledger.store.readside import query
 
+    if as_shop is not None and shop_id not in (None, as_shop):
+        raise click.UsageError(f"--as {as_shop} shows only {as_shop}'s own statement, not {shop_id}'s")
+    shop_id = shop_id or as_shop
+    if shop_id is None:
+        raise click.UsageError("give --shop SHOP (or --as SHOP)")
     parse_period(period)
     result = query(db, statement_query, shop_id=shop_id, period=period, tz=zone.key, locale=locale)
     if fmt == "json":

@@ -46,7 +46,9 @@ def demo(db, days, visitors, events, seed, port, zone):
     local single-node Apache Kafka on 127.0.0.1. Publishes a simulated
     alliance's traffic (with the operator's month ends: settlements, closes,
     fines and payouts) as Avro, folds it into a fresh DuckDB ledger exactly
-    once, and shows what arrived, each shop's balances and who pays whom.
+    once, and shows what arrived, each shop's balances, who pays whom and the
+    members' health flags (the simulated alliance has a member that quietly
+    took its banner down and one that only takes traffic).
 
     Example: refledger demo --days 60 --visitors 1000
     """
@@ -94,6 +96,19 @@ def demo(db, days, visitors, events, seed, port, zone):
     order = _an_attributed_order(db) or "ORDER_ID"
     out.print(f"Look closer: refledger explain --db {db} --order {order} · "
               f"refledger quarantine --db {db} · refledger balances --db {db} --format json")
+    out.print(line(("6.", "bold"), " member health (SPEC §14: who withdrew quietly, who only takes traffic)"))
+    _show_health(db, zone)
+
+
+def _show_health(db, zone) -> None:
+    """The health flags as `refledger health` shows them (the demo goes on whatever they say)."""
+    from refledger.cli_view import show_health
+    from refledger.reports.health import health
+    from refledger.reports.money import DEFAULT_LOCALE
+    from refledger.store.readside import query
+
+    show_health(query(db, health, zone=zone.key), zone, DEFAULT_LOCALE)
+    console().print(f"Each month: refledger report --db {db} --period YYYY-MM --out report.html", markup=False)
 
 
 def _an_attributed_order(db) -> str | None:

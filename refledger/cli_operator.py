@@ -25,10 +25,13 @@ from refledger.render import echo, emit, emit_json
               help="The ledger: what becomes payable and the sheet are read from it.")
 @click.option("--force", is_flag=True,
               help="Settle a month that has not ended yet in the alliance's zone (a dry run never refuses).")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Sign the month end's events with the operator's private key (PEM, from `refledger keygen`), "
+                   "as a policy requiring signatures asks.")
 @people_options
 @format_option("table", "json")
-def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, dry_run, db, force, locale, zone,
-           fmt):
+def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, dry_run, db, force, signing_key,
+           locale, zone, fmt):
     """The operator's monthly run: publish the month's settlement (and a close), then show the sheet.
 
     The settlement's period end is the month's last millisecond in the
@@ -54,8 +57,13 @@ def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, 
         raise click.UsageError("give --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS), or --dry-run --db")
     if db and not Path(db).exists():
         raise click.ClickException(f"no ledger at {db}")  # said before anything is published
+    key = None
+    if signing_key and not dry_run:
+        from refledger.schemas.keys import read_key_file
+
+        key = read_key_file(signing_key)
     published = [] if dry_run else run_month_end(bootstrap_servers, topic, period, zone, close_through=close_through,
-                                                 alliance_id=alliance_id, login=login)
+                                                 alliance_id=alliance_id, signing_key=key, login=login)
     ledger = _month_in_ledger(db, period, zone, dry_run) if db else None
     if fmt == "json":
         emit_json({"period": period, "dry_run": dry_run, "published": [_published_json(e) for e in published],

@@ -17,11 +17,11 @@ from refledger.schemas.messages import DEFAULT_GROUP
 def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: int | None = None):
     from refledger.consumers.batch import LogProcessor
     from refledger.consumers.folding import SNAPSHOT_EVERY
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore
 
     store = LedgerStore(db)
-    return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker,
+    return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker,
                                snapshot_every=snapshot_every or SNAPSHOT_EVERY)
 
 
@@ -42,27 +42,32 @@ def _summary_table(summary: dict, title: str) -> None:
 @kafka_login_option
 @topic_option
 @click.option("--partitions", default=6, show_default=True, help="Partitions when the topic must be created.")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Sign every event not signed yet with this private key (PEM, from `refledger keygen`).")
 @format_option("table", "json")
-def produce(files, bootstrap_servers, login, topic, partitions, fmt):
+def produce(files, bootstrap_servers, login, topic, partitions, signing_key, fmt):
     """Publish JSON Lines or Avro container event files to Kafka as Avro.
 
     Events are validated first; a line that breaks the schema, or that is
     larger than the topic takes in one message, is not sent and is listed
-    with its file and line (exit status 1); the other lines are published. Shop events are keyed
-    by merchant; member, agreement and settlement events go to every
-    partition.
+    with its file and line (exit status 1); the other lines are published.
+    Shop events are keyed by merchant; member, agreement, settlement, close
+    and policy events go to every partition. With --signing-key, events that
+    carry no signature are signed (SPEC §4a); signed ones are sent as they are.
 
     Example: refledger produce alliance.jsonl --bootstrap-servers 127.0.0.1:9092
     """
     from refledger.schemas.event_files import read_records
     from refledger.producers.kafka_admin import create_topic
     from refledger.producers.publisher import AlliancePublisher, EventTooLarge
+    from refledger.schemas.keys import read_key_file
 
+    key = read_key_file(signing_key) if signing_key else None
     create_topic(bootstrap_servers, topic, partitions, login=login)
     rejected = []
     published = 0
     started = time.monotonic()
-    with AlliancePublisher(bootstrap_servers, topic, login=login) as pub, progress() as bar:
+    with AlliancePublisher(bootstrap_servers, topic, signing_key=key, login=login) as pub, progress() as bar:
         task = bar.add_task("publishing", total=None, rate="")
         for path in files:
             for position, record, error in read_records(path):
@@ -102,18 +107,24 @@ def produce(files, bootstrap_servers, login, topic, partitions, fmt):
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Publish straight to Kafka instead of a file.")
 @kafka_login_option
+@click.option("--sign", is_flag=True,
+              help="Sign every event with its emitter's key (derived from the seed), after a policy requiring "
+                   "signatures; members publish their keys.")
 @topic_option
 @tz_option
 @click.option("--month-ends/--no-month-ends", default=True, show_default=True,
               help="Include the operator's month ends (settlements, closes, adjustments, payouts); without them, "
                    "run each month end yourself with `refledger settle`.")
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, login, topic, zone, month_ends):
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, login, topic, sign, zone, month_ends):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
     and a few bad events, seeded and deterministic; each month of the
     alliance's time zone ends as `refledger settle` ends it (a settlement and,
     from the third month on, a close through the month before), then payouts.
+    With --sign the alliance signs its events (SPEC §4a): one policy first,
+    then every event signed by its emitter, with keys derived from the seed
+    (for simulations only).
 
     Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
     """
@@ -124,11 +135,16 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, login,
         raise click.UsageError("give --out FILE or --bootstrap-servers")
     cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key,
                            settlements=month_ends)
+    records = generate(cfg)
+    if sign:
+        from refledger.producers.signed_alliance import signed_simulation
+
+        records = signed_simulation(records, seed)
     if out:
-        count = write_event_file(generate(cfg), Path(out))
+        count = write_event_file(records, Path(out))
         click.echo(f"wrote {count:,} events to {out}")
     else:
-        count, messages = publish_with_progress(generate(cfg), bootstrap_servers, topic, login=login)
+        count, messages = publish_with_progress(records, bootstrap_servers, topic, login=login)
         click.echo(f"published {count:,} events to {topic} as {messages:,} Kafka messages")
 
 

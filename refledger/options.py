@@ -96,3 +96,9 @@ locale_option = click.option(
 def people_options(command):
     """``--locale`` and ``--tz``: how a command writes money, months and times for people (SPEC §11)."""
     return locale_option(tz_option(command))
+
+
+as_option = click.option(
+    "--as", "as_shop", default=None, metavar="SHOP",
+    help="Show only what SHOP may see, to send it to that member: its own rows, and the alliance's totals "
+         "where it needs them; no other member's numbers.")

@@ -139,3 +139,20 @@ def progress(enabled: bool | None = None):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                     console=console(stderr=True), disable=not enabled, transient=False)
+
+
+def emit_parquet(rows: Sequence[dict], types: dict, out: str | None) -> None:
+    """Rows as a Parquet file with the given column types (name → pyarrow type), to ``out`` or stdout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: pa.array([row[name] for row in rows], type=typ) for name, typ in types.items()})
+    if out:
+        pq.write_table(table, out)
+        return
+    if sys.stdout.isatty():
+        raise click.UsageError("Parquet is binary: give --out FILE or redirect the output to a file")
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.flush()

@@ -4,7 +4,7 @@
     history: Kafka | archive | stored events ──▶ LogReads             (replay.history)
         ──▶ [--until: each log as it stood at T]                       (history.until_prefix)
         ──▶ [--agreements: what-if versions replaced or added]         (replay.whatif)
-        ──▶ LogProcessor + PartitionFold, the code `consume` runs ──▶ rebuilt ledger
+        ──▶ LogProcessor + signed_fold(), the code `consume` runs ──▶ rebuilt ledger
     live copy × rebuilt ──▶ Comparison: entries, chain heads, balances,
                             positions, quarantine                      (replay.compare)
 
@@ -191,7 +191,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     ``starts``: per log, a snapshot to start that log's fold from.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore, StoreError
 
     try:
@@ -200,7 +200,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
         raise ReplayError(str(exc)) from exc
     counts = BatchCounts()
     try:
-        processor = LogProcessor(store, PartitionFold, source="replay")
+        processor = LogProcessor(store, signed_fold, source="replay")
         for (topic, partition), state in (starts or {}).items():
             processor.folds.load(topic, partition, [], state)
         with folding_collector() as settle:

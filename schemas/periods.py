@@ -77,3 +77,34 @@ def show_time(millis: int, zone: ZoneInfo, seconds: bool = False) -> str:
 
 def show_date(millis: int, zone: ZoneInfo) -> str:
     return local_time(millis, zone).strftime("%Y-%m-%d")
+
+
+_MOMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def parse_moment(text: str, zone: ZoneInfo) -> int:
+    """A time given by a person, as UTC epoch milliseconds (``--at``).
+
+    ``2026-12-15T08:30:00Z`` or ``…+08:00`` is that instant; without an offset
+    the time is in ``zone``; a date alone means the end of that day in ``zone``
+    (its last millisecond), so ``--at 2026-12-15`` includes all of the 15th.
+    """
+    match = _MOMENT.match((text or "").strip())
+    if not match:
+        raise PeriodError(f"expected a time like 2026-12-15, 2026-12-15T08:30 or 2026-12-15T00:30:00Z, got {text!r}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        if hour is None:
+            if offset:
+                raise PeriodError(f"a date has no offset: {text!r}")
+            following = datetime(int(year), int(month), int(day)) + timedelta(days=1)
+            return _millis(following.replace(tzinfo=zone)) - 1
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                          int((fraction or "0").ljust(3, "0")) * 1000)
+    except ValueError as exc:
+        raise PeriodError(f"not a valid date and time: {text!r} ({exc})") from None
+    if offset is None:
+        return _millis(moment.replace(tzinfo=zone))
+    sign = 1 if offset == "Z" or offset[0] == "+" else -1
+    shift = timedelta() if offset == "Z" else timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+    return _millis(moment.replace(tzinfo=timezone(sign * shift)))

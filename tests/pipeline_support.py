@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -19,6 +21,14 @@ def publish(bootstrap: str, topic: str, records, partitions: int = 6) -> int:
             pub.publish(record)
         sent = pub.sent
     return sent
+
+
+def consume_in_background(bootstrap: str, topic: str, db, until_idle: int = 5) -> subprocess.Popen:
+    """`refledger consume` of ``topic`` into ``db`` as its own process, stopping after ``until_idle`` s idle."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", bootstrap, "--db", str(db),
+         "--topic", topic, "--group", f"{topic}-live", "--until-idle", str(until_idle)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def send_raw(bootstrap: str, topic: str, values, partition: int = 0) -> None:

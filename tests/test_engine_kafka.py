@@ -4,8 +4,6 @@ and ops can read while the consumer writes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import defaultdict
 
@@ -16,7 +14,7 @@ from click.testing import CliRunner
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.cli import cli
 from refledger.schemas import codec
-from tests.pipeline_support import publish, read_topic
+from tests.pipeline_support import consume_in_background, publish, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -81,10 +79,7 @@ def test_ops_read_the_ledger_while_consume_writes_it(kafka_bootstrap, kafka_topi
     publish(kafka_bootstrap, kafka_topic, records)
     order = next(r for r in records if r["type"] == "order")
     db = tmp_path / "live.duckdb"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", kafka_bootstrap, "--db", str(db),
-         "--topic", kafka_topic, "--group", f"{kafka_topic}-live", "--until-idle", "5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = consume_in_background(kafka_bootstrap, kafka_topic, db)
     answers = []
     last_read = 0
     try:
