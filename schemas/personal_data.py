@@ -25,8 +25,9 @@ MOBILE = re.compile(r"(?<!\d)(\+?86[- ]?)?1[3-9]\d(?:[- ]?\d){8}(?!\d)")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 IDENTITY = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
 # Every match of the three needs an "@" or eleven digits in a row (separators allowed between them):
-# one search for that finds nearly every event clean at once.
-_MAYBE = re.compile(r"@|\d(?:[- ]?\d){10}")
+# looking for those finds nearly every event clean at once ("@" by a plain substring test, which is
+# five times faster than one pattern with both).
+_ELEVEN_DIGITS = re.compile(r"\d(?:[- ]?\d){10}").search
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 REDACTED = "redacted:"
@@ -40,7 +41,10 @@ def identity_number_valid(number: str) -> bool:
 
 def may_hold(*texts: str | None) -> bool:
     """False when none of the texts can hold personal data (the cheap test of the hot path)."""
-    return any(text is not None and _MAYBE.search(text) for text in texts)
+    for text in texts:
+        if text is not None and ("@" in text or _ELEVEN_DIGITS(text)):
+            return True
+    return False
 
 
 def matches(text: str) -> list[tuple[int, int]]:
