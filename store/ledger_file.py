@@ -286,6 +286,7 @@ class LedgerStore:
 
     def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = ""):
         self.path = Path(path)
+        self._memory_key: bytes | None = None
         self.read_only = read_only
         try:
             if not read_only:
@@ -336,6 +337,10 @@ class LedgerStore:
         configured = os.environ.get(REDACTION_KEY_VARIABLE)
         if configured:
             return configured.encode("utf-8")
+        if str(self.path) == ":memory:":  # a ledger that vanishes with its process keeps its key the same way
+            if self._memory_key is None:
+                self._memory_key = secrets.token_bytes(32)
+            return self._memory_key
         path = self.path.with_name(self.path.name + ".redaction-key")
         try:
             return bytes.fromhex(path.read_text().strip())
