@@ -17,9 +17,9 @@ def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: 
     from refledger.consumers.batch import LogProcessor
     from refledger.consumers.folding import SNAPSHOT_EVERY
     from refledger.ledger.fold import PartitionFold
-    from refledger.store.ledger_file import LedgerStore
+    from refledger.store.storage import open_store
 
-    store = LedgerStore(db)
+    store = open_store(db)
     return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker,
                                snapshot_every=snapshot_every or SNAPSHOT_EVERY)
 

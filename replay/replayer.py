@@ -54,6 +54,7 @@ from refledger.replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
 from refledger.replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
 from refledger.replay.whatif import WhatIf, read_agreements
+from refledger.store.lake import is_lake
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
@@ -247,7 +248,7 @@ def _check_keep(db, keep) -> Path | None:
     keep = Path(keep)
     if keep.exists():
         raise ReplayError(f"{keep} exists; the rebuilt ledger is kept in a new file")
-    if keep.resolve() == Path(db).resolve():
+    if not is_lake(db) and keep.resolve() == Path(db).resolve():
         raise ReplayError("the rebuilt ledger cannot be kept in the live ledger's file")
     return keep
 

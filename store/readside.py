@@ -41,6 +41,7 @@ import duckdb
 
 from typing import Callable, Iterable
 
+from refledger.store.lake import is_lake, reading
 from refledger.store.queries import QueryError
 
 log = logging.getLogger("refledger.readside")
@@ -167,6 +168,18 @@ def _read_directly(db: str | Path, func: Query, params: dict):
         con.close()
 
 
+def _read_lake(db, func: Query, params: dict):
+    """A ledger on DuckLake needs no socket: any number of readers attach it read-only, each in one
+    snapshot of whole batches, and neither waits for the writers nor holds them up."""
+    reader = reading(db)
+    try:
+        return json.loads(json.dumps(func(reader, **params), default=_default))
+    except duckdb.Error as exc:
+        raise ReadError(f"cannot read ledger {db}: {exc}") from exc
+    finally:
+        reader.close()
+
+
 def query(db: str | Path, func: Query, *, wait: float = 30.0, **params):
     """Run the read query ``func(cursor, **params)`` against a ledger file, whether or not a
     consumer holds it. Raises `ReadError`, or `QueryError` when the question itself is wrong.
@@ -176,6 +189,8 @@ def query(db: str | Path, func: Query, *, wait: float = 30.0, **params):
     query retries, alternating between the file and the socket, for up to
     `wait` seconds before it reports the ledger as unreadable.
     """
+    if is_lake(db):
+        return _read_lake(db, func, params)
     if not Path(db).exists():
         raise ReadError(f"no ledger at {db}")
     deadline = time.monotonic() + wait
