@@ -18,6 +18,15 @@ The commit protocol, per poll:
 
 A crash before step 3 loses only work that will be read again; a crash
 after it re-reads nothing, because step 1 starts from DuckDB.
+
+When several consumers write one ledger (a DuckLake, `store.lake`), step 1
+first claims the assigned partitions in the ledger and rebuilds their folds
+from it (another member may have written them meanwhile). A consumer that
+lost a partition without knowing it (paused past its session timeout while
+another member took over) has its next batch refused by the ledger
+(`FencedOut`); that batch and every later one in flight are not written, the
+lost partitions are paused until the group assigns them again, and the
+others are read again from the ledger's positions.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from kafka.structs import OffsetAndMetadata
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.schemas.messages import DEFAULT_TOPIC
+from refledger.store.lake import FencedOut
 
 log = logging.getLogger("refledger.consume")
 
@@ -86,8 +96,11 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.member.await_ledger()
-        self.member.assigned.update(assigned)
-        self.member.seek_assigned(assigned)
+        self.member.take_over(assigned)
+
+
+class _NotWritten(Exception):
+    """A batch behind one the ledger refused: not written either, or its logs would skip events."""
 
 
 class LedgerConsumer:
@@ -120,6 +133,8 @@ class LedgerConsumer:
         self._pending: deque[tuple[Future, object]] = deque()  # commits in flight, oldest first
         self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
+        self._refused: FencedOut | None = None  # the ledger refused a batch: none after it is written
+        self._dropped: list = []  # batches not written since
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -146,6 +161,17 @@ class LedgerConsumer:
     def stop(self, *_args) -> None:
         """Ask the loop to finish its batch, commit, and return."""
         self._stop.set()
+
+    def take_over(self, assigned) -> None:
+        """Partitions the group gave this member: claimed in the ledger (a shared one), then read
+        from the ledger's positions."""
+        with self.lock:
+            self._refused, self._dropped = None, []
+            self.processor.assign((tp.topic, tp.partition) for tp in assigned)
+        self.assigned.update(assigned)
+        if assigned:
+            self.consumer.resume(*assigned)
+        self.seek_assigned(assigned)
 
     def seek_assigned(self, partitions) -> None:
         for tp in partitions:
@@ -188,7 +214,7 @@ class LedgerConsumer:
         with self.lock:
             batch = self.processor.process(chain.from_iterable(polled.values()), kafka_records=True)
         self.finish_pending(keep=MAX_IN_FLIGHT - 1)
-        self._pending.append((self._writer.submit(self.processor.commit, batch), batch))
+        self._pending.append((self._writer.submit(self._commit, batch), batch))
         self._unchecked_batches += 1
 
     def _checkpoint_when_idle(self) -> None:
@@ -198,20 +224,58 @@ class LedgerConsumer:
             self._unchecked_batches = 0
             self._writer.submit(self.processor.store.checkpoint)
 
+    def _commit(self, batch) -> int:
+        """On the writer thread: the batch into the ledger, unless one before it was refused."""
+        if self._refused is not None:
+            raise _NotWritten()
+        try:
+            return self.processor.commit(batch)
+        except FencedOut as exc:
+            self._refused = exc
+            raise
+
     def await_ledger(self, keep: int = 0) -> None:
         """Wait until all but ``keep`` batches in flight are in DuckDB, oldest first.
-        Raises what a commit raised."""
+        Raises what a commit raised (but a refused batch: it is set aside, see `_recover`)."""
         with self._pending_lock:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
-                future.result()
+                try:
+                    future.result()
+                except (FencedOut, _NotWritten):
+                    self._dropped.append(batch)
+                else:
+                    self._committed.append(batch)
                 self._pending.popleft()
-                self._committed.append(batch)
+
+    def _recover(self) -> None:
+        """After the ledger refused a batch (main thread): the partitions another member claimed
+        are paused until the group assigns them again; the others are read again from the
+        ledger's positions, with their folds rebuilt from it."""
+        with self._pending_lock:
+            dropped, self._dropped = self._dropped, []
+            refused, self._refused = self._refused, None
+        if not dropped:
+            return
+        lost = set(refused.logs) if refused is not None else set()
+        logs = {key for batch in dropped for key in batch.positions}
+        log.warning("%s; %d batch(es) not written: %s read again from the ledger", refused, len(dropped),
+                    ", ".join(f"{t}:{p}" for t, p in sorted(logs - lost)) or "nothing")
+        with self.lock:
+            self.processor.reread(logs)
+        for tp in list(self.assigned):
+            key = (tp.topic, tp.partition)
+            if key in lost:
+                self.consumer.pause(tp)
+            elif key in logs:
+                self.seek_assigned([tp])
 
     def finish_pending(self, keep: int = 0) -> None:
         """Wait for the batches in flight (all but ``keep``) to be in DuckDB, then tell Kafka
         (main thread only)."""
         self.await_ledger(keep)
+        if self._dropped:
+            self._recover()
         committed, self._committed = self._committed, []
         for batch in committed:
             self.summary.add(batch.write)

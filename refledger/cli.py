@@ -16,11 +16,12 @@ from refledger import __version__
 from refledger.cli_archive import archive
 from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
+from refledger.cli_catalog import catalog
 from refledger.cli_demo import demo
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
 from refledger.cli_view import health, members, report, traffic
-from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
+from refledger.cli_pipeline import compact, consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 
 # (module, class): errors to report as one line. Looked up in sys.modules when one is raised,
@@ -36,6 +37,7 @@ USER_ERRORS = (
     ("refledger.schemas.errors", "CodecError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.catalog", "CatalogError"),
     ("refledger.producers.operator", "OperatorError"),
     ("refledger.schemas.periods", "PeriodError"),
     ("refledger.reports.money", "LocaleError"),
@@ -84,7 +86,7 @@ def cli():
     """
 
 
-COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
+COMMANDS = (demo, broker, catalog, simulate, produce, consume, ingest, stats, compact, balances, explain, quarantine, parked,
             archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report)
 
 for command in COMMANDS:

@@ -12,12 +12,13 @@ either. Both are held to the same contract tests (tests/test_store_contract.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, runtime_checkable
 
 from refledger.store.lake import LakeStore, is_lake, lake_ledger
 from refledger.store.ledger_file import BatchWrite, LedgerStore
 
 
+@runtime_checkable
 class LedgerStorage(Protocol):
     """A ledger's tables, their one write path and what a writer reads to resume."""
 
