@@ -165,6 +165,11 @@ def connect(lake: LakeLedger, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute(f"USE {ALIAS}")
         return con
     except duckdb.Error as exc:
+        if "data_path is not set" in str(exc):  # the catalog holds no lake yet
+            if read_only:
+                raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
+            raise StoreError(f"{lake} is a new ledger: give --data-path, the shared directory (or object "
+                             "store) where its Parquet files go") from exc
         raise StoreError(f"cannot open ledger {lake}: {_first_line(exc)}") from exc
 
 
@@ -216,9 +221,6 @@ class LakeStore:
             if tables:
                 raise StoreError(f"{self.path} is a DuckLake but not a refledger ledger (it holds "
                                  f"{', '.join(sorted(tables)[:5])})")
-            if not self.lake.data_path and not self._has_data_path(cur):
-                raise StoreError(f"{self.path} is a new ledger: give --data-path, the shared directory "
-                                 "(or object store) where its Parquet files go")
             cur.execute(lake_ddl())
             cur.execute(FOLDED_EVENTS_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE VIEW"))
             cur.execute("INSERT INTO ledger_format VALUES (?)", [LEDGER_FORMAT])
@@ -227,14 +229,6 @@ class LakeStore:
 
         if self._transaction(create, "create the ledger's tables"):
             log.info("created the ledger's tables in %s", self.path)
-
-    @staticmethod
-    def _has_data_path(cur) -> bool:
-        try:
-            rows = cur.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = 'data_path'").fetchall()
-        except duckdb.Error:
-            return False
-        return bool(rows and rows[0][0])
 
     def close(self) -> None:
         self.con.close()
