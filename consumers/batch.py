@@ -234,6 +234,13 @@ class LogProcessor:
         batch.events_read = read
         return items
 
+    def drop(self, pending: PendingBatch) -> None:
+        """A batch that will not be written (the store refused one before it): the fold's answer is
+        collected all the same, and let go; its logs are `reread` before they are folded again."""
+        if pending.ticket is not None:
+            self.folds.result(pending.ticket)
+            pending.ticket = pending.items = pending.raws = None
+
     def commit(self, pending: PendingBatch) -> int:
         """Step 3: the fold's part of the batch collected, the batch written in one transaction."""
         batch = pending.write

@@ -93,10 +93,11 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         # the batch in flight is in DuckDB before its partitions can move
         self.member.await_ledger()
         self.member.assigned.difference_update(revoked)
+        self.member.taking_over.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
         self.member.await_ledger()
-        self.member.take_over(assigned)
+        self.member.hand_over(assigned)
 
 
 class _NotWritten(Exception):
@@ -135,6 +136,7 @@ class LedgerConsumer:
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._refused: FencedOut | None = None  # the ledger refused a batch: none after it is written
         self._dropped: list = []  # batches not written since
+        self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -162,16 +164,31 @@ class LedgerConsumer:
         """Ask the loop to finish its batch, commit, and return."""
         self._stop.set()
 
-    def take_over(self, assigned) -> None:
-        """Partitions the group gave this member: claimed in the ledger (a shared one), then read
-        from the ledger's positions."""
-        with self.lock:
-            self._refused, self._dropped = None, []
-            self.processor.assign((tp.topic, tp.partition) for tp in assigned)
+    def hand_over(self, assigned) -> None:
+        """Partitions the group gave this member (on kafka-python's IO thread). A ledger of this
+        process alone: read on from its positions. A shared one: paused until the main thread has
+        claimed them (`take_over`), since a claim may wait for the catalog and the IO thread must go
+        on heartbeating meanwhile."""
         self.assigned.update(assigned)
-        if assigned:
-            self.consumer.resume(*assigned)
-        self.seek_assigned(assigned)
+        if self.processor.store.single_writer:
+            self.seek_assigned(assigned)
+        elif assigned:
+            self.consumer.pause(*assigned)
+            with self._pending_lock:
+                self.taking_over.update(assigned)
+
+    def take_over(self) -> None:
+        """Claim the partitions handed over in the ledger, rebuild their folds from it, and read on from
+        its positions (main thread)."""
+        with self._pending_lock:
+            claimed, self.taking_over = set(self.taking_over), set()
+            self._refused, self._dropped = None, []
+        if not claimed:
+            return
+        with self.lock:
+            self.processor.assign((tp.topic, tp.partition) for tp in claimed)
+        self.seek_assigned(claimed)
+        self.consumer.resume(*claimed)
 
     def seek_assigned(self, partitions) -> None:
         for tp in partitions:
@@ -187,6 +204,8 @@ class LedgerConsumer:
         last_report = started
         try:
             while not self._stop.is_set():
+                if self.taking_over:
+                    self.take_over()
                 polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
                 now = time.monotonic()
                 if not polled:
@@ -227,6 +246,7 @@ class LedgerConsumer:
     def _commit(self, batch) -> int:
         """On the writer thread: the batch into the ledger, unless one before it was refused."""
         if self._refused is not None:
+            self.processor.drop(batch)
             raise _NotWritten()
         try:
             return self.processor.commit(batch)

@@ -93,6 +93,13 @@ EPOCH_ROW = ("", -1)              # (topic, partition) of the row that carries t
 BATCHES_PER_EPOCH = 10**9         # batch id = epoch * BATCHES_PER_EPOCH + n
 ATTEMPTS = 60                     # tries of one transaction that conflicts with other writers
 RETRY_WAIT_S = 0.02
+# A writer's catalog transaction lasts from its first read to its commit, and holds row locks of the
+# catalog while it commits. A writer paused there (SIGSTOP, a VM frozen) would hold up every other
+# writer; the catalog ends such a session after this long idle in a transaction, and the paused
+# writer's commit then fails (and, retried, finds its partitions claimed by another: `FencedOut`).
+# Below the consumers' session timeout (10 s), so that a rebalance waiting for a commit held up this
+# way completes in time.
+WRITER_IDLE_LIMIT_S = 8
 
 
 class FencedOut(StoreError):
@@ -149,8 +156,12 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(lake: LakeLedger, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the lake attached as ``lake`` and in use."""
+def connect(lake: LakeLedger, *, read_only: bool, idle_limit_s: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake attached as ``lake`` and in use. ``idle_limit_s``: the catalog
+    ends this connection's session when a transaction of it stays idle that long (see `WRITER_IDLE_LIMIT_S`)."""
+    catalog = str(lake)
+    if idle_limit_s and "options=" not in lake.catalog:
+        catalog += f" options='-c idle_in_transaction_session_timeout={int(idle_limit_s * 1000)}'"
     try:
         con = duckdb.connect(config={"autoinstall_known_extensions": False})
         for package, name in EXTENSIONS:
@@ -161,10 +172,12 @@ def connect(lake: LakeLedger, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only:
             options.append("READ_ONLY")
         shown = f" ({', '.join(options)})" if options else ""
-        con.execute(f"ATTACH {_quoted(str(lake))} AS {ALIAS}{shown}")
+        con.execute(f"ATTACH {_quoted(catalog)} AS {ALIAS}{shown}")
         con.execute(f"USE {ALIAS}")
         return con
     except duckdb.Error as exc:
+        if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):
+            raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
         if "data_path is not set" in str(exc):  # the catalog holds no lake yet
             if read_only:
                 raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
@@ -178,8 +191,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _conflict(exc: duckdb.Error) -> bool:
+    """A transaction to try again: it conflicted with another writer's, or failed to commit (its catalog
+    session ended, say), or the catalog did not answer."""
     text = str(exc).lower()
-    return "conflict" in text or "retry" in text or "duplicate key" in text
+    return isinstance(exc, duckdb.TransactionException) or any(
+        word in text for word in ("conflict", "retry", "duplicate key", "terminat", "connection"))
 
 
 def lake_ddl() -> str:
@@ -196,7 +212,7 @@ class LakeStore:
         self.lake = lake
         self.path = str(lake)
         self.read_only = False
-        self.con = connect(lake, read_only=False)
+        self.con = connect(lake, read_only=False, idle_limit_s=WRITER_IDLE_LIMIT_S)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epochs: dict[tuple[str, int], int] = {}
         self._epoch = 0
@@ -209,7 +225,7 @@ class LakeStore:
 
     def _create_tables(self) -> None:
         """Create the ledger's tables the first time (two processes may race to: one retries)."""
-        def create(cur):
+        def create(cur, _attempt):
             tables = {name for (name,) in cur.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]).fetchall()}
             if "ledger_format" in tables and "owners" in tables:
@@ -261,7 +277,7 @@ class LakeStore:
         if not logs:
             return self._epoch
 
-        def take(cur):
+        def take(cur, _attempt):
             [(top,)] = cur.execute("SELECT coalesce(max(epoch), 0) FROM owners").fetchall()
             epoch = top + 1
             keys = [f"{t}:{p}" for t, p in [EPOCH_ROW, *logs]]
@@ -289,9 +305,12 @@ class LakeStore:
         if unclaimed:
             raise FencedOut(f"{self.path}: this writer never claimed {_named(unclaimed)}", tuple(unclaimed))
 
-        def write(cur):
-            self._check_owner(cur, logs)
+        def write(cur, attempt):
             batch_id = self._epoch * BATCHES_PER_EPOCH + self._batches_in_epoch + 1
+            if attempt > 1 and cur.execute("SELECT count(*) FROM batches WHERE batch_id = ?",
+                                           [batch_id]).fetchall()[0][0]:
+                return batch_id  # the try that failed had committed after all (its answer was lost)
+            self._check_owner(cur, logs)
             mine = pa.table({"topic": [t for t, _ in logs],
                              "partition": pa.array([p for _, p in logs], pa.int32()),
                              "epoch": pa.array([self.epochs[key] for key in logs], pa.int64()),
@@ -321,13 +340,14 @@ class LakeStore:
                             "this one's batch was not written", tuple(lost))
 
     def _transaction(self, work, what: str):
-        """Run ``work(cursor)`` in one transaction, again when it conflicts with another writer's."""
+        """Run ``work(cursor, attempt)`` in one transaction, again when it conflicts with another writer's
+        or fails to commit."""
         wait = RETRY_WAIT_S
         for attempt in range(1, ATTEMPTS + 1):
             cur = self.cursor()
             try:
                 cur.execute("BEGIN TRANSACTION")
-                result = work(cur)
+                result = work(cur, attempt)
                 cur.execute("COMMIT")
                 return result
             except StoreError:

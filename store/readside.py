@@ -42,6 +42,7 @@ import duckdb
 from typing import Callable, Iterable
 
 from refledger.store.lake import is_lake, reading
+from refledger.store.ledger_file import StoreError
 from refledger.store.queries import QueryError
 
 log = logging.getLogger("refledger.readside")
@@ -171,7 +172,10 @@ def _read_directly(db: str | Path, func: Query, params: dict):
 def _read_lake(db, func: Query, params: dict):
     """A ledger on DuckLake needs no socket: any number of readers attach it read-only, each in one
     snapshot of whole batches, and neither waits for the writers nor holds them up."""
-    reader = reading(db)
+    try:
+        reader = reading(db)
+    except StoreError as exc:
+        raise ReadError(str(exc)) from exc
     try:
         return json.loads(json.dumps(func(reader, **params), default=_default))
     except duckdb.Error as exc:

@@ -1,0 +1,143 @@
+"""Scale benchmark: `consume` into one DuckDB file, into a DuckLake, and two consumers into a DuckLake.
+
+One run, one simulated topic of 6 partitions, three timings, each a fresh
+ledger and consumer group, every consumer pinned to one core with taskset
+(its fold process inherits the core):
+
+* file:   one consumer into a DuckDB file, on core 0;
+* lake-1: one consumer into a DuckLake, on core 0;
+* lake-2: two consumers of one group into a DuckLake, on cores 0 and 1.
+
+A run's rate is the events the ledger gained from its first committed batch
+to its last, divided by the time between them (start-up and the idle wait
+at the end are left out), watched by reading the ledger every 0.2 s. It
+reports lake-2 / lake-1 (two consumers against one: target ≥ 1.6) and
+lake-1 / file (a consumer's rate into the lake against into a file: target
+≥ 0.8), with the load average before and after.
+
+    python bench/scale.py --events 400000
+
+Uses $KAFKA_BOOTSTRAP_SERVERS or starts a local broker; starts its own
+catalog (`refledger catalog`) on a free port. Prints a table, then one JSON
+line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from refledger import broker, catalog
+from refledger.producers.publisher import publish_records
+from refledger.producers.simulate import SimulationConfig, simulate
+from refledger.render import emit
+from refledger.store.lake import lake_ledger
+from refledger.store.queries import stats
+from refledger.store.readside import ReadError, query
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def consumer(bootstrap: str, topic: str, db, group: str, core: int, log) -> subprocess.Popen:
+    args = ["taskset", "-c", str(core), sys.executable, "-m", "refledger", "consume", "--bootstrap-servers",
+            bootstrap, "--topic", topic, "--group", group, "--until-idle", "6", "--format", "json",
+            "--db", str(db)]
+    if not isinstance(db, (str, Path)):
+        args += ["--data-path", db.data_path, "--compact-every", "60"]
+    return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+
+def events_read(db) -> int:
+    try:
+        return query(db, stats)["events_read"]
+    except ReadError:
+        return 0
+
+
+def timed_run(name: str, bootstrap: str, topic: str, db, cores: list[int], total: int, logs: Path) -> dict:
+    """Start one consumer per core, watch the ledger fill, and time it from first batch to last."""
+    group = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    with open(logs / f"{name}.log", "wb") as log:
+        procs = [consumer(bootstrap, topic, db, group, core, log) for core in cores]
+        first = None
+        seen = 0
+        while seen < total:
+            if all(p.poll() is not None for p in procs):
+                raise SystemExit(f"{name}: the consumers stopped at {seen:,} of {total:,} events; see {logs}")
+            time.sleep(0.2)
+            seen = events_read(db)
+            if first is None and seen > 0:
+                first = (time.perf_counter(), seen)
+        done = time.perf_counter()
+        for p in procs:
+            p.wait(timeout=300)
+    rate = (total - first[1]) / (done - first[0])
+    say(f"  {name}: {rate:,.0f} events/s over {done - first[0]:.1f}s")
+    return {"run": name, "consumers": len(cores), "events": total, "seconds": round(done - first[0], 2),
+            "events_per_second": int(rate), "per_consumer": int(rate / len(cores))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--cores", default="0,1", help="two cores to pin consumers to")
+    args = parser.parse_args()
+    cores = [int(c) for c in args.cores.split(",")]
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="refledger-scale-") as scratch:
+        scratch = Path(scratch)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        local_broker = None
+        if not bootstrap:
+            local_broker = scratch / "broker"
+            bootstrap = broker.start(broker.free_port(), local_broker, wait_s=120).bootstrap
+        catalog_dir = scratch / "catalog"
+        info = catalog.start(catalog_dir, broker.free_port())
+        try:
+            topic = f"bench-scale-{uuid.uuid4().hex[:8]}"
+            say(f"producing about {args.events:,} events to {topic} (6 partitions)")
+            records = simulate(SimulationConfig(seed=7, shops=12, visitors=20_000, days=90, events=args.events))
+            _events, total = publish_records(records, bootstrap, topic, partitions=6)
+            say(f"  {total:,} messages")
+
+            def lake(name):
+                catalog.create_database(info.port, name)
+                path = catalog_dir / "lake" / name
+                path.mkdir(parents=True)
+                return lake_ledger(catalog.connection_db(info.port, name), str(path))
+
+            runs = [timed_run("file", bootstrap, topic, scratch / "ledger.duckdb", cores[:1], total, scratch),
+                    timed_run("lake-1", bootstrap, topic, lake("one"), cores[:1], total, scratch),
+                    timed_run("lake-2", bootstrap, topic, lake("two"), cores[:2], total, scratch)]
+        finally:
+            catalog.stop(catalog_dir)
+            if local_broker is not None:
+                broker.stop(local_broker)
+    by = {r["run"]: r for r in runs}
+    figures = {
+        "two_consumers_vs_one": round(by["lake-2"]["events_per_second"] / by["lake-1"]["events_per_second"], 2),
+        "lake_vs_file_per_process": round(by["lake-1"]["events_per_second"] / by["file"]["events_per_second"], 2),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "cores": os.cpu_count(),
+    }
+    emit(runs, "table", ("run", "consumers", "events", "seconds", "events_per_second", "per_consumer"),
+         title="consume: a DuckDB file, a DuckLake, two consumers into a DuckLake",
+         numeric=("consumers", "events", "seconds", "events_per_second", "per_consumer"))
+    say(f"two consumers / one: {figures['two_consumers_vs_one']} (target ≥ 1.6); "
+        f"lake / file per process: {figures['lake_vs_file_per_process']} (target ≥ 0.8); "
+        f"load average {figures['load_average_before']} → {figures['load_average_after']}")
+    print(json.dumps({"runs": runs, **figures}))
+
+
+if __name__ == "__main__":
+    main()
