@@ -158,12 +158,32 @@ def _quoted(text: str) -> str:
 
 def connect(lake: LakeLedger, *, read_only: bool, idle_limit_s: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake attached as ``lake`` and in use. ``idle_limit_s``: the catalog
-    ends this connection's session when a transaction of it stays idle that long (see `WRITER_IDLE_LIMIT_S`)."""
+    ends this connection's session when a transaction of it stays idle that long (see `WRITER_IDLE_LIMIT_S`).
+    Consumers started together on a new lake race to create its catalog: the losers attach again."""
     catalog = str(lake)
     if idle_limit_s and "options=" not in lake.catalog:
         catalog += f" options='-c idle_in_transaction_session_timeout={int(idle_limit_s * 1000)}'"
+    for attempt in range(1, 11):
+        try:
+            return _attach(lake, catalog, read_only)
+        except duckdb.Error as exc:
+            if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):
+                raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
+            if "data_path is not set" in str(exc):  # the catalog holds no lake yet
+                if read_only:
+                    raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
+                raise StoreError(f"{lake} is a new ledger: give --data-path, the shared directory (or object "
+                                 "store) where its Parquet files go") from exc
+            racing = "duplicate key" in str(exc) or "already exists" in str(exc)
+            if not racing or attempt == 10:
+                raise StoreError(f"cannot open ledger {lake}: {_first_line(exc)}") from exc
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _attach(lake: LakeLedger, catalog: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
-        con = duckdb.connect(config={"autoinstall_known_extensions": False})
         for package, name in EXTENSIONS:
             con.execute(f"LOAD {_quoted(extension_file(package, name))}")
         options = []
@@ -174,16 +194,10 @@ def connect(lake: LakeLedger, *, read_only: bool, idle_limit_s: int | None = Non
         shown = f" ({', '.join(options)})" if options else ""
         con.execute(f"ATTACH {_quoted(catalog)} AS {ALIAS}{shown}")
         con.execute(f"USE {ALIAS}")
-        return con
-    except duckdb.Error as exc:
-        if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):
-            raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
-        if "data_path is not set" in str(exc):  # the catalog holds no lake yet
-            if read_only:
-                raise StoreError(f"no ledger at {lake}: its catalog holds none yet") from exc
-            raise StoreError(f"{lake} is a new ledger: give --data-path, the shared directory (or object "
-                             "store) where its Parquet files go") from exc
-        raise StoreError(f"cannot open ledger {lake}: {_first_line(exc)}") from exc
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _first_line(exc: BaseException) -> str:

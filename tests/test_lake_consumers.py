@@ -40,6 +40,11 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+# longer than the group's session timeout (10 s): a member killed with SIGKILL leaves no word, and the
+# others get its partitions only once the broker has given up on it
+UNTIL_IDLE = 25
+
+
 def finish(procs, timeout: float = 600) -> None:
     """Every consumer stops by itself (idle) and exits 0; one that does not is killed, and fails the test."""
     try:
@@ -62,16 +67,16 @@ def test_consumers_of_one_group_write_the_ledger_one_consumer_writes(kafka_boots
 
     group = f"{kafka_topic}-lake"
     with open(tmp_path / "lake.log", "wb") as log:
-        first = consume_process(kafka_bootstrap, kafka_topic, lake, group, log)
-        second = consume_process(kafka_bootstrap, kafka_topic, lake, group, log)
+        first = consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE)
+        second = consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE)
         wait_for(lambda: events_read(lake) >= sent // 5, 300, "a fifth of the topic in the lake")
         second.send_signal(signal.SIGKILL)                 # mid-batch, perhaps: nothing lost, nothing twice
         second.wait()
-        third = consume_process(kafka_bootstrap, kafka_topic, lake, group, log)   # joins mid-stream
+        third = consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE)   # joins mid-stream
         wait_for(lambda: events_read(lake) >= sent // 2, 300, "half the topic in the lake")
         first.send_signal(signal.SIGKILL)
         first.wait()
-        again = consume_process(kafka_bootstrap, kafka_topic, lake, group, log)   # the killed one comes back
+        again = consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE)   # the killed one comes back
         finish([third, again])
 
     assert events_read(lake) >= sent
@@ -90,11 +95,11 @@ def test_a_paused_consumer_never_commits_to_partitions_taken_over(kafka_bootstra
     group = f"{kafka_topic}-fenced"
     paused_log, other_log = tmp_path / "paused.log", tmp_path / "other.log"
     with open(paused_log, "wb") as p_log, open(other_log, "wb") as o_log:
-        paused = consume_process(kafka_bootstrap, kafka_topic, lake, group, p_log, until_idle=20)
+        paused = consume_process(kafka_bootstrap, kafka_topic, lake, group, p_log, until_idle=UNTIL_IDLE)
         wait_for(lambda: events_read(lake) >= sent // 10, 300, "the first consumer to write")
         paused.send_signal(signal.SIGSTOP)                 # holding its partitions, perhaps a batch half-written
         stopped_at = events_read(lake)
-        other = consume_process(kafka_bootstrap, kafka_topic, lake, group, o_log, until_idle=20)
+        other = consume_process(kafka_bootstrap, kafka_topic, lake, group, o_log, until_idle=UNTIL_IDLE)
         # past the session timeout the group gives every partition to the other member, which claims them
         wait_for(lambda: len(claimed_by_latest_epoch(lake)) == 6, 120, "the other member to claim all partitions")
         wait_for(lambda: events_read(lake) > stopped_at, 240, "the other member to write")
@@ -148,14 +153,15 @@ def whole_batches(cur) -> dict:
 
 def test_readers_see_whole_batches_and_never_wait_while_three_consumers_write(kafka_bootstrap, kafka_topic, lake,
                                                                                tmp_path):
-    records = alliance(seed=45, visitors=250)
+    records = alliance(seed=45, visitors=400)
     sent = publish(kafka_bootstrap, kafka_topic, records)
     group = f"{kafka_topic}-readers"
     reads = []
     with open(tmp_path / "consumers.log", "wb") as log:
-        procs = [consume_process(kafka_bootstrap, kafka_topic, lake, group, log, compact_every=5)
+        procs = [consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE, compact_every=5)
                  for _ in range(3)]
         try:
+            wait_for(lambda: events_read(lake) > 0, 300, "the first batch")
             while any(p.poll() is None for p in procs):
                 started = time.monotonic()
                 seen = query(lake, whole_batches)
