@@ -5,6 +5,11 @@ something on any machine:
 
     python bench/pipeline.py --events 1000000
 
+The signed stage folds the same simulated alliance signed (SPEC §4a: a
+policy requiring signatures, every event signed by its emitter), published
+to its own topic, with the engine, and reports its rate against the
+unsigned `consume` with the engine (``ratio_consume_signed_over_engine``).
+
 Uses $KAFKA_BOOTSTRAP_SERVERS or starts a local broker on a free port.
 Prints a table, then one JSON line with every figure.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -24,7 +30,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from refledger.consumers.batch import LogProcessor
 from refledger.consumers.kafka_consumer import consume
+from refledger.consumers.verification import signed_fold
 from refledger.producers.publisher import AlliancePublisher
+from refledger.producers.signed_alliance import signed_simulation
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger import broker
 from refledger.producers.kafka_admin import create_topic
@@ -85,26 +93,57 @@ def bare_consume_decode(bootstrap: str, topic: str, total: int) -> float:
     return elapsed
 
 
-def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factory) -> tuple[float, float]:
+def _cpu_seconds(child_pid: int) -> float:
+    """CPU seconds so far of this process (all its threads) and of its fold process."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    fields = Path(f"/proc/{child_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    child = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return own.ru_utime + own.ru_stime + child
+
+
+def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factory,
+                   cpu: dict | None = None) -> tuple[float, float]:
     """`consume` as the CLI runs it, timed from its first batch to its last commit; and the
     seconds spent afterwards folding DuckDB's write-ahead log into the file (the consumer
-    checkpoints once it is idle, then closes)."""
+    checkpoints once it is idle, then closes). ``cpu`` gets the cores it kept busy on average from
+    its first batch to its last (CPU seconds of both its processes over those wall seconds)."""
     store = LedgerStore(db)
     processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}", fold_worker=True)
     marks = {}
 
     def on_batch(summary):
         now = time.perf_counter()
-        marks.setdefault("first", now - 1e-9)
-        if summary.events_read >= total:
-            marks["last"] = now
+        pid = processor.folds._process.pid
+        if "first" not in marks:
+            marks["first"], marks["first_cpu"] = now - 1e-9, _cpu_seconds(pid)
+        if summary.events_read >= total and "last" not in marks:
+            marks["last"], marks["last_cpu"] = now, _cpu_seconds(pid)
 
     consume(bootstrap, processor, topic=topic, group=f"{db.stem}-{time.time_ns()}", until_idle=3,
             handle_signals=False, on_batch=on_batch)
     processor.close()
+    if cpu is not None:
+        cpu["cores"] = round((marks["last_cpu"] - marks["first_cpu"]) / (marks["last"] - marks["first"]), 2)
     started = time.perf_counter()
     store.close()  # folds what the idle checkpoint left in the write-ahead log into the file
     return marks["last"] - marks["first"], store.checkpoint_seconds + time.perf_counter() - started
+
+
+def same_ledger(unsigned: Path, signed: Path) -> None:
+    """The signed alliance must earn what the unsigned one earns, entry for entry: a signature
+    check that refused good events (or let bad ones through) would show here."""
+    import duckdb
+
+    def totals(db: Path):
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return con.execute("""SELECT shop_id, account, currency, sum(amount), count(*) FROM entries
+                                  GROUP BY ALL ORDER BY ALL""").fetchall()
+        finally:
+            con.close()
+
+    if totals(unsigned) != totals(signed):
+        raise SystemExit("the signed alliance's ledger differs from the unsigned one's")
 
 
 def bulk_recompute(db: Path) -> dict:
@@ -136,6 +175,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--no-engine", action="store_true", help="Only produce and run the bare loop.")
+    parser.add_argument("--no-signed", action="store_true", help="Skip the run with signatures required.")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="refledger-bench-"))
@@ -154,18 +194,35 @@ def main() -> None:
         results = {"events_simulated": args.events, "messages": sent,
                    "producer_events_per_s": int(sent / produce_s)}
 
+        if not args.no_engine and not args.no_signed:
+            say(f"signing the same alliance and producing it to {topic}-signed")
+            signed_sent, _ = produce(bootstrap, f"{topic}-signed",
+                                     signed_simulation(simulate(SimulationConfig(seed=args.seed, events=args.events)),
+                                                       args.seed))
+
         say("bare loop: kafka-python + fastavro.schemaless_reader, no project code")
         bare_s = bare_consume_decode(bootstrap, topic, sent)
         results["bare_consume_decode_events_per_s"] = int(sent / bare_s)
 
         if not args.no_engine:
-            from refledger.ledger.fold import PartitionFold
-
             say("refledger consume into DuckDB with the commission engine")
-            engine_s, close_s = ledger_consume(bootstrap, topic, sent, work / "engine.duckdb", PartitionFold)
+            engine_cpu: dict = {}
+            engine_s, close_s = ledger_consume(bootstrap, topic, sent, work / "engine.duckdb", signed_fold,
+                                               engine_cpu)
             results["consume_engine_events_per_s"] = int(sent / engine_s)
             results["consume_engine_checkpoint_after_s"] = round(close_s, 2)
             results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
+            results["consume_engine_cores_busy"] = engine_cpu["cores"]
+
+            if not args.no_signed:
+                say("refledger consume with the engine, signatures required: the same alliance signed")
+                signed_cpu: dict = {}
+                signed_s, _ = ledger_consume(bootstrap, f"{topic}-signed", signed_sent, work / "signed.duckdb",
+                                             signed_fold, signed_cpu)
+                same_ledger(work / "engine.duckdb", work / "signed.duckdb")
+                results["consume_signed_events_per_s"] = int(signed_sent / signed_s)
+                results["ratio_consume_signed_over_engine"] = round(engine_s * signed_sent / (signed_s * sent), 3)
+                results["consume_signed_cores_busy"] = signed_cpu["cores"]
 
             from refledger.replay.replayer import rebuild
 

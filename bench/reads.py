@@ -4,7 +4,8 @@
     python bench/reads.py --entries 2000000  # a smaller one
 
 A simulated alliance is ingested once; its logs are then copied, each copy under
-a topic of its own (`ingest-2`, `ingest-3`, …), until the ledger holds the
+a topic of its own (`ingest-2`, `ingest-3`, …) and with order ids of its own
+(an order lives in one log, as it does under Kafka), until the ledger holds the
 entries asked for, with the events, decisions, quarantine rows, per-batch
 balance moves and counters that go with them, so every table is as large as a
 real ledger of that many entries. Each query then runs in this process on a
@@ -30,10 +31,10 @@ from refledger.ledger.fold import PartitionFold
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.schemas.event_files import write_event_file
 from refledger.store import queries
-from refledger.store.ledger_file import LedgerStore
+from refledger.store.ledger_file import BALANCE_ROLLUP, LedgerStore
 
-COPIED = ("events", "entries", "decisions", "quarantine", "balance_moves", "alliance_events", "positions",
-          "checkpoints", "fold_state")
+COPIED = ("events", "entries", "decisions", "quarantine", "balance_moves", "alliance_events", "order_events",
+          "positions", "checkpoints", "fold_state")
 
 
 def say(msg: str) -> None:
@@ -56,16 +57,26 @@ def build(path: Path, entries: int, events: int) -> None:
         copies = -(-entries // base)
         say(f"{base:,} entries; copying the logs {copies - 1} times")
         [(batch,)] = con.execute("SELECT max(batch_id) FROM batches").fetchall()
+        columns = {table: {name for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            for table in COPIED}
         for k in range(2, copies + 1):
             for table in COPIED:
+                renamed = "".join(f", {column} || '-{k}' AS {column}" for column in ("order_id", "subject")
+                                  if column in columns[table])
                 con.execute(f"""INSERT INTO {table} SELECT * REPLACE (topic || '-{k}' AS topic,
-                                batch_id + {batch * (k - 1)} AS batch_id) FROM {table}
+                                batch_id + {batch * (k - 1)} AS batch_id{renamed}) FROM {table}
                                 WHERE batch_id <= {batch} AND topic NOT LIKE '%-%'"""
                             if table != "balance_moves" else
                             f"""INSERT INTO balance_moves SELECT * REPLACE (batch_id + {batch * (k - 1)} AS batch_id)
                                 FROM balance_moves WHERE batch_id <= {batch}""")
             con.execute(f"""INSERT INTO batches SELECT * REPLACE (batch_id + {batch * (k - 1)} AS batch_id)
                             FROM batches WHERE batch_id <= {batch}""")
+        # the writer sums the moves every BALANCE_ROLLUP batches; leave the most a reader ever adds after them
+        [(last,)] = con.execute("SELECT max(batch_id) FROM batches").fetchall()
+        rolled = last - BALANCE_ROLLUP + 1
+        con.execute(f"""INSERT INTO balance_totals SELECT shop_id, currency, account, sum(amount), {rolled}
+                        FROM balance_moves WHERE batch_id <= {rolled} GROUP BY ALL""")
         con.execute("CHECKPOINT")
     finally:
         con.close()

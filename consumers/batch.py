@@ -14,7 +14,7 @@ one outcome:
 
 A batch goes through three steps:
 
-1. `_decode`: each message is decoded (views, clicks, orders and refunds of
+1. `LogProcessor.decode_messages`: each message is decoded (views, clicks, orders and refunds of
    the current schema by the fixed-layout readers) and becomes an
    `EventRow` for the `events` table and a `FoldItem` for the fold;
 2. the items go to a `FoldBackend` (`consumers.folding`): folded at once in
@@ -27,7 +27,6 @@ A batch goes through three steps:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -36,11 +35,13 @@ from typing import Callable, Iterable
 
 from refledger.schemas import codec
 from refledger.schemas.codec import CURRENT_FINGERPRINT, content_digest
-from refledger.schemas.messages import AVRO, JSON, Message, decode_canonical
+from refledger.schemas.messages import AVRO, JSON, PERSONAL, Message, decode_canonical
+from refledger.schemas.personal_data import checked_fields, may_hold, personal_fields, redacted
 from refledger.schemas.traffic import read_traffic_fields
 
-from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds
-from refledger.ledger.events import traffic_event
+from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds, snapshot_loads
+from refledger.consumers.verification import SignaturesAhead
+from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
 from refledger.store.ledger_file import BatchWrite
 from refledger.store.storage import LedgerStorage
@@ -113,9 +114,12 @@ class LogProcessor:
             self.folds = InProcessFolds(fold_factory, snapshot_every)
         self.positions: dict[tuple[str, int], int] = store.positions()
         self._stale: set[tuple[str, int]] = set()  # logs whose fold is rebuilt from the store before next use
+        self.redaction_key = store.redaction_key()
+        self.signatures = SignaturesAhead()
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
+        self.signatures.close()
         if self.folds is not None:
             self.folds.close()
             self.folds = None
@@ -147,16 +151,26 @@ class LogProcessor:
 
     def _load(self, topic: str, partition: int) -> None:
         """Build a log's fold from its latest sound snapshot and the stored events after it. A snapshot
-        whose bytes do not match the digest its checkpoint recorded is never used: the next older
-        one is tried, and in the end the fold is rebuilt from all the log's events."""
+        whose bytes do not match the digest its checkpoint recorded, or that this version cannot
+        read, is never used: the next older one is tried, and in the end the fold is rebuilt from
+        all the log's events."""
         snapshot, after = None, -1
         for offset, snapshot_digest, recorded, state in self.store.snapshots(topic, partition):
-            if recorded == snapshot_digest == digest(state):
+            if recorded != snapshot_digest or snapshot_digest != digest(state):
+                log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
+                            topic, partition, offset)
+            elif not snapshot_loads(state):
+                log.warning("snapshot of %s:%d after offset %d cannot be read by this version (another layout): "
+                            "not used", topic, partition, offset)
+            else:
                 snapshot, after = state, offset
                 break
-            log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
-                        topic, partition, offset)
-        stored = [avro for _offset, avro in self.store.partition_events(topic, partition, after)]
+        stored = list(self.store.partition_events(topic, partition, after))
+        for _offset, _event_id, avro in self.store.partition_events(topic, partition, types=("member", "policy")):
+            try:
+                self.signatures.learn(codec.decode(avro))  # the keys the fold will likely ask for
+            except codec.CodecError:
+                continue  # an event that no longer reads: the rebuild names it
         if stored or snapshot is not None:
             log.info("rebuilding fold state of %s:%d from %s and %d stored events", topic, partition,
                      f"its snapshot after offset {after}" if snapshot is not None else "the start", len(stored))
@@ -172,7 +186,8 @@ class LogProcessor:
         ``Message``s first.
         """
         pending = PendingBatch(BatchWrite(source=self.source))
-        pending.items = items = self._decode(messages, pending, kafka_records)
+        pending.items = items = self.decode_messages(messages, pending, kafka_records)
+        self.signatures.verify(items)
         folds = self.folds
         if items:
             logs = {(item.topic, item.partition) for item in items}
@@ -185,40 +200,58 @@ class LogProcessor:
             pending.ticket = folds.submit(items)
         return pending
 
-    def _decode(self, messages: Iterable[Message], pending: PendingBatch, kafka_records: bool) -> list[FoldItem]:
-        """Step 1: every message decoded; an `EventRow` and a `FoldItem` for each event, a quarantine
-        row for what cannot be read."""
+    def decode_messages(self, messages: Iterable[Message], pending: PendingBatch,
+                        kafka_records: bool) -> list[FoldItem]:
+        """Step 1 of a batch (`process` calls it): every message decoded; an `EventRow` and a
+        `FoldItem` for each event (its raw bytes in ``pending.raws``), a quarantine row for what
+        cannot be read. The one decode step of `consume`, `ingest` and replay; ``kafka_records``:
+        the messages are kafka-python ``ConsumerRecord``s."""
         batch = pending.write
         add_event = batch.events.append
         raws = pending.raws
         positions = batch.positions
         items: list[FoldItem] = []
         add_item = items.append
+        signatures = self.signatures
         read = 0
         for msg in messages:
             topic, partition, offset, value = msg.topic, msg.partition, msg.offset, msg.value
             read += 1
             positions[(topic, partition)] = offset + 1
             position = "" if kafka_records else msg.position
-            # views and clicks (nine events in ten) as their fields, everything else as a record
+            # views and clicks (nine events in ten) as their fields, everything else as a record; a view or click
+            # whose text might hold personal data takes the general path, which looks closely
             fields = (read_traffic_fields(value, CURRENT_FINGERPRINT) if type(value) is bytes
                       and (kafka_records or msg.kind == AVRO) else None)
+            if fields is not None and may_hold(fields[5], fields[8]):
+                fields = None
             if fields is not None:  # a view or click: no order, refund, amount or currency
                 kind, event_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, signature = fields
                 add_event(_new(EventRow, (topic, partition, offset, event_id, kind, occurred_at, shop_id, visitor_id,
                                           merchant, referrer, None, None, None, None, msg.timestamp, value)))
                 event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
                                       placement)
+                signed = None if signature is None else signatures.of_traffic(len(items), fields)
                 add_item(_new(FoldItem, (topic, partition, offset, position, event, None,
-                                         content_digest(value, signature))))
+                                         content_digest(value, signature), signed)))
             else:
                 if kafka_records:
                     msg = Message(topic, partition, offset, value, AVRO, msg.timestamp)
+                elif msg.kind == PERSONAL:  # quarantined for personal data when first read, kept redacted
+                    batch.add_quarantine(topic, partition, offset, msg.where(), _stored_event_id(value),
+                                         PERSONAL_DATA, "personal data (kept redacted)", "decode", msg.raw_bytes())
+                    continue
                 try:
                     record, canonical = decode_canonical(msg)
                 except codec.CodecError as exc:
                     batch.add_quarantine(topic, partition, offset, msg.where(), _readable_event_id(msg),
                                          exc.reason, str(exc), "decode", msg.raw_bytes())
+                    continue
+                found = personal_fields(record) if may_hold(*(v for _p, v, _s in checked_fields(record))) else ()
+                if found:  # SPEC §4b: quarantined, and the ledger keeps only the redacted form
+                    batch.add_quarantine(topic, partition, offset, msg.where(), record["event_id"], PERSONAL_DATA,
+                                         f"personal data in {', '.join(found)} (kept redacted)", "decode",
+                                         codec.canonical_message(redacted(record, self.redaction_key)))
                     continue
                 kind = record["type"]
                 payload = record[kind]
@@ -228,8 +261,9 @@ class LogProcessor:
                     payload.get("order_id"), payload.get("refund_id"),
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                     msg.timestamp, canonical)))
+                signed = signatures.of_record(len(items), record)
                 add_item(_new(FoldItem, (topic, partition, offset, position, None, record,
-                                         content_digest(canonical, record.get("signature")))))
+                                         content_digest(canonical, record.get("signature")), signed)))
             raws.append(value)
         batch.events_read = read
         return items
@@ -269,12 +303,22 @@ class LogProcessor:
         return batch_id
 
 
+def _stored_event_id(avro: bytes) -> str | None:
+    """The event id of bytes the ledger stored, if they still read (no stored bytes stop a replay)."""
+    try:
+        return codec.decode(avro)["event_id"]
+    except codec.CodecError:
+        return None
+
+
 def _readable_event_id(msg: Message) -> str | None:
-    """Best effort: the event id of an event that failed to decode, if it shows."""
+    """Best effort: the event id of an event that failed to decode, if it shows (JSON read by the
+    codec's own JSON reader, so no line can break this either)."""
     if msg.kind == JSON:
         try:
-            value = json.loads(msg.value).get("event_id")
-            return value if isinstance(value, str) else None
-        except (ValueError, AttributeError):
+            value = codec.parse_json(msg.value)
+        except codec.CodecError:
             return None
+        event_id = value.get("event_id") if isinstance(value, dict) else None
+        return event_id if isinstance(event_id, str) else None
     return None

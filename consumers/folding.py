@@ -25,6 +25,7 @@ transaction), each with its digest in the log's checkpoint row.
 from __future__ import annotations
 
 import gc
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
@@ -32,11 +33,16 @@ from typing import Callable, Iterable, NamedTuple, Protocol
 import pyarrow as pa
 
 from refledger.consumers.ledger_rows import LedgerRows
-from refledger.ledger.events import Event
+from refledger.ledger.events import Event, traffic_event
 from refledger.ledger.fold import NOTHING
-from refledger.ledger.snapshot import export_state, restore_state
+from refledger.ledger.signers import Signature
+from refledger.ledger.snapshot import FORMAT as SNAPSHOT_FORMAT, export_state, restore_state
 from refledger.schemas import codec
-from refledger.store.snapshots import decode_snapshot, digest, encode_snapshot
+from refledger.schemas.codec import CURRENT_FINGERPRINT
+from refledger.schemas.traffic import read_traffic_fields
+from refledger.store.snapshots import SnapshotFileError, decode_snapshot, digest, encode_snapshot
+
+log = logging.getLogger("refledger.rebuild")
 
 # A log's fold is snapshotted after this many events since its last snapshot (and at every close):
 # a restart folds at most this many events per log on top of the latest snapshot.
@@ -53,7 +59,9 @@ COLLECTOR_THRESHOLD = (100_000, 20, 10)
 
 class FoldItem(NamedTuple):
     """One stored event as the fold takes it: where it was read, and either its event (a view or
-    click, built from the fields the reader found) or its decoded record (anything else)."""
+    click, built from the fields the reader found) or its decoded record (anything else); and its
+    signature, when it carries one, with the bytes it covers and the verdict reached ahead
+    (`consumers.verification`)."""
 
     topic: str
     partition: int
@@ -62,6 +70,7 @@ class FoldItem(NamedTuple):
     event: Event | None
     record: dict | None
     content: bytes | None    # a digest of the event's canonical content without its signature
+    signed: Signature | None = None
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -95,18 +104,52 @@ class LogFold:
     since_snapshot: int = 0
 
 
-def rebuilt_fold(fold_factory: Callable, stored: Iterable[bytes], snapshot: bytes | None = None) -> LogFold:
+StoredEvent = tuple[int, str, bytes]  # (offset, event id, the stored single-object message)
+
+
+def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name: str,
+                 snapshot: bytes | None = None) -> LogFold:
     """A log's fold state, from its latest snapshot (if any) and the stored events after it (their
-    entries are in the ledger already)."""
+    entries are in the ledger already).
+
+    The stored bytes are read as the consumer's decode step read them (unsigned views and clicks by
+    the fixed-layout reader, the rest by ``decode_canonical``, so that the fold checks a signature
+    from its record), and what was folded reads back the same.
+    A stored event that cannot be read now (stored under rules that have since become stricter, or
+    its bytes damaged on disk) never stops the rebuild: it is logged with its position and left
+    out of the state, as a replay of the stored events leaves it out, and `refledger verify`
+    reports it (check ``stored``).
+    """
     fold = fold_factory()
     if snapshot is not None:
         restore_state(fold, decode_snapshot(snapshot))
     folded = 0
-    for avro in stored:
-        record = codec.decode(avro)
+    for offset, event_id, avro in stored:
+        folded += 1  # counted as the live fold counted it, for the next snapshot
+        fields = read_traffic_fields(avro, CURRENT_FINGERPRINT)
+        if fields is not None and fields[-1] is None:  # an unsigned view or click (a signed one: its record)
+            kind, read_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
+            fold.apply_event(traffic_event(kind, read_id, occurred_at, shop_id, visitor_id, referrer, merchant,
+                                           placement), codec.content_digest(avro, None))
+            continue
+        try:
+            record = codec.decode_canonical(avro)[0]
+        except codec.CodecError as error:
+            log.error("stored event at %s offset %d event %s can no longer be read (%s: %s): left out of the "
+                      "fold's rebuilt state; `refledger verify` reports it", log_name, offset, event_id,
+                      error.reason, error)
+            continue
         fold.apply(record, codec.content_digest(avro, record.get("signature")))
-        folded += 1
     return LogFold(fold, folded)
+
+
+def snapshot_loads(blob: bytes) -> bool:
+    """Whether this version can start a fold from the snapshot (its container and its layout)."""
+    try:
+        rows = decode_snapshot(blob)
+    except SnapshotFileError:
+        return False
+    return len(rows["fold"]) == 1 and rows["fold"][0][0] == SNAPSHOT_FORMAT
 
 
 # Events after which a log's chain head is recorded (SPEC §9 settlements, §9a closes).
@@ -143,9 +186,9 @@ def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT
         closed_before = fold.closed_through
         if record is None:
             event = item.event
-            outcome, kind, event_id = fold.apply_event(event, item.content), event.type, event.event_id
+            outcome, kind, event_id = fold.apply_event(event, item.content, item.signed), event.type, event.event_id
         else:
-            outcome, kind, event_id = fold.apply(record, item.content), record["type"], record["event_id"]
+            outcome, kind, event_id = fold.apply(record, item.content, item.signed), record["type"], record["event_id"]
         if outcome is NOTHING and kind not in CHECKPOINTED:
             continue  # most views and many clicks: nothing to write
         if outcome.skipped:
@@ -181,7 +224,7 @@ class FoldBackend(Protocol):
     def knows(self, topic: str, partition: int) -> bool:
         """Whether the log's fold is built."""
 
-    def load(self, topic: str, partition: int, stored: list[bytes], snapshot: bytes | None = None) -> None:
+    def load(self, topic: str, partition: int, stored: list[StoredEvent], snapshot: bytes | None = None) -> None:
         """Build the log's fold from its latest snapshot (if any) and the stored events after it
         (before any job names the log)."""
 
@@ -206,8 +249,8 @@ class InProcessFolds:
     def knows(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self.folds
 
-    def load(self, topic: str, partition: int, stored: list[bytes], snapshot: bytes | None = None) -> None:
-        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored, snapshot)
+    def load(self, topic: str, partition: int, stored: list[StoredEvent], snapshot: bytes | None = None) -> None:
+        self.folds[(topic, partition)] = rebuilt_fold(self.fold_factory, stored, f"{topic}:{partition}", snapshot)
 
     def submit(self, items: list[FoldItem]) -> FoldResult:
         return fold_items(self.folds, items, self.snapshot_every)

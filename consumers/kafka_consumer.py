@@ -50,7 +50,8 @@ from kafka.structs import OffsetAndMetadata
 
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
-from refledger.schemas.messages import DEFAULT_TOPIC
+from refledger.schemas.kafka_client import KafkaLogin, connect
+from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 from refledger.store.lake import FencedOut
 
 log = logging.getLogger("refledger.consume")
@@ -63,7 +64,6 @@ MAX_IN_FLIGHT = 3
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000
 TOPIC_WAIT_S = 10.0  # how long a new member waits for the topic's partitions before it joins anyway
-DEFAULT_GROUP = "refledger"
 
 
 @dataclass
@@ -88,15 +88,18 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
 
     # Listeners run on kafka-python's IO thread, which must not call blocking
     # consumer APIs: they only wait for the ledger; Kafka hears of it later.
+    # A batch the ledger could not take (a full disk) is the poll loop's to
+    # report: raised here, it would only come back as kafka-python's
+    # "rebalance callback" error, hiding what went wrong.
 
     def on_partitions_revoked(self, revoked):
         # the batch in flight is in DuckDB before its partitions can move
-        self.member.await_ledger()
+        self.member.await_ledger(failed_ok=True)
         self.member.assigned.difference_update(revoked)
         self.member.taking_over.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
-        self.member.await_ledger()
+        self.member.await_ledger(failed_ok=True)
         self.member.hand_over(assigned)
 
 
@@ -120,6 +123,7 @@ class LedgerConsumer:
         on_batch: Callable[[ConsumeSummary], None] | None = None,
         client_id: str = "refledger-consume",
         instance_id: str | None = None,
+        login: KafkaLogin | None = None,
     ):
         self.processor = processor
         self.topic = topic
@@ -138,8 +142,8 @@ class LedgerConsumer:
         self._dropped: list = []  # batches not written since
         self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+        self.consumer = connect(
+            KafkaConsumer, bootstrap_servers, login,
             group_id=group,
             group_instance_id=instance_id,
             client_id=client_id,
@@ -154,11 +158,14 @@ class LedgerConsumer:
             max_poll_interval_ms=300_000,
         )
         # A topic created a moment ago may not be in the client's metadata yet; joining the group then
-        # would get no partitions until the next metadata refresh (minutes). Learn its partitions first.
+        # would get no partitions until the next metadata refresh (minutes). Learn its partitions first,
+        # once subscribed: asked before, the metadata of every topic comes first, the group is formed on
+        # it, and the topic's own metadata arriving next makes the member rejoin at once, a rebalance that
+        # kafka-python does not always come back from (tests/test_group_join.py).
+        self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
         deadline = time.monotonic() + TOPIC_WAIT_S
         while not self.consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.consumer.subscribe([topic], listener=_SeekToStoredPositions(self))
 
     def stop(self, *_args) -> None:
         """Ask the loop to finish its batch, commit, and return."""
@@ -207,16 +214,19 @@ class LedgerConsumer:
                 if self.taking_over:
                     self.take_over()
                 polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
-                now = time.monotonic()
                 if not polled:
+                    busy = bool(self._pending)
                     self.finish_pending()  # nothing to fold meanwhile: settle the batch in flight now
+                    if busy:  # time spent finishing work is not time without events
+                        last_event = time.monotonic()
                     self._checkpoint_when_idle()
-                    if self.until_idle is not None and now - last_event >= self.until_idle:
+                    if (self.until_idle is not None and time.monotonic() - last_event >= self.until_idle
+                            and not self.lag()):  # caught up: nothing waits on the broker either
                         self.summary.stopped_by = "idle"
                         break
                     continue
-                last_event = now
                 self._fold_and_submit(polled)
+                now = last_event = time.monotonic()  # idle time counts from when the work was handed on
                 if now - last_report >= 5:
                     self._report(now - started)
                     last_report = now
@@ -254,16 +264,21 @@ class LedgerConsumer:
             self._refused = exc
             raise
 
-    def await_ledger(self, keep: int = 0) -> None:
+    def await_ledger(self, keep: int = 0, failed_ok: bool = False) -> None:
         """Wait until all but ``keep`` batches in flight are in DuckDB, oldest first.
-        Raises what a commit raised (but a refused batch: it is set aside, see `_recover`)."""
+        Raises what a commit raised; with ``failed_ok``, stops at a failed commit, which stays
+        first in line for the poll loop to raise. A batch a shared ledger refused (another member
+        claimed one of its partitions) is no failure: it is set aside (see `_recover`)."""
         with self._pending_lock:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
-                try:
-                    future.result()
-                except (FencedOut, _NotWritten):
+                failure = future.exception()
+                if isinstance(failure, (FencedOut, _NotWritten)):
                     self._dropped.append(batch)
+                elif failure is not None:
+                    if failed_ok:
+                        return
+                    raise failure
                 else:
                     self._committed.append(batch)
                 self._pending.popleft()
@@ -351,6 +366,7 @@ def consume(
     handle_signals: bool = True,
     instance_id: str | None = None,
     on_batch: Callable[[ConsumeSummary], None] | None = None,
+    login: KafkaLogin | None = None,
 ) -> ConsumeSummary:
     """Run `members` group members in this process, sharing one ledger."""
     # Three threads share the GIL here: the poll loop, kafka-python's IO thread
@@ -364,20 +380,20 @@ def consume(
     try:
         return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                         members=members, max_records=max_records, handle_signals=handle_signals,
-                        instance_id=instance_id, on_batch=on_batch)
+                        instance_id=instance_id, on_batch=on_batch, login=login)
     finally:
         sys.setswitchinterval(previous_interval)
         gc.set_threshold(*previous_threshold)
 
 
 def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members, max_records, handle_signals,
-             instance_id, on_batch) -> ConsumeSummary:
+             instance_id, on_batch, login) -> ConsumeSummary:
     lock = threading.Lock()
     group_members = [
         LedgerConsumer(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                        max_records=max_records, lock=lock, on_batch=on_batch,
                        client_id=f"refledger-consume-{i}",
-                       instance_id=f"{instance_id}-{i}" if instance_id else None)
+                       instance_id=f"{instance_id}-{i}" if instance_id else None, login=login)
         for i in range(members)
     ]
     if handle_signals:

@@ -1,6 +1,7 @@
 """PartitionFold: one partition's log folded, event by event, into ledger entries.
 
-    record ─parse_event─▶ event ─▶ period_closed? future_close? (SPEC §9a)
+    record ─parse_event─▶ event ─▶ bad_signature? (SPEC §4a, while a policy requires signatures)
+                                 ─▶ period_closed? future_close? (SPEC §9a)
                                  ─▶ seen before? identical: skipped; else conflicting_duplicate
                                  ─▶ check_event ─▶ quarantine reason
                                    │
@@ -23,7 +24,7 @@ from refledger.ledger.clicks import ClickBook, ClickRef, click_ref
 from refledger.ledger.decisions import AttributionDecision
 from refledger.ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
 from refledger.ledger.events import (
-    CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, PAYOUT_EXCEEDS_PAYABLE,
+    BAD_SIGNATURE, CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, PAYOUT_EXCEEDS_PAYABLE,
     PERIOD_CLOSED, SCHEMA_INVALID, Adjustment, Agreement, BadRecord, Click, Close, Event, Member, Order, Payout,
     Policy, Refund, Settlement, View, parse_event,
 )
@@ -32,6 +33,7 @@ from refledger.ledger.journal import Journal
 from refledger.ledger.membership import Membership
 from refledger.ledger.orders import OrderBook, OrderSubject, apply_refunds, reprice
 from refledger.ledger.settlement import settle_period
+from refledger.ledger.signers import Signature, SignatureCheck, Signers
 from refledger.ledger.subjects import Postings
 from refledger.ledger.times import iso
 
@@ -87,9 +89,12 @@ def _posted(entries, decisions=(), late=()) -> FoldOutcome:
 
 
 class PartitionFold:
-    """The state of one partition's ledger, built by ``apply`` from its log."""
+    """The state of one partition's ledger, built by ``apply`` from its log.
 
-    def __init__(self):
+    ``signatures`` checks signatures while a policy requires them (SPEC §4a); a fold without
+    one cannot fold a log that requires them."""
+
+    def __init__(self, signatures: SignatureCheck | None = None):
         self.membership = Membership()
         self.agreements = AgreementBook()
         self.clicks = ClickBook()
@@ -97,6 +102,8 @@ class PartitionFold:
         self.journal = Journal()
         self.postings = Postings(self.journal)
         self.closed_through: int | None = None  # SPEC §9a: what occurred at or before it is final
+        self.signers = Signers()
+        self.signatures = signatures
         self._seen: dict[str, object] = {}  # event id → what is remembered of the event folded
         self._handlers = {
             "view": self._on_view, "click": self._on_click, "order": self._on_order,
@@ -122,24 +129,35 @@ class PartitionFold:
         """How much the fold remembers, per kind of state (after a close, only what SPEC §9a needs)."""
         return {"event_ids": len(self._seen), "clicks": self.clicks.size(), **self.orders.size(),
                 "pending_subjects": len(self.postings.pending_subjects()),
-                "agreements": self.agreements.size(), "members": len(self.membership.known_shops)}
+                "agreements": self.agreements.size(), "members": len(self.membership.known_shops),
+                "signing_keys": self.signers.size()}
 
     # -- folding -----------------------------------------------------------------------------
 
-    def apply(self, record: dict, content: bytes | None = None) -> FoldOutcome:
-        """Fold one record. Never raises for bad data: bad data is a quarantine reason."""
+    def apply(self, record: dict, content: bytes | None = None, signed: Signature | None = None) -> FoldOutcome:
+        """Fold one record. Never raises for bad data: bad data is a quarantine reason.
+
+        ``signed``: the record's signature with its canonical bytes (and a verdict reached
+        ahead), when the caller has them; else they are read from the record if needed."""
         try:
             ev = parse_event(record)
         except BadRecord as exc:
             return _quarantined(SCHEMA_INVALID, str(exc))
-        return self.apply_event(ev, content)
+        return self.apply_event(ev, content, signed, record)
 
-    def apply_event(self, ev: Event, content: bytes | None = None) -> FoldOutcome:
-        """Fold one event: the closing checks, the duplicate checks, the SPEC §4 checks, then the
-        rules of its type. ``content`` is a digest of the event's content, if the caller has one.
+    def apply_event(self, ev: Event, content: bytes | None = None, signed: Signature | None = None,
+                    record: dict | None = None) -> FoldOutcome:
+        """Fold one event: the signature check, the closing checks, the duplicate checks, the SPEC §4
+        checks, then the rules of its type. ``content`` is a digest of the event's content, if the
+        caller has one.
 
         For callers that hold events already (the consumer builds views and clicks
-        from the fields its reader found, without a record)."""
+        from the fields its reader found, without a record, and hands their signature as
+        ``signed``: without it, and without ``record``, the event counts as unsigned)."""
+        if self.signers.required or ev.type == "policy":
+            problem = self._signature_problem(ev, signed, record)
+            if problem is not None:
+                return _quarantined(*problem)
         closed = self.closed_through
         if closed is not None and ev.occurred_at <= closed and ev.type in DATED_TYPES:
             return _quarantined(PERIOD_CLOSED, f"{ev.type} of {iso(ev.occurred_at)}: the books are closed through "
@@ -159,6 +177,29 @@ class PartitionFold:
         if problem is not None:
             return _quarantined(*problem)
         return self._handlers[ev.type](ev)
+
+    def _signature_problem(self, ev: Event, signed: Signature | None, record: dict | None):
+        """SPEC §4a: bad_signature unless one of the keys the event needs signed it."""
+        keys = self.signers.keys_for(ev)
+        if keys is None:
+            return None
+        if signed is None and record is not None and record.get("signature") is not None:
+            signed = Signature(record["signature"], self._check().message(record))
+        if signed is None or signed.signature is None:
+            return BAD_SIGNATURE, f"unsigned {ev.type}: signatures are required (policy {self.signers.policy_id})"
+        if not keys:
+            return BAD_SIGNATURE, f"no key is known to verify a {ev.type} of {ev.shop_id}"
+        if signed.valid and signed.key in keys:
+            return None
+        for key in keys:
+            if key != signed.key and self._check().verify(key, signed.signature, signed.message):
+                return None
+        return BAD_SIGNATURE, f"{ev.type} not signed by {self.signers.who(ev)}"
+
+    def _check(self) -> SignatureCheck:
+        if self.signatures is None:
+            raise RuntimeError("this fold was built without a signature check and its log requires signatures")
+        return self.signatures
 
     # -- shop events -------------------------------------------------------------------------
 
@@ -237,6 +278,7 @@ class PartitionFold:
         """A member event changes the shop's status from its occurred_at on: re-evaluate
         the shop's clicks from then, and the orders those clicks could win."""
         self.membership.record(member)
+        self.signers.adopt(member)
         shop, since = member.member_shop_id, member.occurred_at
         out: list[Entry] = []
         self._revalue_clicks(self.clicks.recheck_referrer(shop, since, self._base_ok), member.event_id, out)
@@ -280,6 +322,7 @@ class PartitionFold:
         return _posted((), (), [(refund.event_id, PERIOD_CLOSED) for refund in given_up])
 
     def _on_policy(self, policy: Policy) -> FoldOutcome:
+        self.signers.adopt(policy)
         return NOTHING
 
     def _on_payout(self, payout: Payout) -> FoldOutcome:

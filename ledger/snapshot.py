@@ -23,7 +23,7 @@ from refledger.ledger.events import Agreement, Order, Refund
 from refledger.ledger.orders import OrderSubject
 from refledger.ledger.subjects import Subject, Terms
 
-FORMAT = 1  # the layout of the rows below; a snapshot of another layout is not loaded
+FORMAT = 2  # the layout of the rows below; a snapshot of another layout is not loaded (2: signing)
 
 _TERMS = ("t_referrer", "t_merchant", "t_currency", "t_commission", "t_agreement_id", "t_agreement_version",
           "t_agreement_event_id", "t_model", "t_rate_bp", "t_click_event_id", "t_hold_days")
@@ -47,6 +47,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "clicks": ("occurred_at", "event_id", "referrer_shop_id", "merchant_shop_id", "visitor_id", "valid"),
     "payable": ("merchant_shop_id", "referrer_shop_id", "currency", "amount"),
     "seen": ("event_id", "occurred_at", "content"),
+    # SPEC §4a: the signing policy in force (one row), and every key a shop may sign with
+    "signing": ("require_signatures", "operator_public_key", "policy_id"),
+    "signing_keys": ("shop_id", "public_key", "dated_before"),
 }
 
 
@@ -99,6 +102,8 @@ def export_state(fold) -> dict[str, list[tuple]]:
     rows["clicks"].extend((*click, valid) for click, valid in clicks.rows())
     rows["payable"].extend((m, r, c, amount) for (m, r, c), amount in sorted(journal.payable_rows()))
     rows["seen"].extend(fold.seen_rows())
+    rows["signing"].append(fold.signers.policy_row())
+    rows["signing_keys"].extend(fold.signers.key_rows())
     return rows
 
 
@@ -168,3 +173,6 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     fold.clicks.restore([(ClickRef(*row[:5]), row[5]) for row in rows["clicks"]], click_subjects, closed_through)
     fold.journal.restore_payable(rows["payable"])
     fold.restore_seen(rows["seen"])
+    if len(rows["signing"]) != 1:
+        raise SnapshotError("not a fold snapshot: no signing policy row")
+    fold.signers.restore(rows["signing"][0], rows["signing_keys"])

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from refledger.producers.publisher import AlliancePublisher
 from refledger.schemas import codec
+from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.periods import month_bounds, parse_period
 
 ALLIANCE = "alliance"
@@ -116,10 +117,13 @@ def now_ms() -> int:
 
 def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInfo, *,
                   close_through: str | None = None, alliance_id: str | None = None,
-                  publisher: AlliancePublisher | None = None) -> list[MonthEndEvent]:
-    """Publish the month end's events to the partitions that do not hold them yet; say where each is."""
+                  publisher: AlliancePublisher | None = None, signing_key=None,
+                  login: KafkaLogin | None = None) -> list[MonthEndEvent]:
+    """Publish the month end's events to the partitions that do not hold them yet; say where each is.
+    ``signing_key``: the operator's key, to sign them (SPEC §4a); ``login``: who publishes them on a
+    broker that asks (the alliance's operator)."""
     ids = month_end_ids(period, close_through)
-    found, first_alliance = scan_topic(bootstrap_servers, topic, ids)
+    found, first_alliance = scan_topic(bootstrap_servers, topic, ids, login)
     alliance_id = alliance_id or first_alliance
     if not alliance_id:
         raise OperatorError(f"topic {topic!r} holds no event to learn the alliance from; give --alliance")
@@ -132,7 +136,7 @@ def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInf
         held = {b.partition for b in before}
         done.append(MonthEndEvent(record, before, tuple(p for p in found.partitions if p not in held)))
     if any(event.now for event in done):
-        with publisher or AlliancePublisher(bootstrap_servers, topic) as pub:
+        with publisher or AlliancePublisher(bootstrap_servers, topic, signing_key=signing_key, login=login) as pub:
             for event in done:
                 if event.now:
                     pub.publish(event.record, partitions=list(event.now))
@@ -140,9 +144,11 @@ def run_month_end(bootstrap_servers: str, topic: str, period: str, zone: ZoneInf
 
 
 def _refuse_conflicts(record: dict, found: Iterable[tuple]) -> None:
+    """The same event id published before with other content (its signature aside, SPEC §4a) is a
+    conflict."""
     ours = codec.decode(codec.encode(record))
     for partition, offset, _timestamp, theirs in found:
-        if theirs != ours:
+        if {k: v for k, v in theirs.items() if k != "signature"} != ours:
             raise OperatorError(
                 f"{record['event_id']} was published before with other content (partition {partition}, offset "
                 f"{offset}): {codec.record_to_json_line(theirs)}; this run would publish "
@@ -155,14 +161,15 @@ class TopicScan(NamedTuple):
     events: dict[str, list[tuple[int, int, int, dict]]]
 
 
-def scan_topic(bootstrap_servers: str, topic: str, event_ids: list[str]) -> tuple[TopicScan, str | None]:
+def scan_topic(bootstrap_servers: str, topic: str, event_ids: list[str],
+               login: KafkaLogin | None = None) -> tuple[TopicScan, str | None]:
     """Every message of ``topic`` (up to its end when the scan starts) holding one of ``event_ids``, and the
     alliance id of the first event that decodes."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, client_id="refledger-settle",
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=SCAN_POLL_RECORDS, fetch_max_wait_ms=200)
+    consumer = connect(KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-settle",
+                       enable_auto_commit=False, auto_offset_reset="earliest",
+                       max_poll_records=SCAN_POLL_RECORDS, fetch_max_wait_ms=200)
     try:
         numbers = consumer.partitions_for_topic(topic)
         if not numbers:

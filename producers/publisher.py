@@ -2,10 +2,18 @@
 
 Every event is checked against the schema rules before it leaves the
 process (a `ValueError` names the field), encoded as Avro single-object
-bytes, and sent with the idempotent producer (`acks=all`). Routing follows
+bytes, and sent with the idempotent producer (`acks=all`). An event larger
+than the topic takes in one message is refused before it is sent
+(`EventTooLarge`, a `ValueError` too), so one bad event never fails a batch
+of good ones. Routing follows
 SPEC §3: shop events, payouts and adjustments are keyed by their merchant;
 `member`, `agreement`, `settlement`, `close` and `policy` events go to every
 partition so each partition is a complete log for its merchants.
+
+Given a ``signing_key`` (``schemas.keys.read_key_file``), the publisher signs
+every event that carries no signature yet (SPEC §4a): a shop integration
+signs its own events with its shop's key, the operator's tools with the
+operator's. Events signed already are sent as they are.
 
     pub = AlliancePublisher("127.0.0.1:9092")
     pub.click(event_id="c-1", occurred_at="2026-11-01T10:00:00.000Z", alliance_id="baby-care",
@@ -21,12 +29,20 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from kafka import KafkaProducer
+from kafka.errors import AuthorizationError, MessageSizeTooLargeError
 
-from refledger.producers.kafka_admin import create_topic
+from refledger.producers.kafka_admin import create_topic, message_limit
 from refledger.schemas import codec
+from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_TOPIC
+from refledger.schemas.signing import signed_record
 
 ALLIANCE_WIDE = frozenset({"member", "agreement", "settlement", "close", "policy"})
+BATCH_BYTES = 512 * 1024
+
+
+class EventTooLarge(ValueError):
+    """The event is larger than the topic takes in one message."""
 
 
 class PublishError(Exception):
@@ -34,9 +50,24 @@ class PublishError(Exception):
 
     def __init__(self, failures: list[tuple[str, Exception]]):
         self.failures = failures
-        shown = "; ".join(f"{eid}: {exc}" for eid, exc in failures[:5])
-        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        super().__init__(f"{len(failures)} event(s) not delivered: {shown}{more}")
+        reasons: dict[str, list[str]] = {}
+        for event_id, exc in failures:
+            reasons.setdefault(str(exc), []).append(event_id)
+        shown = "; ".join(f"{reason} ({_some(ids)})" for reason, ids in list(reasons.items())[:3])
+        more = f"; and {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+        refused = ("the broker refused this client (may it write the topic? check --sasl-username, or ask the "
+                   "alliance's operator for access): " if any(_refusal(exc) for _, exc in failures) else "")
+        super().__init__(f"{refused}{len(failures)} event(s) not delivered: {shown}{more}")
+
+
+def _some(event_ids: list[str]) -> str:
+    return ", ".join(event_ids[:3]) + (f" and {len(event_ids) - 3} more" if len(event_ids) > 3 else "")
+
+
+def _refusal(exc: Exception) -> bool:
+    """An authorization failure; kafka-python reports a refused producer id (a client that may write
+    no topic) as a plain KafkaError naming ClusterAuthorizationFailedError."""
+    return isinstance(exc, AuthorizationError) or "AuthorizationFailed" in str(exc)
 
 
 def to_millis(value) -> int:
@@ -65,14 +96,21 @@ class AlliancePublisher:
     """Validating, idempotent publisher; one method per event type."""
 
     def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_TOPIC, *,
-                 producer: KafkaProducer | None = None, linger_ms: int = 20):
+                 producer: KafkaProducer | None = None, linger_ms: int = 20, signing_key=None,
+                 login: KafkaLogin | None = None):
+        """``producer``: one of your own, used as it is; else one is made for ``bootstrap_servers``
+        (logged in as ``login``), sized to the largest message the topic takes. ``signing_key``: a nacl
+        SigningKey that signs what is not signed yet."""
         self.topic = topic
-        self.producer = producer or KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+        self.signing_key = signing_key
+        limit = None if producer else message_limit(bootstrap_servers, topic, login=login)
+        self.producer = producer or connect(
+            KafkaProducer, bootstrap_servers, login,
             enable_idempotence=True,
             acks="all",
             linger_ms=linger_ms,
-            batch_size=512 * 1024,
+            max_request_size=limit,  # a larger event is refused by send(), before it can fail a batch
+            batch_size=min(BATCH_BYTES, limit),
             compression_type=None,
             max_in_flight_requests_per_connection=5,
             delivery_timeout_ms=120_000,
@@ -99,6 +137,8 @@ class AlliancePublisher:
             codec.validate_record(record)
         except codec.CodecError as exc:
             raise ValueError(str(exc)) from exc
+        if self.signing_key is not None and record.get("signature") is None:
+            record = signed_record(record, self.signing_key)
         value = codec.encode(record)
         key = routing_key(record).encode("utf-8")
         if record["type"] in ALLIANCE_WIDE:
@@ -108,7 +148,11 @@ class AlliancePublisher:
             self._send(record["event_id"], key, value, None)
 
     def _send(self, event_id: str, key: bytes, value: bytes, partition: int | None) -> None:
-        future = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        try:
+            future = self.producer.send(self.topic, key=key, value=value, partition=partition)
+        except MessageSizeTooLargeError as exc:
+            raise EventTooLarge(f"event {event_id} is {len(value):,} bytes as Avro; topic {self.topic} takes "
+                                f"messages of at most {self.producer.config['max_request_size']:,} bytes") from exc
         future.add_errback(self._failed, event_id)
         self.sent += 1
 
@@ -205,13 +249,13 @@ class AlliancePublisher:
 
 def publish_records(records: Iterable[dict], bootstrap_servers: str, topic: str = DEFAULT_TOPIC, *,
                     partitions: int = 6, on_progress: Callable[[int], None] | None = None,
-                    every: int = 5000) -> tuple[int, int]:
+                    every: int = 5000, signing_key=None, login: KafkaLogin | None = None) -> tuple[int, int]:
     """Publish records to ``topic`` (created with ``partitions`` if missing); returns (events,
     Kafka messages): alliance events become one message per partition. ``on_progress(events)``
-    is called every ``every`` events and at the end."""
-    create_topic(bootstrap_servers, topic, partitions)
+    is called every ``every`` events and at the end; ``signing_key`` signs what is unsigned."""
+    create_topic(bootstrap_servers, topic, partitions, login=login)
     count = 0
-    with AlliancePublisher(bootstrap_servers, topic) as pub:
+    with AlliancePublisher(bootstrap_servers, topic, signing_key=signing_key, login=login) as pub:
         for record in records:
             pub.publish(record)
             count += 1

@@ -10,6 +10,8 @@ Real Apache Kafka, run straight from its Maven Central jars:
    KRaft storage on first use (`kafka.tools.StorageTool format --standalone`),
    starts `java ... kafka.Kafka server.properties` detached in its own process
    group and waits until the broker answers a metadata request.
+   With ``secure``, the broker asks every client to log in (SASL) and
+   allows each role only its part (ACLs): `refledger.secure_broker`.
 3. `stop` sends SIGTERM to the process group, waits for the clean shutdown
    and sends SIGKILL after a timeout. `status` reads the pid file and asks the
    broker for metadata.
@@ -44,7 +46,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from refledger.producers.kafka_admin import cluster_answers, port_open
+from refledger import secure_broker
+from refledger.producers.kafka_admin import cluster_answers
+from refledger.schemas.kafka_client import KafkaLogin, port_open
+from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 
 KAFKA_VERSIONS = ("4.3.1", "4.3.0")
 LOG4J_VERSION = "2.25.4"
@@ -76,6 +81,8 @@ class BrokerInfo:
         state: "running" (alive, answers metadata), "unresponsive" (alive,
             does not answer) or "stopped".
         log_file: the broker's log.
+        secure: clients log in (SASL) and each role may do only its part
+            (ACLs); the logins are in `logins_dir`.
     """
 
     directory: Path
@@ -84,6 +91,11 @@ class BrokerInfo:
     pid: int | None
     state: str
     log_file: Path
+    secure: bool = False
+
+    @property
+    def logins_dir(self) -> Path | None:
+        return self.directory / secure_broker.LOGINS if self.secure else None
 
     @property
     def running(self) -> bool:
@@ -100,6 +112,7 @@ class BrokerInfo:
             "state": self.state, "bootstrap": self.bootstrap, "port": self.port,
             "controller_port": self.controller_port, "pid": self.pid,
             "directory": str(self.directory), "log_file": str(self.log_file),
+            "secure": self.secure, "logins": str(self.logins_dir) if self.secure else None,
         }
 
 
@@ -112,6 +125,9 @@ def start(
     wait_s: float = 60.0,
     *,
     exit_with_parent: bool = False,
+    secure: bool = False,
+    topic: str = DEFAULT_TOPIC,
+    group: str = DEFAULT_GROUP,
 ) -> BrokerInfo:
     """Start a single-node KRaft broker on 127.0.0.1:`port`; return once it answers.
 
@@ -120,10 +136,17 @@ def start(
     topics and offsets in `directory`. With `exit_with_parent` (Linux) the
     broker gets SIGTERM when the calling thread's process dies, so a killed
     test run leaves no broker behind.
+
+    With `secure` (and always, once a directory was started secured), every
+    client logs in and the ACLs of `refledger.secure_broker` apply: `topic`
+    is made, shops may write it, the consumer group `group` may read it.
     """
     path = _resolve_dir(directory, port)
     current = status(path, port)
     if current.pid is not None:
+        if secure and not current.secure:
+            raise BrokerError(f"the broker of {path} runs without logins; stop it first "
+                              f"(`refledger broker stop --dir {path}`), then start it with --secure")
         return _already_running(current, port)
     java = _java()
     if not _port_free(port):
@@ -133,13 +156,20 @@ def start(
         )
     libs = ensure_jars()
     path.mkdir(parents=True, exist_ok=True)
+    secure = secure or secure_broker.is_secured(path)
+    if secure:  # the topics' data on disk is no one else's to read either
+        path.chmod(0o700)
+    logins = secure_broker.keep_logins(path, f"{HOST}:{port}") if secure else {}
     controller = _controller_port(path, port)
-    (path / "server.properties").write_text(_server_properties(path, port, controller))
+    secure_broker.write_private(path / "server.properties",
+                                _server_properties(path, port, controller, logins.get(secure_broker.OPERATOR)))
     (path / "log4j2.properties").write_text(_log4j2_properties(path))
     _format_storage(java, libs, path)
     pid = _launch(java, libs, path, exit_with_parent)
-    info = BrokerInfo(path, port, controller, pid, "running", path / "server.log")
+    info = BrokerInfo(path, port, controller, pid, "running", path / "server.log", secure)
     _wait_answering(info, wait_s)
+    if secure:
+        secure_broker.open_for_the_alliance(info.bootstrap, logins, topic, group)
     return info
 
 
@@ -170,10 +200,10 @@ def status(directory: PathLike | None = None, port: int = DEFAULT_PORT) -> Broke
     pid = _read_pid(path)
     state = "stopped"
     if pid is not None and _alive(pid):
-        state = "running" if cluster_answers(f"{HOST}:{port}", 3.0) else "unresponsive"
+        state = "running" if cluster_answers(f"{HOST}:{port}", 3.0, _operator(path)) else "unresponsive"
     else:
         pid = None
-    return BrokerInfo(path, port, controller, pid, state, path / "server.log")
+    return BrokerInfo(path, port, controller, pid, state, path / "server.log", secure_broker.is_secured(path))
 
 
 def ensure_jars() -> Path:
@@ -320,14 +350,20 @@ def _resolve_dir(directory: PathLike | None, port: int) -> Path:
     return path.absolute()
 
 
-def _server_properties(directory: Path, port: int, controller_port: int) -> str:
+def _operator(directory: Path) -> KafkaLogin | None:
+    return secure_broker.logins(directory).get(secure_broker.OPERATOR)
+
+
+def _server_properties(directory: Path, port: int, controller_port: int, operator: KafkaLogin | None) -> str:
+    """One node that is broker and controller; with the operator's login, secured (SASL, ACLs)."""
+    clients = "SASL_PLAINTEXT" if operator else "PLAINTEXT"
     return f"""# Written by refledger.broker: one node that is both broker and KRaft controller.
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}
-advertised.listeners=PLAINTEXT://{HOST}:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listeners={clients}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}
+advertised.listeners={clients}://{HOST}:{port}
+listener.security.protocol.map={clients}:{clients},CONTROLLER:{clients}
+inter.broker.listener.name={clients}
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers={HOST}:{controller_port}
 log.dirs={directory / "data"}
@@ -343,7 +379,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.network.threads=2
 num.io.threads=4
-"""
+""" + (secure_broker.security_properties(operator) if operator else "")
 
 
 def _log4j2_properties(directory: Path) -> str:
@@ -364,7 +400,7 @@ logger.request.level = WARN
 
 
 def _configured_ports(directory: Path) -> tuple[int | None, int | None]:
-    """(PLAINTEXT port, CONTROLLER port) from the directory's server.properties."""
+    """(clients' port, CONTROLLER port) from the directory's server.properties."""
     ports: dict[str, int] = {}
     config = directory / "server.properties"
     lines = config.read_text().splitlines() if config.is_file() else []
@@ -375,7 +411,7 @@ def _configured_ports(directory: Path) -> tuple[int | None, int | None]:
                 port = address.rpartition(":")[2]
                 if port.isdigit():
                     ports[name] = int(port)
-    return ports.get("PLAINTEXT"), ports.get("CONTROLLER")
+    return ports.get("PLAINTEXT", ports.get("SASL_PLAINTEXT")), ports.get("CONTROLLER")
 
 
 def _controller_port(directory: Path, port: int) -> int:
@@ -420,7 +456,10 @@ def _java() -> str:
 
 
 def _port_free(port: int) -> bool:
+    """True when a server could listen on `port` now. Bound as Kafka binds (SO_REUSEADDR), so the
+    connections a stopped broker closed, lingering in TIME_WAIT for a minute, do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -577,7 +616,7 @@ def _wait_answering(info: BrokerInfo, wait_s: float) -> None:
             raise BrokerError(
                 f"the broker exited while starting; see {info.log_file}\n{_log_tail(info.directory)}"
             )
-        if port_open(info.bootstrap, 0.2) and cluster_answers(info.bootstrap, 5.0):
+        if port_open(info.bootstrap, 0.2) and cluster_answers(info.bootstrap, 5.0, _operator(info.directory)):
             return
         if time.monotonic() >= deadline:
             stop(info.directory, info.port, timeout_s=10.0)

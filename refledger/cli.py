@@ -8,6 +8,7 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -18,11 +19,13 @@ from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
 from refledger.cli_catalog import catalog
 from refledger.cli_demo import demo
+from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
 from refledger.cli_view import health, members, report, traffic
 from refledger.cli_pipeline import compact, consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
+from refledger.render import plain_lines
 
 # (module, class): errors to report as one line. Looked up in sys.modules when one is raised,
 # so that starting the command line imports none of these modules.
@@ -38,9 +41,11 @@ USER_ERRORS = (
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
     ("refledger.catalog", "CatalogError"),
+    ("refledger.schemas.kafka_client", "KafkaUnreachable"),
     ("refledger.producers.operator", "OperatorError"),
     ("refledger.schemas.periods", "PeriodError"),
     ("refledger.reports.money", "LocaleError"),
+    ("refledger.schemas.keys", "SigningKeyError"),
 )
 
 
@@ -52,8 +57,9 @@ def user_message(exc: BaseException) -> str | None:
             return str(exc)
     kafka_errors = sys.modules.get("kafka.errors")
     if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
-        if isinstance(exc, kafka_errors.NoBrokersAvailable):
-            return "no Kafka broker answers at the bootstrap servers given (is it running? see `refledger broker`)"
+        if isinstance(exc, (kafka_errors.AuthorizationError, kafka_errors.SaslAuthenticationFailedError)):
+            return (f"Kafka refused this client: {exc} (check --sasl-username and --sasl-password, "
+                    "or ask the alliance's operator for access)")
         return f"Kafka: {exc}"
     return None
 
@@ -70,12 +76,29 @@ class RefledgerGroup(click.Group):
             message = user_message(exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from exc
+            raise click.ClickException(plain_lines(message)) from exc
+
+
+KAFKA_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def show_kafka_log(level: str | None) -> None:
+    """kafka-python logs every retry and reconnection; what matters reaches the user as one line at
+    the boundary, so its own log stays off the terminal unless asked for."""
+    logger = logging.getLogger("kafka")
+    if level is None:
+        logger.setLevel(logging.CRITICAL + 1)
+        return
+    logger.setLevel(level.upper())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 @click.group(cls=RefledgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refledger")
-def cli():
+@click.option("--kafka-log", type=click.Choice(KAFKA_LOG_LEVELS), default=None,
+              help="Show kafka-python's own log on stderr from this level (to diagnose a connection).")
+def cli(kafka_log):
     """refledger: the commission ledger of a seller alliance.
 
     Shop events travel as Avro through Kafka (or files) into a DuckDB ledger
@@ -84,10 +107,12 @@ def cli():
 
     Example: refledger demo
     """
+    show_kafka_log(kafka_log)
 
 
-COMMANDS = (demo, broker, catalog, simulate, produce, consume, ingest, stats, compact, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report)
+COMMANDS = (demo, broker, catalog, simulate, produce, consume, ingest, stats, compact, balances, explain, quarantine,
+            parked, archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report,
+            keygen)
 
 for command in COMMANDS:
     cli.add_command(command)

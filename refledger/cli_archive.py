@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, format_option, topic_option
+from refledger.options import bootstrap_option, format_option, kafka_login_option, topic_option
 from refledger.render import emit_json, emit_table, progress
 
 COLUMNS = ("partition", "records", "segments", "bytes", "next_offset")
@@ -16,13 +16,14 @@ NUMERIC = ("records", "segments", "bytes", "next_offset", "unavailable")
 
 @click.command()
 @bootstrap_option
+@kafka_login_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Archive directory; the topic's files go to OUT/<topic>/partition-NNNN/.")
 @topic_option
 @click.option("--segment-records", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Records per segment file before a new one is started.")
 @format_option("table", "json")
-def archive(bootstrap_servers: str, out_dir: Path, topic: str, segment_records: int, fmt: str):
+def archive(bootstrap_servers: str, login, out_dir: Path, topic: str, segment_records: int, fmt: str):
     """Archive the topic's whole history into Avro container files.
 
     Kafka deletes old records; the archive keeps every one of them, value
@@ -45,7 +46,7 @@ def archive(bootstrap_servers: str, out_dir: Path, topic: str, segment_records: 
                        rate=f"{step.records / elapsed:,.0f} rec/s")
 
         summary = archive_topic(bootstrap_servers, topic, out_dir, segment_records=segment_records,
-                                on_progress=show)
+                                on_progress=show, login=login)
     _render(summary, fmt)
 
 

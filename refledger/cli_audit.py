@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option, people_options, tz_option
-from refledger.render import console, emit, emit_json, headers
+from refledger.options import as_option, db_option, format_option, people_options, tz_option
+from refledger.render import console, echo, emit, emit_json, headers, line
 
 
 
@@ -39,7 +39,7 @@ def verify(db, checkpoint_file, fmt):
     if checkpoint_file:
         try:
             saved = read_checkpoint_file(checkpoint_file)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, OSError) as exc:
             _fail(f"cannot read checkpoints from {checkpoint_file}: {exc}")
     con = _open_read_only(db)
     try:
@@ -52,10 +52,10 @@ def verify(db, checkpoint_file, fmt):
         out = console()
         entries = sum(h["entries"] for h in result["logs"].values())
         if result["ok"]:
-            out.print(f"[green]ok[/green]: {len(result['logs'])} chains, {entries:,} entries; "
-                      f"checked {', '.join(result['checks'])}")
+            out.print(line(("ok", "green"), f": {len(result['logs'])} chains, {entries:,} entries; "
+                                            f"checked {', '.join(result['checks'])}"))
         else:
-            out.print(f"[red]{len(result['problems'])} problem(s)[/red] in {db}:")
+            out.print(line((f"{len(result['problems'])} problem(s)", "red"), f" in {db}:"))
             emit(result["problems"], "table", ("check", "where", "detail"))
     sys.exit(0 if result["ok"] else 1)
 
@@ -91,12 +91,13 @@ def checkpoints(db, fmt, zone):
 
 @click.command()
 @db_option
-@click.option("--shop", "shop_id", required=True, help="The shop the statement is for.")
+@click.option("--shop", "shop_id", default=None, help="The shop the statement is for (or --as).")
 @click.option("--period", required=True, metavar="YYYY-MM",
               help="The month, in the alliance's time zone (--tz), by the time of each entry's event.")
+@as_option
 @format_option("table", "json", "csv")
 @people_options
-def statement(db, shop_id, period, fmt, locale, zone):
+def statement(db, shop_id, period, as_shop, fmt, locale, zone):
     """A shop's month: every entry with its provenance, opening and closing balances, and who pays whom.
 
     The month is the alliance's, in its time zone: an order at 02:00 Beijing
@@ -112,6 +113,11 @@ def statement(db, shop_id, period, fmt, locale, zone):
     from refledger.schemas.periods import parse_period
     from refledger.store.readside import query
 
+    if as_shop is not None and shop_id not in (None, as_shop):
+        raise click.UsageError(f"--as {as_shop} shows only {as_shop}'s own statement, not {shop_id}'s")
+    shop_id = shop_id or as_shop
+    if shop_id is None:
+        raise click.UsageError("give --shop SHOP (or --as SHOP)")
     parse_period(period)
     result = query(db, statement_query, shop_id=shop_id, period=period, tz=zone.key, locale=locale)
     if fmt == "json":
@@ -131,7 +137,7 @@ def _statement_tables(result: dict, locale: str, zone) -> None:
     def money(row, key):
         return format_money(row[key], row["currency"], locale)
 
-    click.echo(say_statement_title(result, locale, zone))
+    echo(say_statement_title(result, locale, zone))
     _balance_table(result["opening"], label("opening", locale), locale)
     lines = [{**line, "occurred_at": show_time(codec.parse_time(line["occurred_at"]), zone),
               "change": amount(line["change"], line["currency"], locale)} for line in result["lines"]]
@@ -152,7 +158,7 @@ def _statement_tables(result: dict, locale: str, zone) -> None:
         emit(result["swaps"], "table", columns, title=label("swap_credits", locale), numeric=columns[1:],
              headers={**headers(columns, locale), "received": label("clicks_received", locale)})
     for row in result["overall"]:
-        click.echo(row["says"])
+        echo(row["says"])
 
 
 def say_statement_title(result: dict, locale: str, zone) -> str:
@@ -175,7 +181,7 @@ def _balance_table(rows, title, locale):
         emit(money, "table", ("currency",) + MONEY, title=title, numeric=MONEY,
              headers=headers(("currency",) + MONEY, locale))
     else:
-        click.echo(f"{title}: -")
+        echo(f"{title}: -")
 
 
 def _open_read_only(db):

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from refledger.options import tz_option
-from refledger.render import console
+from refledger.render import console, line
 
 
 def local_bootstrap(port: int) -> str:
@@ -70,12 +70,12 @@ def demo(db, days, visitors, events, seed, port, zone):
 
     config = SimulationConfig(seed=seed, visitors=visitors, days=days, events=events, time_zone=zone.key)
     size = f"{events:,} events" if events else f"{days} days of {visitors:,} visitors"
-    out.print(f"[bold]1.[/bold] simulating {size} of an alliance (seed {seed}) → {topic} @ {bootstrap}")
+    out.print(line(("1.", "bold"), f" simulating {size} of an alliance (seed {seed}) → {topic} @ {bootstrap}"))
     events, published = publish_with_progress(simulate(config), bootstrap, topic)
     out.print(f"   published {events:,} events as {published:,} Kafka messages "
               "(alliance events go to every partition)")
 
-    out.print(f"[bold]2.[/bold] consuming {topic} into {db} (exactly once, stops after 5 s idle)")
+    out.print(line(("2.", "bold"), f" consuming {topic} into {db} (exactly once, stops after 5 s idle)"))
     store, processor = _processor(db, f"kafka:{topic}")
     try:
         summary = consume(bootstrap, processor, topic=topic, group=f"{topic}-ledger", until_idle=5,
@@ -86,17 +86,17 @@ def demo(db, days, visitors, events, seed, port, zone):
     out.print(f"   read {done['events_read']:,} messages at {done['events_per_second']:,} events/s; "
               f"{done['entries_posted']:,} ledger entries posted")
 
-    out.print("[bold]3.[/bold] what arrived")
+    out.print(line(("3.", "bold"), " what arrived"))
     ctx = click.get_current_context()
     ctx.invoke(stats, db=db, fmt="table")
-    out.print("[bold]4.[/bold] balances")
+    out.print(line(("4.", "bold"), " balances"))
     ctx.invoke(balances, db=db, fmt="table", locale=DEFAULT_LOCALE, zone=zone)
-    out.print("[bold]5.[/bold] the settlement sheet (结算单): who pays whom")
+    out.print(line(("5.", "bold"), " the settlement sheet (结算单): who pays whom"))
     ctx.invoke(sheet, db=db, period=None, fmt="table", locale=DEFAULT_LOCALE, zone=zone)
     order = _an_attributed_order(db) or "ORDER_ID"
     out.print(f"Look closer: refledger explain --db {db} --order {order} · "
               f"refledger quarantine --db {db} · refledger balances --db {db} --format json")
-    out.print("[bold]6.[/bold] member health (SPEC §14: who withdrew quietly, who only takes traffic)")
+    out.print(line(("6.", "bold"), " member health (SPEC §14: who withdrew quietly, who only takes traffic)"))
     _show_health(db, zone)
 
 

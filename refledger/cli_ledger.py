@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from refledger.options import db_option, format_option, people_options
+from refledger.options import as_option, db_option, format_option, people_options
 from refledger.store.queries import BALANCE_COLUMNS, MONEY_ACCOUNTS, SWAP_COLUMNS
-from refledger.render import emit, emit_json, headers
+from refledger.render import echo, emit, emit_json, headers
 
 
 def _query(db, name, **params):
@@ -18,9 +18,10 @@ def _query(db, name, **params):
 
 @click.command()
 @db_option
+@as_option
 @format_option()
 @people_options
-def balances(db, fmt, locale, zone):
+def balances(db, as_shop, fmt, locale, zone):
     """Each shop's balances per currency: money as money in the table, minor units in JSON and CSV (SPEC §11).
 
     earned/owed, pending and payable, received and paid out; swap traffic
@@ -29,6 +30,10 @@ def balances(db, fmt, locale, zone):
     Example: refledger balances --db ledger.duckdb --format json
     """
     rows = _query(db, "balances")
+    if as_shop is not None:
+        from refledger.reports.scoped import balances_as
+
+        rows = balances_as(rows, as_shop)
     money = [r for r in rows if r["currency"] != "CLICK"]
     swaps = [r for r in rows if r["currency"] == "CLICK"]
     if fmt == "json":
@@ -54,16 +59,25 @@ def balances(db, fmt, locale, zone):
 @db_option
 @click.option("--order", "order_id", required=True, help="The order id.")
 @click.option("--merchant", default=None, help="The merchant, when several share an order id.")
+@as_option
 @format_option()
 @people_options
-def explain(db, order_id, merchant, fmt, locale, zone):
+def explain(db, order_id, merchant, as_shop, fmt, locale, zone):
     """Why an order earned what it earned: clicks, winner, agreement, entries, refunds.
 
     Example: refledger explain --db ledger.duckdb --order o3 --format json
     """
     found = _query(db, "explain", order_id=order_id, merchant_shop_id=merchant)
+    if found and as_shop is not None:
+        from refledger.reports.scoped import NotVisible, explained_as
+
+        try:
+            found = explained_as(found, as_shop)
+        except NotVisible:
+            found = []
     if not found:
-        raise click.ClickException(f"no order {order_id!r} in {db}")
+        raise click.ClickException(f"no order {order_id!r} in {db}" + (f" that {as_shop} took part in"
+                                                                      if as_shop else ""))
     if fmt == "json":
         emit_json(found[0] if len(found) == 1 else found)
         return
@@ -77,7 +91,7 @@ def explain(db, order_id, merchant, fmt, locale, zone):
     for item in found:
         for part in explained_lines(item, locale, zone.key):
             if isinstance(part, str):
-                click.echo(part)
+                echo(part)
             else:
                 title, rows, columns, numeric = part
                 emit(rows, "table", columns, title=title, numeric=numeric, headers=headers(columns, locale))

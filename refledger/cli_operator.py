@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option, ledger_at, people_options, topic_option
-from refledger.render import emit, emit_json
+from refledger.options import db_option, format_option, kafka_login_option, ledger_at, people_options, topic_option
+from refledger.render import echo, emit, emit_json
 
 
 @click.command()
 @click.option("--period", required=True, metavar="YYYY-MM", help="The month to settle (in the alliance's zone).")
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Kafka bootstrap servers (or $KAFKA_BOOTSTRAP_SERVERS); not needed with --dry-run.")
+@kafka_login_option
 @topic_option
 @click.option("--close-through", default=None, metavar="YYYY-MM",
               help="Also close the books through the end of this month (SPEC §9a); at most --period.")
@@ -24,9 +25,13 @@ from refledger.render import emit, emit_json
               help="The ledger (a DuckDB file or a DuckLake): what becomes payable and the sheet are read from it.")
 @click.option("--force", is_flag=True,
               help="Settle a month that has not ended yet in the alliance's zone (a dry run never refuses).")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Sign the month end's events with the operator's private key (PEM, from `refledger keygen`), "
+                   "as a policy requiring signatures asks.")
 @people_options
 @format_option("table", "json")
-def settle(period, bootstrap_servers, topic, close_through, alliance_id, dry_run, db, force, locale, zone, fmt):
+def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, dry_run, db, force, signing_key,
+           locale, zone, fmt):
     """The operator's monthly run: publish the month's settlement (and a close), then show the sheet.
 
     The settlement's period end is the month's last millisecond in the
@@ -54,8 +59,13 @@ def settle(period, bootstrap_servers, topic, close_through, alliance_id, dry_run
     db = ledger_at(db, None) if db else None
     if db and not is_lake(db) and not Path(db).exists():
         raise click.ClickException(f"no ledger at {db}")  # said before anything is published
+    key = None
+    if signing_key and not dry_run:
+        from refledger.schemas.keys import read_key_file
+
+        key = read_key_file(signing_key)
     published = [] if dry_run else run_month_end(bootstrap_servers, topic, period, zone, close_through=close_through,
-                                                 alliance_id=alliance_id)
+                                                 alliance_id=alliance_id, signing_key=key, login=login)
     ledger = _month_in_ledger(db, period, zone, dry_run) if db else None
     if fmt == "json":
         emit_json({"period": period, "dry_run": dry_run, "published": [_published_json(e) for e in published],
@@ -156,4 +166,4 @@ def sheet(db, period, fmt, locale, zone):
 
 def _echo_lines(lines) -> None:
     """Plain text: names from events are printed as they are, never read as markup."""
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))

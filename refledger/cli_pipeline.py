@@ -9,18 +9,19 @@ from pathlib import Path
 
 import click
 
-from refledger.options import bootstrap_option, db_option, format_option, topic_option, tz_option
+from refledger.options import bootstrap_option, db_option, format_option, kafka_login_option, topic_option, tz_option
 from refledger.render import console, emit, emit_json, progress
+from refledger.schemas.messages import DEFAULT_GROUP
 
 
 def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: int | None = None):
     from refledger.consumers.batch import LogProcessor
     from refledger.consumers.folding import SNAPSHOT_EVERY
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.store.storage import open_store
 
     store = open_store(db)
-    return store, LogProcessor(store, PartitionFold, source=source, fold_worker=fold_worker,
+    return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker,
                                snapshot_every=snapshot_every or SNAPSHOT_EVERY)
 
 
@@ -38,35 +39,46 @@ def _summary_table(summary: dict, title: str) -> None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @bootstrap_option
+@kafka_login_option
 @topic_option
 @click.option("--partitions", default=6, show_default=True, help="Partitions when the topic must be created.")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Sign every event not signed yet with this private key (PEM, from `refledger keygen`).")
 @format_option("table", "json")
-def produce(files, bootstrap_servers, topic, partitions, fmt):
+def produce(files, bootstrap_servers, login, topic, partitions, signing_key, fmt):
     """Publish JSON Lines or Avro container event files to Kafka as Avro.
 
-    Events are validated first; a line that breaks the schema is not sent and
-    is listed with its file and line (exit status 1). Shop events are keyed
-    by merchant; member, agreement and settlement events go to every
-    partition.
+    Events are validated first; a line that breaks the schema, or that is
+    larger than the topic takes in one message, is not sent and is listed
+    with its file and line (exit status 1); the other lines are published.
+    Shop events are keyed by merchant; member, agreement, settlement, close
+    and policy events go to every partition. With --signing-key, events that
+    carry no signature are signed (SPEC §4a); signed ones are sent as they are.
 
     Example: refledger produce alliance.jsonl --bootstrap-servers 127.0.0.1:9092
     """
     from refledger.schemas.event_files import read_records
     from refledger.producers.kafka_admin import create_topic
-    from refledger.producers.publisher import AlliancePublisher
+    from refledger.producers.publisher import AlliancePublisher, EventTooLarge
+    from refledger.schemas.keys import read_key_file
 
-    create_topic(bootstrap_servers, topic, partitions)
+    key = read_key_file(signing_key) if signing_key else None
+    create_topic(bootstrap_servers, topic, partitions, login=login)
     rejected = []
     published = 0
     started = time.monotonic()
-    with AlliancePublisher(bootstrap_servers, topic) as pub, progress() as bar:
+    with AlliancePublisher(bootstrap_servers, topic, signing_key=key, login=login) as pub, progress() as bar:
         task = bar.add_task("publishing", total=None, rate="")
         for path in files:
             for position, record, error in read_records(path):
+                if error is None:
+                    try:
+                        pub.publish(record)
+                    except EventTooLarge as exc:
+                        error = f"too_large: {exc}"
                 if error:
                     rejected.append({"position": position, "error": error})
                     continue
-                pub.publish(record)
                 published += 1
                 if published % 2000 == 0:
                     bar.update(task, completed=published,
@@ -94,18 +106,25 @@ def produce(files, bootstrap_servers, topic, partitions, fmt):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write JSON Lines (.jsonl) or Avro (.avro) here.")
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Publish straight to Kafka instead of a file.")
+@kafka_login_option
+@click.option("--sign", is_flag=True,
+              help="Sign every event with its emitter's key (derived from the seed), after a policy requiring "
+                   "signatures; members publish their keys.")
 @topic_option
 @tz_option
 @click.option("--month-ends/--no-month-ends", default=True, show_default=True,
               help="Include the operator's month ends (settlements, closes, adjustments, payouts); without them, "
                    "run each month end yourself with `refledger settle`.")
-def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic, zone, month_ends):
+def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, login, topic, sign, zone, month_ends):
     """Generate a realistic alliance's traffic, to a file or straight to Kafka.
 
     Views, clicks, orders and refunds with late and out-of-order deliveries
     and a few bad events, seeded and deterministic; each month of the
     alliance's time zone ends as `refledger settle` ends it (a settlement and,
     from the third month on, a close through the month before), then payouts.
+    With --sign the alliance signs its events (SPEC §4a): one policy first,
+    then every event signed by its emitter, with keys derived from the seed
+    (for simulations only).
 
     Example: refledger simulate --seed 7 --events 100000 --out alliance.jsonl
     """
@@ -116,15 +135,20 @@ def simulate(seed, shops, visitors, days, events, out, bootstrap_servers, topic,
         raise click.UsageError("give --out FILE or --bootstrap-servers")
     cfg = SimulationConfig(seed=seed, shops=shops, visitors=visitors, days=days, events=events, time_zone=zone.key,
                            settlements=month_ends)
+    records = generate(cfg)
+    if sign:
+        from refledger.producers.signed_alliance import signed_simulation
+
+        records = signed_simulation(records, seed)
     if out:
-        count = write_event_file(generate(cfg), Path(out))
+        count = write_event_file(records, Path(out))
         click.echo(f"wrote {count:,} events to {out}")
     else:
-        count, messages = publish_with_progress(generate(cfg), bootstrap_servers, topic)
+        count, messages = publish_with_progress(records, bootstrap_servers, topic, login=login)
         click.echo(f"published {count:,} events to {topic} as {messages:,} Kafka messages")
 
 
-def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[int, int]:
+def publish_with_progress(records, bootstrap_servers: str, topic: str, login=None) -> tuple[int, int]:
     """`publish_records` with a progress bar on the terminal."""
     from refledger.producers.publisher import publish_records
 
@@ -135,14 +159,15 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[
         def show(count: int) -> None:
             bar.update(task, completed=count, rate=f"{count / max(time.monotonic() - started, 1e-6):,.0f} ev/s")
 
-        return publish_records(records, bootstrap_servers, topic, on_progress=show)
+        return publish_records(records, bootstrap_servers, topic, on_progress=show, login=login)
 
 
 @click.command()
 @bootstrap_option
+@kafka_login_option
 @db_option
 @topic_option
-@click.option("--group", default="refledger", show_default=True, help="Consumer group id.")
+@click.option("--group", default=DEFAULT_GROUP, show_default=True, help="Consumer group id.")
 @click.option("--until-idle", type=float, default=None, metavar="SECONDS",
               help="Stop once no new event came for this long (default: run until SIGINT/SIGTERM).")
 @click.option("--members", default=1, show_default=True, help="Group members in this process.")
@@ -154,8 +179,8 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str) -> tuple[
               help="With a DuckLake ledger: merge its small Parquet files this often, beside the writes (0: never; "
                    "see `refledger compact`).")
 @format_option("table", "json")
-def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_id, snapshot_every, compact_every,
-            fmt):
+def consume(bootstrap_servers, login, db, topic, group, until_idle, members, instance_id, snapshot_every,
+            compact_every, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
     Positions live in the ledger: each poll batch is committed to DuckDB in
@@ -176,7 +201,7 @@ def consume(bootstrap_servers, db, topic, group, until_idle, members, instance_i
     try:
         with _beside_the_writes(db, store, compact_every):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
-                                  until_idle=until_idle, members=members, instance_id=instance_id)
+                                  until_idle=until_idle, members=members, instance_id=instance_id, login=login)
     finally:
         processor.close()
         store.close()

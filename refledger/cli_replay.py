@@ -8,8 +8,8 @@ import time
 import click
 
 from refledger.ledger.entries import MONEY_ACCOUNTS as MONEY
-from refledger.options import db_option, format_option
-from refledger.render import console, emit, emit_json, progress
+from refledger.options import db_option, format_option, kafka_login_option
+from refledger.render import console, emit, emit_json, line, progress
 
 ENTRY_SHOWN = ("seq", "entry_id", "event_id", "shop_id", "account", "counterparty_shop_id", "currency", "amount",
                "subject", "role", "agreement_id", "agreement_version", "rate_bp", "click_event_id", "hash")
@@ -29,6 +29,7 @@ class ReplayFailed(click.ClickException):
                    "or an archive directory written by `refledger archive`.")
 @click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None, metavar="HOST:PORT",
               help="Kafka for --source kafka (or $KAFKA_BOOTSTRAP_SERVERS).")
+@kafka_login_option
 @click.option("--topic", default=None,
               help="The topic to replay (default: the one the ledger consumed; with --source events, all).")
 @click.option("--until", "until_text", default=None, metavar="TIME",
@@ -43,7 +44,7 @@ class ReplayFailed(click.ClickException):
 @click.option("--keep", default=None, type=click.Path(dir_okay=False),
               help="Keep the rebuilt ledger in this new file instead of a temporary one.")
 @format_option("table", "json")
-def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, from_snapshot, keep, fmt):
+def replay(db, source, bootstrap_servers, login, topic, until_text, agreements_file, from_snapshot, keep, fmt):
     """Rebuild the ledger from its history into a scratch ledger and compare.
 
     The history is folded by the same code as `consume`, keeping each
@@ -74,7 +75,7 @@ def replay(db, source, bootstrap_servers, topic, until_text, agreements_file, fr
 
             report = rebuild(db, source, bootstrap_servers=bootstrap_servers, topic=topic, until_ms=until_ms,
                              agreements=agreements_file, keep=keep, on_progress=show,
-                             from_snapshot=from_snapshot)
+                             from_snapshot=from_snapshot, login=login)
     except ReplayError as exc:
         raise ReplayFailed(str(exc)) from exc
     if fmt == "json":
@@ -115,8 +116,8 @@ def _render_what_if(report) -> None:
     emit(report.what_if, "table", ("position", "agreement_id", "version", "action", "replaced_event_ids", "logs"),
          title="what-if agreements", numeric=("version", "logs"))
     for q in report.what_if_quarantined:
-        out.print(f"[yellow]warning[/yellow]: {q['position']} ({q['event_id']}) was quarantined in {q['logs']} "
-                  f"log(s): {q['reason']}: {q['detail']}")
+        out.print(line(("warning", "yellow"), f": {q['position']} ({q['event_id']}) was quarantined in "
+                                              f"{q['logs']} log(s): {q['reason']}: {q['detail']}"))
     changes = [c.as_dict() for c in report.comparison.balance_changes]
     if changes:
         emit(changes, "table", CHANGE_COLUMNS, title="balance changes against the live ledger (minor units)",
@@ -134,13 +135,13 @@ def _render_comparison(comparison, out, mode: str) -> None:
     if comparison.identical:
         total = sum(h.live_entries for h in comparison.heads)
         if mode == "until":
-            out.print(f"[green]identical[/green] to the {total:,} live entries that this part of the log caused, "
-                      f"in {len(comparison.heads)} chains")
+            out.print(line(("identical", "green"), f" to the {total:,} live entries that this part of the log "
+                                                   f"caused, in {len(comparison.heads)} chains"))
         else:
-            out.print(f"[green]identical[/green]: {total:,} entries in {len(comparison.heads)} chains, "
-                      "same chain heads, balances, positions and quarantine")
+            out.print(line(("identical", "green"), f": {total:,} entries in {len(comparison.heads)} chains, "
+                                                   "same chain heads, balances, positions and quarantine"))
         return
-    out.print("[red]DIFFERENT[/red]")
+    out.print(line(("DIFFERENT", "red")))
     for diff in comparison.first_differences:
         live, rebuilt = dict(diff.live or ()), dict(diff.rebuilt or ())
         differing = set(diff.differing_columns())

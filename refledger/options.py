@@ -6,6 +6,7 @@ import functools
 
 import click
 
+from refledger.schemas.kafka_client import ENV_MECHANISM, ENV_PASSWORD, ENV_USERNAME, MECHANISMS, KafkaLogin
 from refledger.schemas.messages import DEFAULT_TOPIC
 
 
@@ -59,6 +60,36 @@ topic_option = click.option(
     "--topic", default=DEFAULT_TOPIC, show_default=True, help="The alliance's event topic.")
 
 
+_LOGIN_OPTIONS = (
+    click.option("--sasl-username", envvar=ENV_USERNAME, default=None, metavar="USER",
+                 help=f"Log in to a broker that asks (SASL), as this user (or ${ENV_USERNAME}).", ),
+    click.option("--sasl-password", envvar=ENV_PASSWORD, default=None, metavar="PASSWORD",
+                 help=f"The user's password (or ${ENV_PASSWORD}, which other users of the machine cannot "
+                      "see in the process list)."),
+    click.option("--sasl-mechanism", envvar=ENV_MECHANISM, type=click.Choice(MECHANISMS),
+                 default=MECHANISMS[0], show_default=True, help=f"How to log in (or ${ENV_MECHANISM})."),
+)
+
+
+def kafka_login_option(command):
+    """``--sasl-username``/``--sasl-password``/``--sasl-mechanism`` (or their environment variables):
+    who the command is to a broker that asks; the command receives them as one ``login``, a
+    `KafkaLogin`, or None when no user name is given."""
+
+    @functools.wraps(command)
+    def with_login(*args, sasl_username, sasl_password, sasl_mechanism, **kwargs):
+        if sasl_username and not sasl_password:
+            raise click.UsageError(f"--sasl-username needs --sasl-password (or ${ENV_PASSWORD})")
+        if sasl_password and not sasl_username:
+            raise click.UsageError(f"--sasl-password needs --sasl-username (or ${ENV_USERNAME})")
+        login = KafkaLogin(sasl_username, sasl_password, sasl_mechanism) if sasl_username else None
+        return command(*args, login=login, **kwargs)
+
+    for option in reversed(_LOGIN_OPTIONS):
+        with_login = option(with_login)
+    return with_login
+
+
 def _zone(ctx, param, value):
     """The alliance's time zone as a ZoneInfo, checked while parsing (--tz, else $REFLEDGER_TZ, else Shanghai)."""
     from refledger.schemas.periods import PeriodError, alliance_zone
@@ -91,3 +122,9 @@ locale_option = click.option(
 def people_options(command):
     """``--locale`` and ``--tz``: how a command writes money, months and times for people (SPEC §11)."""
     return locale_option(tz_option(command))
+
+
+as_option = click.option(
+    "--as", "as_shop", default=None, metavar="SHOP",
+    help="Show only what SHOP may see, to send it to that member: its own rows, and the alliance's totals "
+         "where it needs them; no other member's numbers.")

@@ -1,4 +1,12 @@
-"""Output for people (rich tables) and for programs (JSON, CSV), in one place."""
+"""Output for people (rich tables) and for programs (JSON, CSV), in one place.
+
+Everything printed for people is plain text (STYLE §16): ids, names and
+reasons come from events that any integration wrote, so no string is ever
+read as rich markup (`[bold]`), emoji codes (`:smile:`) or highlighting, and
+control characters (an ESC that would recolour or clear the terminal, a
+newline that would split a table row) are shown escaped, as ``\x1b``. Our
+own emphasis is a style on a part of a `line`, never markup inside a string.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import csv
 import io
 import json
 import sys
+import unicodedata
 from typing import Iterable, Sequence
 
 import click
@@ -15,12 +24,57 @@ from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 
+# Unicode's bidirectional controls: they reorder what follows on the screen, so an id holding
+# one could show another shop's name; shown escaped like the C0/C1 controls.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def plain(value) -> str:
+    """``value`` as text for a terminal: control characters escaped (``\x1b``, ``\n``), the rest as it is."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if ch in _BIDI_CONTROLS or unicodedata.category(ch) == "Cc" else ch
+        for ch in text)
+
+
+class PlainConsole(Console):
+    """A rich console for which every string is plain text (see the module's docstring)."""
+
+    def render_str(self, text: str, **options) -> Text:
+        options.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(plain(text), **options)
+
 
 def console(stderr: bool = False) -> Console:
     """Terminal width on a terminal; wide enough for whole tables when piped."""
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 200
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    return PlainConsole(stderr=stderr, highlight=False, markup=False, emoji=False, soft_wrap=False, width=width)
+
+
+def plain_lines(text) -> str:
+    """`plain`, line by line: the line breaks are kept, every other control character escaped."""
+    return "\n".join(plain(part) for part in str(text).split("\n"))
+
+
+def echo(text: str) -> None:
+    """Lines for people, written as they are (click, no rich), each as `plain` makes it."""
+    click.echo(plain_lines(text))
+
+
+def line(*parts) -> Text:
+    """One line for people from its parts: a part is shown as plain text, a ``(part, style)`` pair
+    in that rich style (``line(("ok", "green"), f": {count} chains")``)."""
+    text = Text()
+    for part in parts:
+        if isinstance(part, tuple):
+            text.append(plain(part[0]), style=part[1])
+        else:
+            text.append(plain(part))
+    return text
 
 
 def emit_json(value) -> None:
@@ -56,7 +110,7 @@ def _cell(value, numeric: bool) -> Text:
         return Text("")
     if numeric and isinstance(value, int):
         return Text(f"{value:,}")
-    return Text(str(value))
+    return Text(plain(value))
 
 
 def headers(columns: Sequence[str], locale: str) -> dict[str, str]:

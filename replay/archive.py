@@ -58,6 +58,7 @@ from typing import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.archive import (
     ArchiveError, SegmentWriter, archived_record, exclusive, partition_dir, remove_leftovers, resume_offset,
     topic_dir,
@@ -186,10 +187,10 @@ class PartitionSink:
             next_offset=self.next_offset, unavailable=self.start - self.resume)
 
 
-def _open_consumer(bootstrap_servers: str) -> KafkaConsumer:
+def _open_consumer(bootstrap_servers: str, login: KafkaLogin | None) -> KafkaConsumer:
     try:
-        return KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, client_id="refledger-archive",
+        return connect(
+            KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-archive",
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=POLL_MAX_RECORDS, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200,
@@ -287,13 +288,14 @@ def archive_topic(
     on_progress: Callable[[ArchiveProgress], None] | None = None,
     codec: str = "deflate",
     idle_timeout_s: float = IDLE_TIMEOUT_S,
+    login: KafkaLogin | None = None,
 ) -> ArchiveSummary:
     """Append every record of `topic` not yet archived under `out_dir`, up to Kafka's end offsets now."""
     if segment_records < 1:
         raise ValueError("segment_records must be at least 1")
     started = time.monotonic()
     root = topic_dir(out_dir, topic)
-    consumer = _open_consumer(bootstrap_servers)
+    consumer = _open_consumer(bootstrap_servers, login)
     try:
         tps = _topic_partitions(consumer, topic)
         root.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,10 @@ Settlement only moves amounts between pending and payable, and which side an
 amount is on depends on when it was folded (SPEC §9), so the split is left to
 the fold; the totals are not. Which events count is taken from the ledger:
 every stored event not quarantined by the fold (quarantine reasons such as
-``unknown_shop`` or ``duplicate_order`` depend on log order by definition),
+``unknown_shop`` or ``duplicate_order`` depend on log order by definition,
+and so does ``bad_signature``: keys and the signing policy act in log order,
+SPEC §4a; it is the fold's first check, so a badly signed close closes
+nothing here either, and a badly signed member changes no status),
 except that the closing rules (SPEC §9a) are applied here on their own: an
 event the fold quarantined as ``period_closed`` or ``future_close`` is
 judged again, and one it folded can be found closed.
@@ -79,7 +82,8 @@ DEFAULT_DAYS = 15
 
 
 def _half_up(num: str, den: str) -> str:
-    """SQL for num / den rounded half away from zero, exactly (den > 0)."""
+    """SQL for num / den rounded half away from zero, exactly (den > 0). ``num`` must be computed
+    in HUGEINT already when its factors can pass 2^63 (SPEC §2: sums never overflow)."""
     return (f"(sign({num}) * ((2 * abs(CAST({num} AS HUGEINT)) + CAST({den} AS HUGEINT)) "
             f"// (2 * CAST({den} AS HUGEINT))))")
 
@@ -315,7 +319,8 @@ _PRICING = f"""
 CREATE OR REPLACE TEMP TABLE b_order_commission AS
 WITH cps AS (
     SELECT w.topic, w.partition, w.merchant, w.order_id,
-           sum({_half_up("l.quantity * l.unit_price * coalesce(cr.rate_bp, w.a_rate_bp, 0)", "10000")}) AS c
+           sum({_half_up("CAST(l.quantity AS HUGEINT) * l.unit_price * coalesce(cr.rate_bp, w.a_rate_bp, 0)",
+                         "10000")}) AS c
     FROM b_winners w
     JOIN b_lines l ON l.topic = w.topic AND l.partition = w.partition AND l.merchant = w.merchant
                   AND l.order_id = w.order_id
@@ -339,7 +344,7 @@ CREATE OR REPLACE TEMP TABLE b_order_net AS
 SELECT topic, partition, 'order:' || merchant || ':' || order_id AS subject, referrer, merchant, currency,
        CAST(c - CASE WHEN a <= 0 OR total <= 0 THEN 0
                      WHEN a >= total THEN c
-                     ELSE {_half_up("c * a", "total")} END AS BIGINT) AS net
+                     ELSE {_half_up("c * a", "total")} END AS HUGEINT) AS net
 FROM b_order_commission;
 """
 

@@ -210,7 +210,7 @@ def _balance_changes(con) -> tuple[BalanceChange, ...]:
     rows = con.execute(
         """WITH l AS (SELECT shop_id, currency, account, sum(amount) AS total FROM cmp_live GROUP BY ALL),
                 r AS (SELECT shop_id, currency, account, sum(amount) AS total FROM cmp_rebuilt GROUP BY ALL)
-           SELECT shop_id, currency, account, coalesce(l.total, 0)::BIGINT, coalesce(r.total, 0)::BIGINT
+           SELECT shop_id, currency, account, coalesce(l.total, 0), coalesce(r.total, 0)
            FROM l FULL JOIN r USING (shop_id, currency, account)
            WHERE coalesce(l.total, 0) <> coalesce(r.total, 0)
            ORDER BY shop_id, currency, account""").fetchall()

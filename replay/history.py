@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from refledger.schemas.messages import AVRO, JSON, Message
+from refledger.schemas.kafka_client import KafkaLogin
+from refledger.schemas.messages import AVRO, JSON, PERSONAL, Message
 
 POLL_MAX_RECORDS = 5000
 IDLE_TIMEOUT_S = 60.0
@@ -103,15 +104,17 @@ def _check_start(what: str, start: int, needed: int | None) -> None:
 # ---- Kafka ---------------------------------------------------------------------
 
 def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *,
-                  idle_timeout_s: float = IDLE_TIMEOUT_S) -> Iterator[LogRead]:
+                  idle_timeout_s: float = IDLE_TIMEOUT_S, login: KafkaLogin | None = None) -> Iterator[LogRead]:
     """The topic from offset 0, partition by partition, with a plain consumer (assign, no group,
     no commits), each partition up to `upto` or, for partitions the ledger never read, its end."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
+    from refledger.schemas.kafka_client import connect
+
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, client_id="refledger-replay",
+        consumer = connect(
+            KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-replay",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=POLL_MAX_RECORDS,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200)
     except KafkaError as exc:
@@ -169,20 +172,23 @@ def stored_history(snapshot_con, topics: Iterable[str] | None = None, fetch: int
         where, params = "WHERE list_contains(?, topic)", [list(topics)]
     cur = snapshot_con.cursor()
     cur.execute(
-        f"""SELECT topic, partition, "offset", is_event, value, position, kafka_timestamp, log_time FROM (
+        f"""SELECT topic, partition, "offset", is_event, value, position, kafka_timestamp, log_time, reason FROM (
                 SELECT e.topic, e.partition, e."offset", true AS is_event, e.avro AS value, q.position,
-                       e.kafka_timestamp, coalesce(e.kafka_timestamp, e.occurred_ms) AS log_time, e.batch_id
+                       e.kafka_timestamp, coalesce(e.kafka_timestamp, e.occurred_ms) AS log_time, NULL AS reason,
+                       e.batch_id
                 FROM live_events e LEFT JOIN (
                     SELECT topic, partition, "offset", min(position) AS position FROM live_quarantine
                     WHERE stage <> 'decode' GROUP BY ALL) q USING (topic, partition, "offset")
                 UNION ALL
-                SELECT topic, partition, "offset", false, raw, position, NULL, NULL, batch_id
+                SELECT topic, partition, "offset", false, raw, position, NULL, NULL, reason, batch_id
                 FROM live_quarantine WHERE stage = 'decode')
             {where} ORDER BY batch_id, topic, partition, "offset" """, params)
     try:
         while rows := cur.fetchmany(fetch):
-            for topic, partition, offset, is_event, value, position, timestamp, log_time in rows:
+            for topic, partition, offset, is_event, value, position, timestamp, log_time, reason in rows:
                 kind = AVRO if is_event or not _FILE_LINE.search(position or "") else JSON
+                if reason == PERSONAL:  # kept redacted: quarantined again as it is (SPEC §4b)
+                    kind = PERSONAL
                 yield LogRead(Message(topic, partition, offset, value, kind, timestamp, position or ""), log_time)
     finally:
         cur.close()

@@ -4,7 +4,7 @@
     history: Kafka | archive | stored events ──▶ LogReads             (replay.history)
         ──▶ [--until: each log as it stood at T]                       (history.until_prefix)
         ──▶ [--agreements: what-if versions replaced or added]         (replay.whatif)
-        ──▶ LogProcessor + PartitionFold, the code `consume` runs ──▶ rebuilt ledger
+        ──▶ LogProcessor + signed_fold(), the code `consume` runs ──▶ rebuilt ledger
     live copy × rebuilt ──▶ Comparison: entries, chain heads, balances,
                             positions, quarantine                      (replay.compare)
 
@@ -53,6 +53,7 @@ from refledger.replay.compare import Comparison, compare
 from refledger.replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
 from refledger.replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
+from refledger.schemas.kafka_client import KafkaLogin
 from refledger.replay.whatif import WhatIf, read_agreements
 from refledger.store.lake import is_lake
 
@@ -138,11 +139,11 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
             topic: str | None = None, until_ms: int | None = None, agreements: str | Path | None = None,
             keep: str | Path | None = None, batch_size: int = BATCH_SIZE,
             on_progress: Callable[[int], None] | None = None, wait: float = 30.0,
-            from_snapshot: bool = False) -> ReplayReport:
+            from_snapshot: bool = False, login: KafkaLogin | None = None) -> ReplayReport:
     """Rebuild the ledger at `db` from `source` into a scratch ledger and compare.
 
     `source`: "events" (the ledger's stored log), "kafka" (needs
-    `bootstrap_servers`) or an archive directory. Raises ReplayError when the
+    `bootstrap_servers`, and `login` for a broker that asks) or an archive directory. Raises ReplayError when the
     history or the ledger cannot be read; differences are in the report.
     """
     started = time.monotonic()
@@ -152,7 +153,7 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
         con = duckdb.connect(str(Path(scratch) / "live-copy.duckdb"))
         try:
             snapshot = take_snapshot(db, con, with_values=source == EVENTS, wait=wait)
-            topics, reads = _history(con, snapshot, source, bootstrap_servers, topic)
+            topics, reads = _history(con, snapshot, source, bootstrap_servers, topic, login)
             starts = _fold_snapshots(db, wait) if from_snapshot else {}
             if starts:
                 reads = (r for r in reads if r.message.offset > starts.get((r.message.topic, r.message.partition),
@@ -191,7 +192,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     ``starts``: per log, a snapshot to start that log's fold from.
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore, StoreError
 
     try:
@@ -200,7 +201,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
         raise ReplayError(str(exc)) from exc
     counts = BatchCounts()
     try:
-        processor = LogProcessor(store, PartitionFold, source="replay")
+        processor = LogProcessor(store, signed_fold, source="replay")
         for (topic, partition), state in (starts or {}).items():
             processor.folds.load(topic, partition, [], state)
         with folding_collector() as settle:
@@ -254,7 +255,7 @@ def _check_keep(db, keep) -> Path | None:
 
 
 def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | None,
-             topic: str | None) -> tuple[list[str], Iterator[LogRead]]:
+             topic: str | None, login: KafkaLogin | None) -> tuple[list[str], Iterator[LogRead]]:
     """The topics a replay from `source` covers, and their log reads."""
     upto = snapshot.upto()
     if source == EVENTS:
@@ -267,7 +268,7 @@ def _history(con, snapshot: SnapshotInfo, source: str, bootstrap_servers: str | 
         if not bootstrap_servers:
             raise ReplayError("--source kafka needs --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS)")
         name = topic or _ledger_topic(snapshot.topics(), "Kafka")
-        return [name], kafka_history(bootstrap_servers, name, upto, first)
+        return [name], kafka_history(bootstrap_servers, name, upto, first, login=login)
     if not Path(source).is_dir():
         raise ReplayError(f"--source is 'events', 'kafka' or an archive directory; {source} is none of these")
     found = archive_topics(source, topic)

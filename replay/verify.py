@@ -9,6 +9,9 @@
 * accounted (SPEC §12.6): events read = events stored + duplicates skipped +
   events quarantined before the fold, from the tables themselves, and the
   batch counters agree with the rows.
+* stored: every stored event can still be read (the consumer's rebuilt state
+  and a replay leave out one that cannot: stored under rules that have since
+  become stricter, or damaged on disk).
 * bulk: each shop's total earned and owed per currency (and swap credits),
   recomputed from the stored events by set-based SQL (`replay.bulk`), equal
   the fold's; where they differ, the orders and clicks that differ are named.
@@ -26,7 +29,6 @@ Each problem names where it is: log, seq and entry id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +37,8 @@ from refledger.ledger.chain import GENESIS, canonical_values, chain_hash
 from refledger.ledger.entries import (
     CLICK, CREDIT_ACCOUNTS, EARNED_PAYABLE, EARNED_PENDING, OWED_PAYABLE, OWED_PENDING, PAID_OUT, RECEIVED,
 )
-from refledger.store.queries import checkpoints
+from refledger.schemas.codec import CodecError, decode_canonical, parse_json
+from refledger.store.queries import LATEST_BALANCES, checkpoints
 
 HASHED = ("entry_id", "txn_id", "seq", "event_id", "shop_id", "account", "counterparty_shop_id", "currency",
           "amount", "subject", "role", "agreement_id", "agreement_version", "model", "rate_bp",
@@ -109,6 +112,15 @@ def check_balanced(con) -> list[Problem]:
             what = "swap credits given ≠ received" if currency == CLICK else "Σ earned ≠ Σ owed"
             problems.append(Problem("balanced", f"currency {currency}",
                                     f"{what}: {sides['earned']} vs {sides['owed']}"))
+    # balances are read from the latest totals and the batches' moves since: they must be the entries' own sums
+    con.execute(LATEST_BALANCES)
+    for shop, currency, account, moved, posted in con.execute(
+            """WITH m AS (SELECT shop_id, currency, account, sum(amount) AS total FROM latest_balances GROUP BY ALL),
+                    e AS (SELECT shop_id, currency, account, sum(amount)::HUGEINT AS total FROM entries GROUP BY ALL)
+               SELECT shop_id, currency, account, m.total, e.total FROM m FULL JOIN e USING (shop_id, currency, account)
+               WHERE m.total IS DISTINCT FROM e.total ORDER BY ALL LIMIT 20""").fetchall():
+        problems.append(Problem("balanced", f"shop {shop} {currency} {account}",
+                                f"the balance totals and moves say {moved}, the entries sum to {posted}"))
     return problems
 
 
@@ -136,6 +148,22 @@ def check_accounted(con) -> list[Problem]:
     return problems
 
 
+def check_stored(con) -> list[Problem]:
+    """Every stored event reads with today's codec, as the rebuild and a replay read it."""
+    problems = []
+    cur = con.cursor()
+    cur.execute('SELECT topic, partition, "offset", event_id, avro FROM events ORDER BY topic, partition, "offset"')
+    while rows := cur.fetchmany(10_000):
+        for topic, partition, offset, event_id, avro in rows:
+            try:
+                decode_canonical(avro)
+            except CodecError as error:
+                problems.append(Problem("stored", f"{topic}:{partition} offset {offset} event {event_id}",
+                                        f"can no longer be read ({error.reason}: {error}); the consumer's "
+                                        "rebuilt state and a replay leave it out"))
+    return problems
+
+
 def check_bulk(con) -> list[Problem]:
     """The fold's totals against the independent SQL recomputation (a ledger without entries: nothing to check)."""
     from refledger.replay.bulk import compare
@@ -149,7 +177,7 @@ def check_bulk(con) -> list[Problem]:
 
 
 def check_snapshots(con) -> list[Problem]:
-    from refledger.ledger.fold import PartitionFold
+    from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
     from refledger.store.snapshots import SnapshotFileError, decode_snapshot
@@ -171,7 +199,7 @@ def check_snapshots(con) -> list[Problem]:
         if (topic, partition) in latest_checked:
             continue
         latest_checked.add((topic, partition))
-        fold = PartitionFold()
+        fold = signed_fold()
         try:
             restore_state(fold, decode_snapshot(bytes(state)))
         except (SnapshotError, SnapshotFileError) as exc:
@@ -223,13 +251,23 @@ def _extends(con, saved: list[dict], check: str) -> list[Problem]:
     return problems
 
 
+CHECKPOINT_FIELDS = {"topic": str, "partition": int, "entries": int, "head": str}
+
+
 def read_checkpoint_file(path: str | Path) -> list[dict]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    items = data["checkpoints"] if isinstance(data, dict) else data
-    for cp in items:
-        missing = {"topic", "partition", "entries", "head"} - set(cp)
-        if missing:
-            raise ValueError(f"{path}: a checkpoint lacks {', '.join(sorted(missing))}")
+    """The checkpoints of a file saved from `refledger checkpoints --format json` (or a bare list of
+    them); ValueError, naming what is wrong, for anything else."""
+    data = parse_json(Path(path).read_bytes())
+    items = data.get("checkpoints") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ValueError("expected the output of `refledger checkpoints --format json`")
+    for n, cp in enumerate(items, start=1):
+        if not isinstance(cp, dict):
+            raise ValueError(f"checkpoint {n} is not an object")
+        for name, kind in CHECKPOINT_FIELDS.items():
+            value = cp.get(name)
+            if type(value) is not kind or (kind is int and value < 0):
+                raise ValueError(f"checkpoint {n} has no {name} (a {'whole number' if kind is int else 'string'})")
     return items
 
 
@@ -237,10 +275,15 @@ def verify(con, *, saved_checkpoints: list[dict] | None = None) -> dict:
     """Every check; returns {"ok", "problems", "logs", "checks"}."""
     chain_problems, heads = check_chains(con)
     problems = chain_problems + check_balanced(con) + check_accounted(con)
-    problems += check_bulk(con)
+    unreadable = check_stored(con)
+    problems += unreadable
+    if unreadable:  # the recomputation reads every stored event
+        problems.append(Problem("bulk", "all logs", f"not run: {len(unreadable)} stored event(s) cannot be read"))
+    else:
+        problems += check_bulk(con)
     problems += check_recorded_checkpoints(con)
     problems += check_snapshots(con)
-    checks = ["chain", "balanced", "accounted", "bulk", "checkpoint", "snapshot"]
+    checks = ["chain", "balanced", "accounted", "stored", "bulk", "checkpoint", "snapshot"]
     if saved_checkpoints is not None:
         problems += since_checkpoint(con, saved_checkpoints)
         checks.append("since-checkpoint")

@@ -57,4 +57,5 @@ def _verdict(decision: dict, locale: str) -> str:
     terms = decision["model"] + (f", {rate} bp" if rate is not None else "")
     return say("attributed", locale, click=decision["winning_click_event_id"], referrer=decision["referrer_shop_id"],
                agreement=decision["agreement_id"], version=decision["agreement_version"], terms=terms,
-               commission=format_money(decision["commission"], decision["currency"], locale))
+               commission=("—" if decision["commission"] is None
+                           else format_money(decision["commission"], decision["currency"], locale)))

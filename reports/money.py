@@ -12,7 +12,7 @@ float); Babel does the locale's part.
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
@@ -55,16 +55,22 @@ def _pattern(locale: str, digits: int):
     return pattern
 
 
+def _exact(amount_minor: int) -> Context:
+    """A decimal context that holds every digit of the amount (Decimal's default keeps 28)."""
+    return Context(prec=max(28, len(str(abs(amount_minor))) + 1))
+
+
 def as_decimal(amount_minor: int, currency: str) -> Decimal:
     """The amount in the currency's unit, exactly: 123456 fen is Decimal('1234.56')."""
-    return Decimal(amount_minor).scaleb(-exponent(currency))
+    return Decimal(amount_minor).scaleb(-exponent(currency), _exact(amount_minor))
 
 
 def format_money(amount_minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
-    """``123456, "CNY"`` → ``¥1,234.56`` (zh_CN)."""
+    """``123456, "CNY"`` → ``¥1,234.56`` (zh_CN), every digit kept however large the sum."""
     digits = exponent(currency)
-    return _pattern(locale, digits).apply(as_decimal(amount_minor, currency), _locale(locale), currency=currency,
-                                          currency_digits=False)
+    with localcontext(_exact(amount_minor)):
+        return _pattern(locale, digits).apply(as_decimal(amount_minor, currency), _locale(locale),
+                                              currency=currency, currency_digits=False)
 
 
 def format_count(count: int, locale: str = DEFAULT_LOCALE) -> str:

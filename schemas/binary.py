@@ -63,5 +63,11 @@ def read_bytes(b: bytes, i: int) -> tuple[bytes, int]:
 
 def read_string(b: bytes, i: int) -> tuple[str, int]:
     """An Avro string: bytes that are UTF-8."""
+    x = b[i]
+    if x < 0x80 and not x & 1:  # a one-byte, non-negative length (read_bytes inline: ids are short)
+        end = i + 1 + (x >> 1)
+        if end > len(b):
+            raise ValueError("length runs past the message")
+        return b[i + 1:end].decode("utf-8"), end
     raw, i = read_bytes(b, i)
     return raw.decode("utf-8"), i

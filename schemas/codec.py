@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from hashlib import blake2b
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import fastavro
 
-from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter
+from refledger.schemas.conform import ConverterOptions, TimeForm, compile_converter, compile_int_check
 from refledger.schemas.errors import CodecError, SchemaInvalid, Undecodable, invalid
 from refledger.schemas.jsonform import record_to_json_object
 from refledger.schemas.shape import check_shape, datum_to_record
@@ -59,6 +60,8 @@ __all__ = [
     "encode",
     "format_time",
     "iter_container",
+    "MAX_JSON_DEPTH",
+    "parse_json",
     "parse_time",
     "read_container",
     "record_from_json",
@@ -101,6 +104,7 @@ _DOCUMENTED_CURRENT = fastavro.parse_schema(CURRENT_VERSION.schema())
 _FROM_JSON = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.TEXT))
 _FROM_RECORD = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS))
 _CANONICAL = compile_converter(CURRENT_VERSION.schema(), ConverterOptions(times=TimeForm.MILLIS, sort_maps=True))
+_INT_BEYOND_32_BITS = compile_int_check(CURRENT_VERSION.schema())  # fastavro reads an int as any varint
 
 
 def current_schema() -> dict:
@@ -152,6 +156,9 @@ def _read_datum(data: bytes) -> dict:
         raise Undecodable(f"unreadable Avro body: {type(error).__name__}: {error}") from None
     if stream.tell() != len(data):
         raise Undecodable(f"{len(data) - stream.tell()} trailing bytes after the Avro body")
+    int_beyond = _INT_BEYOND_32_BITS(datum)
+    if int_beyond:
+        raise Undecodable(f"unreadable Avro body: {int_beyond}")
     return datum
 
 
@@ -253,7 +260,35 @@ def format_time(millis: int) -> str:
     return format_utc_millis(millis)
 
 
-def _parse_json(line: str | bytes | bytearray) -> object:
+# An event nests four levels deep (an order's lines); JSON nested deeper than this is not an event
+# whoever reads it. Checked before parsing, so the answer never depends on how deep the reader's own
+# call stack is (the parser's recursion limit does).
+MAX_JSON_DEPTH = 64
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_JSON_TOKENS_IN_BYTES = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _nested_too_deep(text: str | bytes | bytearray) -> bool:
+    """Whether JSON text opens more than MAX_JSON_DEPTH arrays and objects inside each other
+    (brackets inside strings do not count)."""
+    text_is_str = isinstance(text, str)
+    openers = "[{" if text_is_str else b"[{"
+    if text.count(openers[0:1]) + text.count(openers[1:2]) <= MAX_JSON_DEPTH:
+        return False  # nearly every line: too few brackets to look closer
+    depth = 0
+    for token in (_JSON_TOKENS if text_is_str else _JSON_TOKENS_IN_BYTES).findall(text):
+        if len(token) == 1:  # a bracket; a string token has its two quotes at least
+            depth += 1 if token in openers else -1
+            if depth > MAX_JSON_DEPTH:
+                return True
+    return False
+
+
+def parse_json(line: str | bytes | bytearray) -> object:
+    """The JSON value of one line of text; :class:`Undecodable` when it is not JSON, or nests
+    arrays and objects deeper than ``MAX_JSON_DEPTH``."""
+    if _nested_too_deep(line):
+        raise Undecodable(f"not an event: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(line)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and bad UTF-8 are ValueErrors
@@ -267,7 +302,7 @@ def record_from_json(obj_or_line: Mapping | str | bytes | bytearray) -> dict:
     :class:`SchemaInvalid` naming the field. Times must be UTC text with at most
     millisecond precision (see :mod:`schemas.timestamps`).
     """
-    obj = _parse_json(obj_or_line) if isinstance(obj_or_line, (str, bytes, bytearray)) else obj_or_line
+    obj = parse_json(obj_or_line) if isinstance(obj_or_line, (str, bytes, bytearray)) else obj_or_line
     return datum_to_record(_checked_datum(obj, _FROM_JSON))
 
 
@@ -289,18 +324,22 @@ _ONE_MS = timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class ContainerEvent:
-    """One event read from a container file.
+    """One event read from a container file, or the file's unreadable rest.
 
     ``index`` counts events from 0 in file order. ``message`` is the event as a
     single-object message under the current schema (the bytes to keep when it
-    is quarantined; empty when the file could not be read at that point).
-    Exactly one of ``record`` and ``error`` is set.
+    is quarantined). Exactly one of ``record`` and ``error`` is set. When the
+    file cannot be read from some point on (a damaged header or block, a cut),
+    the last item has ``rest``: the bytes from byte ``offset`` of the file to
+    its end, with an :class:`Undecodable` ``error`` and no ``message``.
     """
 
     index: int
     message: bytes
     record: dict | None
     error: CodecError | None
+    offset: int | None = None
+    rest: bytes = b""
 
 
 def _times_to_millis(value: object) -> object:
@@ -319,6 +358,9 @@ def _container_event(index: int, datum: dict) -> ContainerEvent:
     stream = BytesIO()
     stream.write(_CURRENT_HEADER)
     message = _write_body(stream, datum)
+    int_beyond = _INT_BEYOND_32_BITS(datum)
+    if int_beyond:
+        return ContainerEvent(index, message, None, Undecodable(f"unreadable Avro event: {int_beyond}"))
     try:
         check_shape(datum)
     except SchemaInvalid as error:
@@ -326,20 +368,48 @@ def _container_event(index: int, datum: dict) -> ContainerEvent:
     return ContainerEvent(index, message, datum_to_record(datum), None)
 
 
+CONTAINER_MAGIC = b"Obj\x01"
+
+
+def _block_data(block) -> list[dict]:
+    """Every datum of a container block, read before any is given out; the block must hold
+    exactly as many events as it says (a damaged count would otherwise drop events silently)."""
+    data = list(block)
+    if block.bytes_.tell() != len(block.bytes_.getbuffer()):
+        raise ValueError(f"the block says it holds {block.num_records} events and has bytes beyond them")
+    return data
+
+
 def iter_container(path: str | os.PathLike) -> Iterator[ContainerEvent]:
     """Every event of an Avro container file written with any known schema version, errors included.
 
-    A file or block that cannot be read yields one :class:`Undecodable` event and ends the iteration.
+    Blocks are read whole: a damaged header or block (or a cut) ends the iteration with one item
+    holding the unreadable rest of the file from the start of that block, with its byte offset (the
+    whole file, from byte 0, when no event could be read), so nothing read is lost and nothing
+    damaged is taken for an event.
     """
     index = 0
     with open(path, "rb") as stream:
+        offset = 0  # where the part not read yet starts: after the header, then after each whole block
         try:
-            for datum in fastavro.reader(stream, reader_schema=_DOCUMENTED_CURRENT):
-                yield _container_event(index, datum)
-                index += 1
+            if stream.read(len(CONTAINER_MAGIC)) != CONTAINER_MAGIC:  # fastavro does not look
+                raise ValueError("not an Avro container file: it does not start with Obj\\x01")
+            stream.seek(0)
+            blocks = fastavro.block_reader(stream, reader_schema=_DOCUMENTED_CURRENT)
+            offset = stream.tell()
+            for block in blocks:
+                events = [_container_event(index + n, datum) for n, datum in enumerate(_block_data(block))]
+                yield from events
+                index += len(events)
+                offset = block.offset + block.size
         except Exception as error:  # a broken header or block: nothing after it can be trusted
-            problem = f"unreadable Avro container at event {index}: {type(error).__name__}: {error}"
-            yield ContainerEvent(index, b"", None, Undecodable(problem))
+            if not index:
+                offset = 0  # nothing read (a header that does not resolve fails only at the first event)
+            stream.seek(offset)
+            rest = stream.read()
+            problem = (f"unreadable Avro container from byte {offset} ({len(rest)} bytes to the end of the file, "
+                       f"after {index} events): {type(error).__name__}: {error}")
+            yield ContainerEvent(index, b"", None, Undecodable(problem), offset, rest)
 
 
 def read_container(path: str | os.PathLike) -> Iterator[dict]:

@@ -259,3 +259,68 @@ def _record(node: Mapping, namespace: str, named: dict[str, Converter], options:
     for field in node["fields"]:
         fields.append((field["name"], _compile(field["type"], inner, named, options), _field_default(field)))
     return convert
+
+
+def compile_int_check(schema: object) -> Callable[[object], str | None]:
+    """A function giving the path and value of the first Avro ``int`` of a datum outside 32 bits,
+    or None when all fit. fastavro reads an ``int`` as any varint; the specification allows 32
+    bits, and so do the bounds-checked primitives of `schemas.binary` and the converters here."""
+    paths: list[tuple[str, ...]] = []
+    named: dict[str, object] = {}
+
+    def walk(node: object, path: tuple[str, ...], namespace: str, depth: int) -> None:
+        if depth > 32:
+            return
+        if isinstance(node, str):
+            if node == "int":
+                paths.append(path)
+            elif node not in _PRIMITIVES:
+                walk(named.get(fullname(node, namespace), "null"), path, namespace, depth + 1)
+            return
+        if isinstance(node, list):
+            for branch in node:
+                walk(branch, path, namespace, depth + 1)
+            return
+        kind = node["type"]
+        if not isinstance(kind, str) or kind == "int":
+            walk(kind, path, namespace, depth + 1)
+        elif kind == "record":
+            name = fullname(node["name"], node.get("namespace", namespace))
+            named[name] = node
+            for field in node["fields"]:
+                walk(field["type"], path + (field["name"],), name.rpartition(".")[0], depth + 1)
+        elif kind == "array":
+            walk(node["items"], path + ("[]",), namespace, depth + 1)
+        elif kind == "map":
+            walk(node["values"], path + ("{}",), namespace, depth + 1)
+
+    walk(schema, (), "", 0)
+    low, high = INT_RANGE
+
+    by_field: dict[str, list[tuple[str, ...]]] = {}  # most events have nothing under most fields
+    for path in paths:
+        by_field.setdefault(path[0], []).append(path)
+
+    def first_out_of_range(datum: object) -> str | None:
+        if type(datum) is not dict:
+            return None
+        for field, field_paths in by_field.items():
+            if datum.get(field) is None:
+                continue
+            for path in field_paths:
+                values = [datum]
+                for step in path:
+                    if step == "[]":
+                        values = [item for value in values if type(value) is list for item in value]
+                    elif step == "{}":
+                        values = [item for value in values if type(value) is dict for item in value.values()]
+                    else:
+                        values = [value[step] for value in values
+                                  if type(value) is dict and value.get(step) is not None]
+                for value in values:
+                    if type(value) is int and not low <= value <= high:
+                        where = ".".join(path).replace(".[]", "[]").replace(".{}", "{}")
+                        return f"{where}: an Avro int beyond 32 bits: {value}"
+        return None
+
+    return first_out_of_range

@@ -2,7 +2,10 @@
 
 `read_messages` turns a file into `Message`s for the batch processor without
 decoding them, so a bad line becomes a quarantine row with its file and
-line, not an exception. A file that cannot be opened or read raises
+line (`alliance.jsonl:12`; an Avro event by its number, `alliance.avro#12`),
+not an exception. A container file damaged from some byte on ends with one
+`DAMAGED` message holding the rest of the file, quarantined `undecodable` at
+`alliance.avro@BYTE`. A file that cannot be opened or read raises
 `EventFileError` naming it.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from refledger.schemas.messages import AVRO, JSON, Message
+from refledger.schemas.messages import AVRO, DAMAGED, JSON, Message, decode_message
 from refledger.schemas import codec
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -47,10 +50,12 @@ def read_messages(path: str | Path, topic: str, partition: int, first_offset: in
                     offset += 1
         else:
             for event in codec.iter_container(path):
-                if not event.message:
-                    raise EventFileError(f"{path}: {event.error}")
-                yield Message(topic, partition, offset, event.message, AVRO, None,
-                              f"{path.name}#{event.index + 1}")
+                if event.offset is None:
+                    yield Message(topic, partition, offset, event.message, AVRO, None,
+                                  f"{path.name}#{event.index + 1}")
+                else:  # the unreadable rest of the file, from that byte on: one undecodable message
+                    yield Message(topic, partition, offset, event.rest, DAMAGED, None,
+                                  f"{path.name}@{event.offset}", str(event.error))
                 offset += 1
     except OSError as exc:
         raise EventFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
@@ -60,10 +65,7 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict | None, str | Non
     """(position, record or None, error) per event, for publishing files."""
     for msg in read_messages(path, "file", 0, 0):
         try:
-            if msg.kind == JSON:
-                yield msg.position, codec.record_from_json(msg.value), None
-            else:
-                yield msg.position, codec.decode(msg.value), None
+            yield msg.position, decode_message(msg), None
         except codec.CodecError as exc:
             yield msg.position, None, f"{exc.reason}: {exc}"
 

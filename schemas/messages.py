@@ -11,9 +11,13 @@ from typing import NamedTuple
 from refledger.schemas import codec
 
 DEFAULT_TOPIC = "shop-events"  # the alliance's event topic on Kafka
+DEFAULT_GROUP = "refledger"  # the ledger's consumer group
 
 AVRO = "avro"      # value holds Avro single-object bytes
 JSON = "json"      # value holds one JSON Lines line (bytes)
+DAMAGED = "damaged"  # value holds the unreadable rest of a file (``problem`` says why): undecodable
+PERSONAL = "personal_data"  # value holds an event the ledger quarantined for personal data, redacted (SPEC §4b):
+                            # a replay from stored events quarantines it again as it is
 
 
 class Message(NamedTuple):
@@ -27,6 +31,7 @@ class Message(NamedTuple):
     kind: str = AVRO
     timestamp: int | None = None
     position: str = ""
+    problem: str = ""        # why a DAMAGED value cannot be read
 
     def where(self) -> str:
         return self.position or f"{self.topic}:{self.partition}:{self.offset}"
@@ -41,6 +46,8 @@ def decode_message(msg: Message) -> dict:
         return codec.decode(msg.value)
     if msg.kind == JSON:
         return codec.record_from_json(msg.value)
+    if msg.kind == DAMAGED:
+        raise codec.Undecodable(msg.problem)
     raise ValueError(f"unknown message kind {msg.kind!r}")
 
 

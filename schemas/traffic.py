@@ -13,8 +13,9 @@ consumer takes as it is), or None whenever the message is anything else or
 anything is unusual (another fingerprint or type, a shape rule broken, bad
 UTF-8, trailing bytes): the caller then takes the general path, which decodes
 or rejects it with the right reason. ``read_purchase(data)`` does the same
-for orders and refunds. Property tests hold the readers to the codec's
-answers.
+for orders and refunds. Tests hold the readers to the codec's answers on
+every single-bit flip and every truncation of a message of every type
+(`tests/test_readers_agree.py`), and on random events.
 """
 
 from __future__ import annotations

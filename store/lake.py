@@ -70,8 +70,8 @@ import duckdb
 import pyarrow as pa
 
 from refledger.store.ledger_file import (
-    FOLDED_EVENTS_VIEW, LEDGER_DDL, LEDGER_FORMAT, SCHEMA_DDL, BatchWrite, StoreError, insert_batch,
-    stored_events, stored_logs, stored_positions, stored_snapshots,
+    FOLDED_EVENTS_VIEW, LEDGER_DDL, LEDGER_FORMAT, REDACTION_KEY_VARIABLE, SCHEMA_DDL, BatchWrite, StoreError,
+    insert_batch, redaction_key_at, stored_events, stored_logs, stored_positions, stored_snapshots,
 )
 
 log = logging.getLogger("refledger.store.lake")
@@ -263,6 +263,23 @@ class LakeStore:
     def close(self) -> None:
         self.con.close()
 
+    def redaction_key(self) -> bytes:
+        """The secret personal data is redacted under (SPEC §4b), the same for every writer:
+        $REFLEDGER_REDACTION_KEY, else a key created once in the shared data path (a file of its own,
+        never in the ledger's tables). A data path on an object store needs the variable."""
+        data_path = self.lake.data_path or self._stored_data_path()
+        if os.environ.get(REDACTION_KEY_VARIABLE) or data_path is None or "://" in data_path:
+            if not os.environ.get(REDACTION_KEY_VARIABLE):
+                raise StoreError(f"{self.path}: set ${REDACTION_KEY_VARIABLE} (the key personal data is redacted "
+                                 "under) for a lake whose data path is not a directory")
+            return os.environ[REDACTION_KEY_VARIABLE].encode("utf-8")
+        return redaction_key_at(Path(data_path) / "redaction-key")
+
+    def _stored_data_path(self) -> str | None:
+        rows = self.cursor().execute(
+            f"SELECT value FROM {ALIAS}.options() WHERE option_name = 'data_path'").fetchall()
+        return rows[0][0] if rows and rows[0][0] else None
+
     def cursor(self):
         cur = self.con.cursor()
         cur.execute(f"USE {ALIAS}")
@@ -276,8 +293,8 @@ class LakeStore:
     def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
         return stored_snapshots(self.cursor(), topic, partition)
 
-    def partition_events(self, topic: str, partition: int, after: int = -1):
-        return stored_events(self.cursor(), topic, partition, after)
+    def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+        return stored_events(self.cursor(), topic, partition, after, types)
 
     def logs(self) -> list[tuple[str, int]]:
         return stored_logs(self.cursor())
@@ -331,7 +348,9 @@ class LakeStore:
                              "owner": [self.owner] * len(logs),
                              "batch_id": pa.array([batch_id] * len(logs), pa.int64())})
             cur.execute("INSERT INTO owners SELECT * FROM mine")
-            insert_batch(cur, batch, batch_id)
+            # no balance_totals: batch ids of several writers do not grow in commit order, which the
+            # rollup's "moves after the latest totals" needs; balances sum every batch's moves instead
+            insert_batch(cur, batch, batch_id, rollup=False)
             return batch_id
 
         with self._write_lock:

@@ -21,6 +21,9 @@ checkpoints each log's chain head right after each settlement and close, and at 
 snapshots   each log's fold state after an event (at every close and every N events),
             to restart from (refledger.store.snapshots)
 fold_state  how much each log's fold remembered after each batch, per kind
+order_events  the orders and refunds among the stored events, indexed by order id, for `explain`
+balance_totals  every BALANCE_ROLLUP batches, the balance moves summed up to that batch (balances add
+            only the moves after the latest totals)
 alliance_events  the alliance events among the stored ones (each is copied to every partition): stats
             counts an event once however many logs hold it, without reading every event
 balance_moves  each batch's entries summed per (shop, currency, account): balances read these,
@@ -33,6 +36,8 @@ ledger_format  the layout version of this file (one row)
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,6 +103,13 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
+# Point lookups an auditor makes (`explain` an order) must not read every row of a long history.
+INDEX_DDL = """
+CREATE INDEX IF NOT EXISTS order_events_by_order ON order_events (order_id);
+CREATE INDEX IF NOT EXISTS decisions_by_order ON decisions (order_id);
+CREATE INDEX IF NOT EXISTS entries_by_subject ON entries (subject);
+"""
+
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS entries (
     topic VARCHAR NOT NULL,
@@ -144,6 +156,22 @@ CREATE TABLE IF NOT EXISTS snapshots (
     head VARCHAR NOT NULL,
     digest VARCHAR NOT NULL,
     state BLOB NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS order_events (
+    order_id VARCHAR NOT NULL,
+    merchant_shop_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    topic VARCHAR NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS balance_totals (
+    shop_id VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    account VARCHAR NOT NULL,
+    amount HUGEINT NOT NULL,
     batch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS alliance_events (
@@ -194,8 +222,10 @@ ANTI JOIN (SELECT topic, partition, event_id, "offset" AS given_up_at FROM quara
 # (Anti-joins, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and
 # streams the events past them, ten times faster on a million events.)
 
+REDACTION_KEY_VARIABLE = "REFLEDGER_REDACTION_KEY"
 CHECKPOINT_THRESHOLD = "1GB"  # write-ahead log size at which DuckDB checkpoints by itself
-LEDGER_FORMAT = 3  # the tables' layout; a file written with another layout is refused, not misread
+LEDGER_FORMAT = 4
+BALANCE_ROLLUP = 500  # batches between two balance_totals  # the tables' layout; a file written with another layout is refused, not misread
 
 
 class StoreError(Exception):
@@ -271,7 +301,7 @@ class LedgerStore:
                 # other cores are busy reading and folding.
                 self.con.execute("SET threads = 1")
                 self._check_format()
-                self.con.execute(SCHEMA_DDL + LEDGER_DDL + FOLDED_EVENTS_VIEW + extra_ddl)
+                self.con.execute(SCHEMA_DDL + LEDGER_DDL + INDEX_DDL + FOLDED_EVENTS_VIEW + extra_ddl)
                 if not self.con.execute("SELECT count(*) FROM ledger_format").fetchone()[0]:
                     self.con.execute("INSERT INTO ledger_format VALUES (?)", [LEDGER_FORMAT])
             else:
@@ -300,6 +330,11 @@ class LedgerStore:
     def close(self) -> None:
         self.con.close()
 
+    def redaction_key(self) -> bytes:
+        """The secret personal data is redacted under (SPEC §4b): $REFLEDGER_REDACTION_KEY, else a key
+        created once beside the ledger file (mode 0600), never inside it."""
+        return redaction_key_at(self.path.with_name(self.path.name + ".redaction-key"))
+
     def cursor(self):
         return self.con.cursor()
 
@@ -314,9 +349,10 @@ class LedgerStore:
         """A log's snapshots, latest first: (offset, digest, digest recorded in its checkpoint, state)."""
         return stored_snapshots(self.cursor(), topic, partition)
 
-    def partition_events(self, topic: str, partition: int, after: int = -1):
-        """The stored log of one partition, in order: (offset, avro bytes), after the given offset."""
-        return stored_events(self.cursor(), topic, partition, after)
+    def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+        """The stored log of one partition, in order: (offset, event id, avro bytes), after the given
+        offset; only the events of these ``types``, if given."""
+        return stored_events(self.cursor(), topic, partition, after, types)
 
     def logs(self) -> list[tuple[str, int]]:
         return stored_logs(self.cursor())
@@ -333,7 +369,7 @@ class LedgerStore:
             try:
                 cur.execute("BEGIN TRANSACTION")
                 batch_id = self._allocate_batch_id(cur)
-                insert_batch(cur, batch, batch_id)
+                insert_batch(cur, batch, batch_id, rollup=True)
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 try:
@@ -371,13 +407,15 @@ class LedgerStore:
 # -- what every ledger store shares: the rows of a batch, and what a writer reads to resume ---------
 
 
-def insert_batch(cur, batch: BatchWrite, batch_id: int) -> None:
-    """Every row of a batch, inserted inside the caller's transaction."""
+def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool) -> None:
+    """Every row of a batch, inserted inside the caller's transaction. ``rollup``: sum the balance
+    moves into `balance_totals` every BALANCE_ROLLUP batches (a store whose batch ids grow in commit
+    order: one writer)."""
     if batch.events_stored:
         events = batch.events_table
         events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
         _append(cur, "events", events, batch_id)
-        _note_alliance_events(cur, events, batch_id)
+        _note_kinds(cur, events, batch_id)
     if batch.quarantined:
         _append(cur, "quarantine", arrow_columns(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
     for table, rows in batch.extra_tables.items():
@@ -385,7 +423,7 @@ def insert_batch(cur, batch: BatchWrite, batch_id: int) -> None:
             _append(cur, table, rows, batch_id)
     entries = batch.extra_tables.get("entries")
     if entries is not None and entries.num_rows:
-        _sum_moves(cur, entries, batch_id)
+        _sum_moves(cur, entries, batch_id, rollup)
     if batch.positions:
         pos = pa.table({
             "topic": pa.array([k[0] for k in batch.positions], pa.string()),
@@ -416,11 +454,12 @@ def stored_snapshots(cur, topic: str, partition: int) -> list[tuple[int, str, st
            WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
 
 
-def stored_events(cur, topic: str, partition: int, after: int = -1):
+def stored_events(cur, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+    of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
     cur.execute(
-        """SELECT "offset", avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ?
+        f"""SELECT "offset", event_id, avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ? {of_types}
            ORDER BY "offset" """,
-        [topic, partition, after],
+        [topic, partition, after, *(types or ())],
     )
     while True:
         rows = cur.fetchmany(10_000)
@@ -434,16 +473,48 @@ def stored_logs(cur) -> list[tuple[str, int]]:
     return [(t, p) for t, p in rows]
 
 
-def _note_alliance_events(cur, events: pa.Table, batch_id: int) -> None:
+def redaction_key_at(path: Path) -> bytes:
+    """$REFLEDGER_REDACTION_KEY, else the key in ``path`` (outside the ledger's tables), created there
+    once (mode 0600) when missing."""
+    configured = os.environ.get(REDACTION_KEY_VARIABLE)
+    if configured:
+        return configured.encode("utf-8")
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it a moment ago
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+def _note_kinds(cur, events: pa.Table, batch_id: int) -> None:
+    """The orders and refunds, and the alliance events, of a batch, in their own small tables."""
     incoming = events  # noqa: F841 (DuckDB finds the Arrow table by this name)
     cur.execute(f"""INSERT INTO alliance_events SELECT event_id, type, topic, partition, "offset", {batch_id}
                     FROM incoming WHERE type NOT IN ('view', 'click', 'order', 'refund')""")
+    cur.execute(f"""INSERT INTO order_events SELECT order_id, merchant_shop_id, type, topic, partition, "offset",
+                    {batch_id} FROM incoming WHERE type IN ('order', 'refund')""")
 
 
-def _sum_moves(cur, entries: pa.Table, batch_id: int) -> None:
+def _sum_moves(cur, entries: pa.Table, batch_id: int, rollup: bool) -> None:
     incoming = entries  # noqa: F841 (DuckDB finds the Arrow table by this name)
     cur.execute(f"""INSERT INTO balance_moves SELECT shop_id, currency, account, sum(amount)::HUGEINT, {batch_id}
                     FROM incoming GROUP BY ALL""")
+    if rollup and batch_id % BALANCE_ROLLUP == 0:  # the latest totals plus the moves since: a few thousand rows
+        cur.execute(f"""INSERT INTO balance_totals
+                        SELECT shop_id, currency, account, sum(amount), {batch_id} FROM (
+                            SELECT * FROM balance_totals
+                            WHERE batch_id = (SELECT coalesce(max(batch_id), -1) FROM balance_totals)
+                            UNION ALL
+                            SELECT * FROM balance_moves
+                            WHERE batch_id > (SELECT coalesce(max(batch_id), -1) FROM balance_totals))
+                        GROUP BY shop_id, currency, account""")
 
 
 def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:

@@ -70,22 +70,33 @@ def data_files(cur) -> int:
     return lake_data_files(cur) if lake else 1
 
 
+# The latest balance totals and the moves of every batch after them (store/ledger_file.py).
+LATEST_BALANCES = """
+CREATE OR REPLACE TEMP VIEW latest_balances AS
+WITH last AS (SELECT coalesce(max(batch_id), -1) AS batch_id FROM balance_totals)
+SELECT shop_id, currency, account, amount FROM balance_totals WHERE batch_id = (SELECT batch_id FROM last)
+UNION ALL
+SELECT shop_id, currency, account, amount FROM balance_moves WHERE batch_id > (SELECT batch_id FROM last)
+"""
+
+
 def balances(cur) -> list[dict]:
-    """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows. Summed from each
-    batch's moves (`balance_moves`: a few rows per batch), exactly: the sums are HUGEINT."""
+    """SPEC §11 balances: one object per (shop, currency), swap credits as CLICK rows. Summed from the
+    latest balance totals and the batches' moves since (a few rows per batch), exactly: HUGEINT sums."""
     money_cols = ", ".join(
         f"{'-' if acc in NEGATED else ''}coalesce(sum(amount) FILTER (WHERE account = '{acc}'), 0)"
         for acc in MONEY_ACCOUNTS
     )
+    cur.execute(LATEST_BALANCES)
     money = cur.execute(
-        f"""SELECT shop_id, currency, {money_cols} FROM balance_moves
+        f"""SELECT shop_id, currency, {money_cols} FROM latest_balances
             WHERE currency <> 'CLICK' GROUP BY shop_id, currency ORDER BY shop_id, currency"""
     ).fetchall()
     swaps = cur.execute(
         """SELECT shop_id,
                   coalesce(sum(amount) FILTER (WHERE account = 'swap_given'), 0),
                   -coalesce(sum(amount) FILTER (WHERE account = 'swap_received'), 0)
-           FROM balance_moves WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
+           FROM latest_balances WHERE currency = 'CLICK' GROUP BY shop_id ORDER BY shop_id"""
     ).fetchall()
     rows = [dict(zip(BALANCE_COLUMNS, (shop, cur_, *map(int, nums)))) for shop, cur_, *nums in money]
     rows += [{"shop_id": s, "currency": "CLICK", "swap_given": int(g), "swap_received": int(r)}
@@ -128,54 +139,73 @@ ENTRY_FIELDS = ("seq", "entry_id", "txn_id", "event_id", "shop_id", "account", "
 
 
 def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dict]:
-    """Everything the ledger knows about an order: event, decisions, entries, refunds."""
-    where = "type = 'order' AND order_id = ?"
-    params = [order_id]
-    if merchant_shop_id:
-        where += " AND merchant_shop_id = ?"
-        params.append(merchant_shop_id)
-    orders = cur.execute(
-        f"""SELECT DISTINCT merchant_shop_id, topic, partition FROM events WHERE {where}
-            ORDER BY merchant_shop_id""", params).fetchall()
+    """Everything the ledger knows about an order: event, decisions, entries, refunds. Every lookup
+    goes through an index (order_events, decisions, entries by subject) or a batch id, so it answers
+    at once however long the history."""
     from refledger.schemas import codec
 
+    found = _by_key(cur, "order_events", "order_id", order_id, "merchant_shop_id, topic, partition",
+                    'type, "offset", batch_id', '"offset"')
+    decisions_of = _by_key(cur, "decisions", "order_id", order_id, "merchant_shop_id, topic, partition",
+                           "decision", "batch_id, rowid")
+    entries_of: dict[str, dict[tuple, list]] = {}
     result = []
-    for merchant, topic, partition in orders:
-        order_rows = cur.execute(
-            """SELECT event_id, avro, "offset" FROM events WHERE type = 'order' AND order_id = ?
-               AND merchant_shop_id = ? AND topic = ? AND partition = ? ORDER BY "offset" """,
-            [order_id, merchant, topic, partition]).fetchall()
-        decisions = [_readable_times(json.loads(d)) for (d,) in cur.execute(
-            """SELECT decision FROM decisions WHERE order_id = ? AND merchant_shop_id = ?
-               AND topic = ? AND partition = ? ORDER BY batch_id, rowid""",
-            [order_id, merchant, topic, partition]).fetchall()]
-        entries = cur.execute(
-            f"""SELECT {", ".join(ENTRY_FIELDS)} FROM entries WHERE subject = ? AND topic = ? AND partition = ?
-                ORDER BY seq""",
-            [f"order:{merchant}:{order_id}", topic, partition]).fetchall()
-        refunds = cur.execute(
-            """SELECT r.event_id, r.refund_id, r.amount_minor, r.currency, r.occurred_at,
-                      coalesce('quarantined: ' || q.reason, 'applied')
-               FROM events r LEFT JOIN quarantine q ON q.topic = r.topic AND q.partition = r.partition
-                    AND q.stage = 'fold' AND ((NOT q.late AND q."offset" = r."offset")
-                                              OR (q.late AND q.event_id = r.event_id AND q."offset" > r."offset"))
-               WHERE r.type = 'refund' AND r.order_id = ? AND r.merchant_shop_id = ? AND r.topic = ?
-                 AND r.partition = ?
-               ORDER BY r."offset" """, [order_id, merchant, topic, partition]).fetchall()
+    for (merchant, topic, partition), rows in sorted(found.items()):
+        if merchant_shop_id and merchant != merchant_shop_id:
+            continue
+        at = [(offset, batch_id) for kind, offset, batch_id in rows if kind == "order"]
+        if not at:
+            continue  # refunds only: no order in this log (they wait for it; see `parked`)
+        order_rows = [_event_at(cur, topic, partition, offset, batch_id, "avro")[0] for offset, batch_id in at]
+        decisions = [_readable_times(json.loads(d)) for (d,) in decisions_of.get((merchant, topic, partition), ())]
+        if merchant not in entries_of:
+            entries_of[merchant] = _by_key(cur, "entries", "subject", f"order:{merchant}:{order_id}",
+                                           "topic, partition", ", ".join(ENTRY_FIELDS), "seq")
+        entries = entries_of[merchant].get((topic, partition), ())
+        refunds = []
+        for kind, offset, batch_id in rows:
+            if kind != "refund":
+                continue
+            event_id, refund_id, amount, currency, occurred_at = _event_at(
+                cur, topic, partition, offset, batch_id, "event_id, refund_id, amount_minor, currency, occurred_at")
+            [(status,)] = cur.execute(
+                """SELECT coalesce(min('quarantined: ' || reason), 'applied') FROM quarantine
+                   WHERE topic = ? AND partition = ? AND stage = 'fold'
+                     AND ((NOT late AND "offset" = ?) OR (late AND event_id = ? AND "offset" > ?))""",
+                [topic, partition, offset, event_id, offset]).fetchall()
+            refunds.append({"event_id": event_id, "refund_id": refund_id, "amount_minor": amount, "currency": currency,
+                            "occurred_at": occurred_at.isoformat(timespec="milliseconds") + "Z", "status": status})
         result.append({
             "order_id": order_id,
             "merchant_shop_id": merchant,
             "log": f"{topic}:{partition}",
-            "order": [codec.record_to_json(codec.decode(avro)) for _eid, avro, _off in order_rows],
+            "order": [codec.record_to_json(codec.decode(avro)) for avro in order_rows],
             "winning_click": decisions[-1].get("winning_click_event_id") if decisions else None,
             "decision": decisions[-1] if decisions else None,
             "history": decisions,
             "entries": [dict(zip(ENTRY_FIELDS, row)) for row in entries],
-            "refunds": [{"event_id": e, "refund_id": r, "amount_minor": a, "currency": c,
-                         "occurred_at": t.isoformat(timespec="milliseconds") + "Z", "status": status}
-                        for e, r, a, c, t, status in refunds],
+            "refunds": refunds,
         })
     return result
+
+
+def _by_key(cur, table: str, key: str, value: str, group: str, columns: str, order: str) -> dict[tuple, list]:
+    """Rows of a table by its indexed key, grouped by the ``group`` columns and sorted by ``order`` within
+    each group. The key alone goes to DuckDB: with a second condition it scans the whole table rather
+    than the index (seconds on a ledger of ten million entries)."""
+    n_group, n_order = group.count(",") + 1, order.count(",") + 1
+    rows = sorted(cur.execute(f"SELECT {group}, {order}, {columns} FROM {table} WHERE {key} = ?", [value]).fetchall(),
+                  key=lambda row: row[:n_group + n_order])
+    grouped: dict[tuple, list] = {}
+    for row in rows:
+        grouped.setdefault(row[:n_group], []).append(row[n_group + n_order:])
+    return grouped
+
+
+def _event_at(cur, topic: str, partition: int, offset: int, batch_id: int, columns: str) -> tuple:
+    """Columns of the stored event at a position (the batch id lets DuckDB skip straight to it)."""
+    return cur.execute(f"""SELECT {columns} FROM events WHERE batch_id = ? AND topic = ? AND partition = ?
+                           AND "offset" = ?""", [batch_id, topic, partition, offset]).fetchone()
 
 
 TIME_KEYS = frozenset({"occurred_at", "order_occurred_at", "effective_from", "period_end"})

@@ -15,12 +15,27 @@ file, and through the socket it is named by ``__name__`` and looked up among
 the queries the server was given (the command line gives it all of them), so
 the server runs nothing else.
 
-The socket lives in the system temp directory under a name derived from the
-ledger's absolute path; the protocol is one JSON request line
+The socket is named after the ledger's absolute path and lives in the user's
+private directory, `<temp dir>/refledger-<uid>` (mode 0700, made on first
+use). Nobody else may stand at either end, or `balances` could be fed
+another user's numbers, or another user could read the ledger:
+
+- the directory must be a real directory (not a link), owned by the user
+  and closed to everyone else, or both the consumer and the reader refuse
+  to use it and say how to fix it (another user who made it first can only
+  stop reads through the socket, never answer them);
+- the socket itself is made readable and writable by its user only;
+- where the system tells who is at the other end of a Unix socket (Linux:
+  SO_PEERCRED), the consumer answers only processes of its own user, and a
+  reader believes only a consumer of its own user. Elsewhere the private
+  directory is the guard.
+
+The protocol is one JSON request line
 `{"query": name, "params": {...}}` and one JSON reply line
 `{"ok": true, "result": ...}` or `{"ok": false, "error": {"kind": ..., "message": ...}}`:
 kind `query` for a `QueryError` (the question cannot be answered: a bad
-period, an unknown shop), `unknown_query`, or `failed` for anything else.
+period, an unknown shop), `unknown_query`, `refused` (the asker runs as
+another user), or `failed` for anything else.
 """
 
 from __future__ import annotations
@@ -31,6 +46,8 @@ import logging
 import os
 import socket
 import socketserver
+import stat
+import struct
 import tempfile
 import threading
 import time
@@ -58,9 +75,50 @@ class _Unanswered(ReadError):
     """The socket did not answer; the consumer may be starting or stopping."""
 
 
+def socket_dir() -> Path:
+    """The user's private directory for read sockets, made (mode 0700) if missing; `ReadError` when
+    it is not a directory of the user's own that nobody else may enter."""
+    uid = os.getuid()
+    path = Path(tempfile.gettempdir()) / f"refledger-{uid}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ReadError(f"cannot make the directory for read sockets {path}: {exc}") from exc
+    info = os.lstat(path)
+    elsewhere = "or set TMPDIR to a directory of your own"
+    if not stat.S_ISDIR(info.st_mode):
+        raise ReadError(f"{path} should be your private directory for read sockets but is not a directory "
+                        f"(a link or a file); remove it {elsewhere}")
+    if info.st_uid != uid:
+        raise ReadError(f"{path}, the directory for your read sockets, belongs to uid {info.st_uid}, not to you "
+                        f"(uid {uid}): its owner could answer your reads; have it removed {elsewhere}")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ReadError(f"{path}, the directory for your read sockets, is open to other users "
+                        f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 700 {path} {elsewhere}")
+    return path
+
+
 def socket_path(db: str | Path) -> str:
     digest = hashlib.sha256(str(Path(db).resolve()).encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"refledger-{digest}.sock")
+    return str(socket_dir() / f"{digest}.sock")
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket, or None where the system
+    does not tell (Linux tells, by SO_PEERCRED)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    return uid
+
+
+def _stranger(sock: socket.socket) -> int | None:
+    """The uid at the other end of ``sock`` when it is another user's (None: this user, or unknown)."""
+    uid = peer_uid(sock)
+    return uid if uid is not None and uid != os.getuid() else None
 
 
 def _default(value):
@@ -79,6 +137,12 @@ class _Handler(socketserver.StreamRequestHandler):
     timeout = 30  # a client that connects and says nothing does not hold a thread forever
 
     def handle(self):
+        asker = _stranger(self.request)
+        if asker is not None:
+            log.warning("refused a read from uid %d on %s", asker, self.server.server_address)
+            self.wfile.write(json.dumps(_failure("refused", "this consumer answers its own user only")).encode()
+                             + b"\n")
+            return
         line = self.rfile.readline()
         try:
             request = json.loads(line)
@@ -115,6 +179,7 @@ class ReadServer:
         if os.path.exists(self.path):
             os.unlink(self.path)
         self.server = _Server(self.path, _Handler)
+        os.chmod(self.path, 0o600)
         self.server.connection = connection
         self.server.queries = named
         self.thread = threading.Thread(target=self.server.serve_forever, name="readside", daemon=True)
@@ -138,7 +203,11 @@ def _ask_socket(db: str | Path, name: str, params: dict):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(120)
             sock.connect(path)
-            sock.sendall(json.dumps({"query": name, "params": params}).encode() + b"\n")
+            _check_answerer(sock, path)
+            try:
+                sock.sendall(json.dumps({"query": name, "params": params}).encode() + b"\n")
+            except BrokenPipeError:
+                pass  # a consumer that refuses the asker answers before it reads: its reply is still there
             chunks = []
             while True:
                 chunk = sock.recv(1 << 16)
@@ -156,6 +225,14 @@ def _ask_socket(db: str | Path, name: str, params: dict):
             raise QueryError(error["message"])
         raise ReadError(f"ledger {db}: {error['message']}")
     return reply["result"]
+
+
+def _check_answerer(sock: socket.socket, path: str) -> None:
+    """Only a consumer run by this user may answer this user's reads."""
+    answerer = _stranger(sock)
+    if answerer is not None:
+        raise ReadError(f"the process answering on {path} runs as uid {answerer}, not as you (uid {os.getuid()}): "
+                        "it is not your consumer, and its answers are refused")
 
 
 def _read_directly(db: str | Path, func: Query, params: dict):

@@ -24,15 +24,16 @@ import pyarrow as pa
 from refledger.ledger.snapshot import KINDS
 
 MAGIC = b"RLSNAP"
-CONTAINER = 1
+CONTAINER = 2  # 2: payable amounts as 38-digit decimals (1 had 64-bit integers)
 
 _INTS = frozenset({
     "format", "closed_through", "journal_seq", "parked_seq", "occurred_at", "version", "effective_from",
     "rate_bp", "amount_minor", "attribution_window_days", "hold_days", "net", "t_commission",
     "t_agreement_version", "t_rate_bp", "t_hold_days", "total_minor", "refunded", "applied", "line",
-    "quantity", "unit_price_minor", "seq", "amount",
+    "quantity", "unit_price_minor", "seq", "dated_before",
 })
-_BOOLS = frozenset({"settled", "pending", "valid"})
+_SUMS = frozenset({"amount"})  # payable per pair: a sum over any number of events, past 2^63 (SPEC §2)
+_BOOLS = frozenset({"settled", "pending", "valid", "require_signatures"})
 _BYTES = frozenset({"content"})
 
 
@@ -43,6 +44,8 @@ class SnapshotFileError(ValueError):
 def _type(column: str) -> pa.DataType:
     if column in _INTS:
         return pa.int64()
+    if column in _SUMS:
+        return pa.decimal128(38, 0)  # whole numbers of up to 38 digits, like DuckDB's HUGEINT
     if column in _BOOLS:
         return pa.bool_()
     if column in _BYTES:
@@ -81,7 +84,9 @@ def decode_snapshot(blob: bytes) -> dict[str, list[tuple]]:
             table = pa.ipc.open_stream(blob[i + 4:i + 4 + n]).read_all()
             if table.schema != schema:
                 raise SnapshotFileError(f"the {kind} table of this snapshot has another layout")
-            rows[kind] = list(zip(*(column.to_pylist() for column in table.columns))) if table.num_rows else []
+            columns = [[None if v is None else int(v) for v in column.to_pylist()] if name in _SUMS
+                       else column.to_pylist() for name, column in zip(table.column_names, table.columns)]
+            rows[kind] = list(zip(*columns)) if table.num_rows else []
             i += 4 + n
     except (struct.error, pa.ArrowInvalid) as exc:
         raise SnapshotFileError(f"unreadable snapshot: {exc}") from exc

@@ -33,11 +33,16 @@ class LedgerStorage(Protocol):
     def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
         """A log's fold snapshots, latest first: (offset, digest, digest in its checkpoint, state)."""
 
-    def partition_events(self, topic: str, partition: int, after: int = -1) -> Iterator[tuple[int, bytes]]:
-        """A log's stored events after an offset, in order: (offset, canonical Avro)."""
+    def partition_events(self, topic: str, partition: int, after: int = -1,
+                         types: tuple[str, ...] | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """A log's stored events after an offset, in order: (offset, event id, canonical Avro); only
+        those of ``types``, if given."""
 
     def logs(self) -> list[tuple[str, int]]:
         """Every log with a stored position."""
+
+    def redaction_key(self) -> bytes:
+        """The secret personal data is redacted under (SPEC §4b), kept outside the ledger's tables."""
 
     def claim(self, logs: Iterable[tuple[str, int]]) -> object:
         """Take over writing these logs: once this returns, no other writer commits to them."""

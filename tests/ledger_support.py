@@ -177,7 +177,7 @@ class Alliance:
 class ExplodingFold(PartitionFold):
     """A fold with a bug: the child must report it, not hang or write half a batch."""
 
-    def apply(self, record, content=None):
+    def apply(self, record, content=None, signed=None):
         if record["type"] == "order":
             raise ZeroDivisionError("a bug in the fold")
-        return super().apply(record, content)
+        return super().apply(record, content, signed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -89,6 +90,35 @@ def test_a_restarted_broker_keeps_its_topics(tmp_path):
         assert partitions_for(again.bootstrap, "members") == 6
     finally:
         broker.stop(tmp_path)
+
+
+def _lingering_connections(port: int) -> int:
+    """Sockets whose local port is ``port``, in TIME_WAIT (Linux: /proc/net/tcp and tcp6, state 06)."""
+    rows = [row.split() for name in ("tcp", "tcp6")
+            for row in Path("/proc/net", name).read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "06")
+
+
+def test_start_right_after_stop_while_a_client_was_connected(tmp_path):
+    """The broker closes its clients' connections when it stops, and those linger in TIME_WAIT on its
+    port for a minute; the operator's `broker start` right away must not take them for a busy port."""
+    runner = CliRunner()
+    port = broker.free_port()
+    where = ["--port", str(port), "--dir", str(tmp_path / "broker")]
+    client = None
+    try:
+        assert runner.invoke(broker_cli, ["start", *where]).exit_code == 0
+        client = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+        client.list_topics()  # a connection the broker will close on stop
+        assert runner.invoke(broker_cli, ["stop", *where]).exit_code == 0
+        assert _lingering_connections(port) > 0, "the broker's side of the connection lingers"
+        again = runner.invoke(broker_cli, ["start", *where])
+        assert again.exit_code == 0, again.output
+        assert f"127.0.0.1:{port}" in again.output
+    finally:
+        if client is not None:
+            client.close()
+        runner.invoke(broker_cli, ["stop", *where])
 
 
 def test_a_busy_port_is_a_clear_error(tmp_path):

@@ -15,8 +15,7 @@ one chain: null fields, a negative amount, non-ASCII text, a `/` escaped in an
 id.
 
 Signature vectors (SPEC §4a: the JCS bytes an Ed25519 signature covers, a
-key pair, the signature) belong in this file beside these, with the signing
-work.
+key pair, the signatures) are in tests/test_signature_vectors.py.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ def shop_events(draw, a: Alliance, start_day: int, end_day: int, n: int):
     """Clicks, orders and refunds between two days of October-November (day 0 is October 1)."""
     events = []
     orders = []
+    placed_so_far = 0
     for _ in range(n):
         kind = draw(st.sampled_from(["click", "click", "order", "refund"]))
         t = draw(st.integers(start_day * DAY, end_day * DAY - 1))
@@ -48,7 +49,8 @@ def shop_events(draw, a: Alliance, start_day: int, end_day: int, n: int):
         if kind == "click":
             events.append(a.click(at(t), draw(st.sampled_from(SHOPS)), merchant, visitor))
         elif kind == "order":
-            order_id = f"o{len(orders)}-{start_day}"
+            order_id = f"o{placed_so_far}-{start_day}"  # each order its own id (a refunded one leaves `orders`)
+            placed_so_far += 1
             orders.append((merchant, order_id, t))
             events.append(a.order(at(t), merchant, visitor, order_id, [(draw(st.integers(1, 3)),
                                                                      draw(st.integers(100, 9000)), "misc")]))

@@ -111,7 +111,7 @@ def test_a_batch_is_read_back_as_it_was_written(ledger, alliance_file):
         assert store.positions() == {(INGEST_TOPIC, 0): read}
         events = list(store.partition_events(INGEST_TOPIC, 0))
         assert len(events) == stored
-        assert [o for o, _ in events] == sorted(o for o, _ in events)
+        assert [e[0] for e in events] == sorted(e[0] for e in events)
         later = list(store.partition_events(INGEST_TOPIC, 0, after=events[100][0]))
         assert later == events[101:]
     finally:
