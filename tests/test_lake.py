@@ -77,8 +77,8 @@ def test_a_batch_begun_before_another_writer_claimed_its_partition_is_not_commit
     checked, claimed = threading.Event(), threading.Event()
     real_insert = lake_module.insert_batch
 
-    def slow_insert(cur, batch, batch_id):
-        real_insert(cur, batch, batch_id)
+    def slow_insert(cur, batch, batch_id, **how):
+        real_insert(cur, batch, batch_id, **how)
         if threading.current_thread().name == "first-writer":
             checked.set()
             assert claimed.wait(60)
