@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS owners (
 EPOCH_ROW = ("", -1)              # (topic, partition) of the row that carries the latest epoch
 BATCHES_PER_EPOCH = 10**9         # batch id = epoch * BATCHES_PER_EPOCH + n
 ATTEMPTS = 60                     # tries of one transaction that conflicts with other writers
+COLLISION_WAIT_MS = 5             # before DuckLake commits again after another writer took the snapshot id
 RETRY_WAIT_S = 0.02
 # A writer's catalog transaction lasts from its first read to its commit, and holds row locks of the
 # catalog while it commits. A writer paused there (SIGSTOP, a VM frozen) would hold up every other
@@ -227,6 +228,14 @@ class LakeStore:
         self.path = str(lake)
         self.read_only = False
         self.con = connect(lake, read_only=False, idle_limit_s=WRITER_IDLE_LIMIT_S)
+        # as the DuckDB file's writer: a batch's inserts cost the least CPU on one thread, and the
+        # machine's other cores are busy reading and folding
+        self.con.execute("SET threads = 1")
+        # Two writers committing at once collide on the catalog's next snapshot id; DuckLake retries
+        # the loser (no data is rewritten) after 100 ms by default, long next to a 75 ms commit.
+        self.con.execute(f"SET ducklake_retry_wait_ms = {COLLISION_WAIT_MS}")
+        self.con.execute("SET ducklake_retry_backoff = 1.5")
+        self.con.execute("SET ducklake_max_retry_count = 100")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epochs: dict[tuple[str, int], int] = {}
         self._epoch = 0
