@@ -286,6 +286,7 @@ class LedgerStore:
 
     def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = ""):
         self.path = Path(path)
+        self._memory_key: bytes | None = None
         self.read_only = read_only
         try:
             if not read_only:
@@ -333,6 +334,11 @@ class LedgerStore:
     def redaction_key(self) -> bytes:
         """The secret personal data is redacted under (SPEC §4b): $REFLEDGER_REDACTION_KEY, else a key
         created once beside the ledger file (mode 0600), never inside it."""
+        if str(self.path) == ":memory:" and not os.environ.get(REDACTION_KEY_VARIABLE):
+            # a ledger that vanishes with its process keeps its key the same way
+            if self._memory_key is None:
+                self._memory_key = secrets.token_bytes(32)
+            return self._memory_key
         return redaction_key_at(self.path.with_name(self.path.name + ".redaction-key"))
 
     def cursor(self):

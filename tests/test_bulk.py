@@ -127,8 +127,8 @@ def test_a_simulated_month_recomputes_exactly_and_verify_says_so(simulated):
 
 
 def _rehash(con) -> None:
-    """Recompute every chain and recorded checkpoint as a thorough forger would, so that every
-    chain check passes on a doctored ledger."""
+    """Recompute every chain, recorded checkpoint and balance total as a thorough forger would, so
+    that every chain and balance check passes on a doctored ledger."""
     cols = ", ".join(f'"{c}"' for c in HASHED)
     rows = con.execute(f"SELECT topic, partition, {cols} FROM entries ORDER BY topic, partition, seq").fetchall()
     prev, log = GENESIS, None
@@ -140,6 +140,14 @@ def _rehash(con) -> None:
         prev = digest
     con.execute("""UPDATE checkpoints SET head = (SELECT hash FROM entries e WHERE e.topic = checkpoints.topic
                    AND e.partition = checkpoints.partition AND e.seq = checkpoints.entries - 1)""")
+    # and the per-batch balance moves and their running totals, which balances are read from
+    con.execute("DELETE FROM balance_moves")
+    con.execute("""INSERT INTO balance_moves SELECT shop_id, currency, account, sum(amount)::HUGEINT, batch_id
+                   FROM entries GROUP BY ALL""")
+    con.execute("""CREATE TEMP TABLE totals_at AS SELECT DISTINCT batch_id FROM balance_totals""")
+    con.execute("DELETE FROM balance_totals")
+    con.execute("""INSERT INTO balance_totals SELECT m.shop_id, m.currency, m.account, sum(m.amount), t.batch_id
+                   FROM totals_at t JOIN balance_moves m ON m.batch_id <= t.batch_id GROUP BY ALL""")
 
 
 def test_a_forged_but_consistent_ledger_fails_the_sql_check_naming_the_order(simulated, tmp_path):

@@ -122,6 +122,18 @@ def test_the_redaction_key_can_come_from_the_environment(tmp_path, monkeypatch):
     assert not Path(f"{db}.redaction-key").exists()
 
 
+def test_a_ledger_in_memory_keeps_its_key_in_memory_and_writes_no_file(tmp_path, monkeypatch):
+    from refledger.store.ledger_file import LedgerStore
+
+    monkeypatch.delenv("REFLEDGER_REDACTION_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = LedgerStore(":memory:")
+    key = store.redaction_key()
+    assert len(key) == 32 and store.redaction_key() == key
+    assert LedgerStore(":memory:").redaction_key() != key
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_no_field_of_any_schema_version_invites_personal_data():
     """A field named for a person's data would ask shops to send it; the schema names none."""
     invites = ("name", "phone", "mobile", "email", "mail", "address", "identity", "id_card", "idcard",
