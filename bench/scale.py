@@ -14,7 +14,11 @@ partitions name as many consumers as the run has; on the file: its first
 batch) to the moment it held the whole topic, divided by the time between
 them. The consumers' start-up, their joining the group and the rebalances
 while the second one joins are left out, and so is the idle wait at the end.
-The ledger is watched every 0.2 s. It
+The ledger is watched every 0.2 s. Over the same window it counts
+the CPU the consumers used (with their fold processes) and the CPU the rest
+of the machine used (the broker, the catalog, this watcher), in cores busy:
+where the broker and catalog take part of the second core, two consumers
+cannot reach twice one. It
 reports lake-2 / lake-1 (two consumers against one: target ≥ 1.6) and
 lake-1 / file (a consumer's rate into the lake against into a file: target
 ≥ 0.8), with the load average before and after.
@@ -61,6 +65,33 @@ def consumer(bootstrap: str, topic: str, db, group: str, core: int, log) -> subp
     if not isinstance(db, (str, Path)):
         args += ["--data-path", db.data_path, "--compact-every", "60"]
     return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its live descendants (the consumer and its fold process)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return total
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (everything but idle and iowait)."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fh.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICK
 
 
 class Watcher:
@@ -115,15 +146,33 @@ def timed_run(name: str, bootstrap: str, topic: str, db, cores: list[int], total
                 seen, holders = watcher.look()
                 if first is None and seen > 0 and holders == len(cores):
                     first = (time.perf_counter(), seen)
+                    cpu_first = (sum(_tree_cpu_s(p.pid) for p in procs), _machine_busy_s())
             done = time.perf_counter()
+            cpu_done = (sum(_tree_cpu_s(p.pid) for p in procs), _machine_busy_s())
         finally:
             watcher.close()
         for p in procs:
             p.wait(timeout=300)
-    rate = (total - first[1]) / (done - first[0])
-    say(f"  {name}: {rate:,.0f} events/s over {done - first[0]:.1f}s")
-    return {"run": name, "consumers": len(cores), "events": total, "seconds": round(done - first[0], 2),
-            "events_per_second": int(rate), "per_consumer": int(rate / len(cores))}
+    stored = _stored_bytes(db)
+    seconds = done - first[0]
+    rate = (total - first[1]) / seconds
+    consumers_cores = (cpu_done[0] - cpu_first[0]) / seconds
+    other_cores = (cpu_done[1] - cpu_first[1]) / seconds - consumers_cores
+    say(f"  {name}: {rate:,.0f} events/s over {seconds:.1f}s; cores busy: consumers {consumers_cores:.2f}, "
+        f"the rest (broker, catalog, this watcher) {other_cores:.2f}")
+    return {"run": name, "consumers": len(cores), "events": total, "seconds": round(seconds, 2),
+            "events_per_second": int(rate), "per_consumer": int(rate / len(cores)),
+            "consumer_cores": round(consumers_cores, 2), "other_cores": round(other_cores, 2),
+            "events_per_consumer_cpu_s": int(rate / consumers_cores) if consumers_cores else None,
+            "stored_bytes_per_event": round(stored / total)}
+
+
+def _stored_bytes(db) -> int:
+    """The ledger's size on disk once its consumers stopped: the DuckDB file, or the lake's Parquet
+    files under its data path (as the consumers' last compaction left them; the catalog not counted)."""
+    if isinstance(db, (str, Path)):
+        return Path(db).stat().st_size
+    return sum(f.stat().st_size for f in Path(db.data_path).rglob("*") if f.is_file())
 
 
 def half_shares(bootstrap: str, topic: str) -> float:
@@ -187,9 +236,10 @@ def main() -> None:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
     }
-    emit(runs, "table", ("run", "consumers", "events", "seconds", "events_per_second", "per_consumer"),
-         title="consume: a DuckDB file, a DuckLake, two consumers into a DuckLake",
-         numeric=("consumers", "events", "seconds", "events_per_second", "per_consumer"))
+    columns = ("run", "consumers", "events", "seconds", "events_per_second", "per_consumer", "consumer_cores",
+               "other_cores", "events_per_consumer_cpu_s", "stored_bytes_per_event")
+    emit(runs, "table", columns, title="consume: a DuckDB file, a DuckLake, two consumers into a DuckLake",
+         numeric=columns[1:])
     say(f"two consumers / one: {figures['two_consumers_vs_one']} (target ≥ 1.6); "
         f"lake / file per process: {figures['lake_vs_file_per_process']} (target ≥ 0.8); "
         f"load average {figures['load_average_before']} → {figures['load_average_after']}")
