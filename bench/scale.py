@@ -43,6 +43,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+from procfs import machine_busy_s, tree_cpu_s
 
 from refledger import broker, catalog
 from refledger.producers.publisher import publish_records
@@ -65,33 +66,6 @@ def consumer(bootstrap: str, topic: str, db, group: str, core: int, log) -> subp
     if not isinstance(db, (str, Path)):
         args += ["--data-path", db.data_path, "--compact-every", "60"]
     return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its live descendants (the consumer and its fold process)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except OSError:
-            pass
-    return total
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds every core of the machine has spent busy since boot (everything but idle and iowait)."""
-    with open("/proc/stat") as fh:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fh.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / TICK
 
 
 class Watcher:
@@ -146,9 +120,9 @@ def timed_run(name: str, bootstrap: str, topic: str, db, cores: list[int], total
                 seen, holders = watcher.look()
                 if first is None and seen > 0 and holders == len(cores):
                     first = (time.perf_counter(), seen)
-                    cpu_first = (sum(_tree_cpu_s(p.pid) for p in procs), _machine_busy_s())
+                    cpu_first = (sum(tree_cpu_s(p.pid) for p in procs), machine_busy_s())
             done = time.perf_counter()
-            cpu_done = (sum(_tree_cpu_s(p.pid) for p in procs), _machine_busy_s())
+            cpu_done = (sum(tree_cpu_s(p.pid) for p in procs), machine_busy_s())
         finally:
             watcher.close()
         for p in procs:
