@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from procfs import children, rss_kb
+
 from refledger import broker
 from refledger.producers.publisher import publish_records
 from refledger.producers.simulate import SimulationConfig, simulate
@@ -45,28 +47,6 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found.extend(int(c) for c in fh.read().split())
-    except OSError:
-        pass
-    return found
-
-
 class PeakMemory(threading.Thread):
     """The peak of a process's resident memory plus its children's, sampled every 50 ms."""
 
@@ -76,7 +56,7 @@ class PeakMemory(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(0.05):
-            total = _rss_kb(self.pid) + sum(_rss_kb(c) for c in _children(self.pid))
+            total = rss_kb(self.pid) + sum(rss_kb(c) for c in children(self.pid))
             self.peak_kb = max(self.peak_kb, total)
 
     def stop(self) -> int:

@@ -43,7 +43,8 @@ from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, I
 from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
-from refledger.store.ledger_file import BatchWrite, LedgerStore
+from refledger.store.ledger_file import BatchWrite
+from refledger.store.storage import LedgerStorage
 from refledger.store.snapshots import digest
 
 log = logging.getLogger("refledger.batch")
@@ -98,7 +99,7 @@ _new = tuple.__new__
 class LogProcessor:
     """Folds messages from any number of logs into one ledger store."""
 
-    def __init__(self, store: LedgerStore, fold_factory: Callable, *, source: str = "kafka",
+    def __init__(self, store: LedgerStorage, fold_factory: Callable, *, source: str = "kafka",
                  fold_worker: bool = False, snapshot_every: int = SNAPSHOT_EVERY):
         """``fold_factory`` makes one log's fold; ``fold_worker``: fold in a child process
         (`consumers.fold_worker`) while this one reads; ``snapshot_every``: events between two
@@ -112,6 +113,7 @@ class LogProcessor:
         else:
             self.folds = InProcessFolds(fold_factory, snapshot_every)
         self.positions: dict[tuple[str, int], int] = store.positions()
+        self._stale: set[tuple[str, int]] = set()  # logs whose fold is rebuilt from the store before next use
         self.redaction_key = store.redaction_key()
         self.signatures = SignaturesAhead()
 
@@ -124,6 +126,28 @@ class LogProcessor:
 
     def position(self, topic: str, partition: int) -> int | None:
         return self.positions.get((topic, partition))
+
+    def assign(self, logs) -> None:
+        """The logs this processor writes from now on (a consumer's assignment). A store that other
+        processes write too is claimed for them first, which fences off any writer that held them
+        before; then their positions are read back and their folds rebuilt from the store before
+        their next batch, since another writer may have moved them on meanwhile."""
+        logs = set(logs)
+        if self.store.single_writer or not logs:
+            return
+        self.store.claim(logs)
+        self.reread(logs)
+
+    def reread(self, logs) -> None:
+        """Forget what this processor knows of ``logs`` (their positions and folds) and take it from
+        the store again: after a batch the store refused, or a claim."""
+        stored = self.store.positions()
+        for key in logs:
+            if key in stored:
+                self.positions[key] = stored[key]
+            else:
+                self.positions.pop(key, None)
+            self._stale.add(key)
 
     def _load(self, topic: str, partition: int) -> None:
         """Build a log's fold from its latest sound snapshot and the stored events after it. A snapshot
@@ -166,8 +190,12 @@ class LogProcessor:
         self.signatures.verify(items)
         folds = self.folds
         if items:
-            for topic, partition in {(item.topic, item.partition) for item in items}:
-                if not folds.knows(topic, partition):
+            logs = {(item.topic, item.partition) for item in items}
+            if not self.store.single_writer:
+                self.assign(key for key in logs if not folds.knows(*key) and key not in self._stale)
+            for topic, partition in logs:
+                if not folds.knows(topic, partition) or (topic, partition) in self._stale:
+                    self._stale.discard((topic, partition))
                     self._load(topic, partition)
             pending.ticket = folds.submit(items)
         return pending
@@ -239,6 +267,13 @@ class LogProcessor:
             raws.append(value)
         batch.events_read = read
         return items
+
+    def drop(self, pending: PendingBatch) -> None:
+        """A batch that will not be written (the store refused one before it): the fold's answer is
+        collected all the same, and let go; its logs are `reread` before they are folded again."""
+        if pending.ticket is not None:
+            self.folds.result(pending.ticket)
+            pending.ticket = pending.items = pending.raws = None
 
     def commit(self, pending: PendingBatch) -> int:
         """Step 3: the fold's part of the batch collected, the batch written in one transaction."""

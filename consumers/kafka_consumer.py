@@ -18,6 +18,15 @@ The commit protocol, per poll:
 
 A crash before step 3 loses only work that will be read again; a crash
 after it re-reads nothing, because step 1 starts from DuckDB.
+
+When several consumers write one ledger (a DuckLake, `store.lake`), step 1
+first claims the assigned partitions in the ledger and rebuilds their folds
+from it (another member may have written them meanwhile). A consumer that
+lost a partition without knowing it (paused past its session timeout while
+another member took over) has its next batch refused by the ledger
+(`FencedOut`); that batch and every later one in flight are not written, the
+lost partitions are paused until the group assigns them again, and the
+others are read again from the ledger's positions.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
+from refledger.store.lake import FencedOut
 
 log = logging.getLogger("refledger.consume")
 
@@ -53,6 +63,9 @@ MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 MAX_POLL_RECORDS = 5000
+# A commit to a DuckLake costs some 75 ms of catalog round trips whatever its size (a DuckDB file's, a few):
+# its consumers poll (and commit) four times as many records at a time.
+LAKE_POLL_RECORDS = 20_000
 TOPIC_WAIT_S = 10.0  # how long a new member waits for the topic's partitions before it joins anyway
 
 
@@ -86,11 +99,15 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         # the batch in flight is in DuckDB before its partitions can move
         self.member.await_ledger(failed_ok=True)
         self.member.assigned.difference_update(revoked)
+        self.member.taking_over.difference_update(revoked)
 
     def on_partitions_assigned(self, assigned):
         self.member.await_ledger(failed_ok=True)
-        self.member.assigned.update(assigned)
-        self.member.seek_assigned(assigned)
+        self.member.hand_over(assigned)
+
+
+class _NotWritten(Exception):
+    """A batch behind one the ledger refused: not written either, or its logs would skip events."""
 
 
 class LedgerConsumer:
@@ -124,6 +141,9 @@ class LedgerConsumer:
         self._pending: deque[tuple[Future, object]] = deque()  # commits in flight, oldest first
         self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
+        self._refused: FencedOut | None = None  # the ledger refused a batch: none after it is written
+        self._dropped: list = []  # batches not written since
+        self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = connect(
             KafkaConsumer, bootstrap_servers, login,
@@ -154,6 +174,32 @@ class LedgerConsumer:
         """Ask the loop to finish its batch, commit, and return."""
         self._stop.set()
 
+    def hand_over(self, assigned) -> None:
+        """Partitions the group gave this member (on kafka-python's IO thread). A ledger of this
+        process alone: read on from its positions. A shared one: paused until the main thread has
+        claimed them (`take_over`), since a claim may wait for the catalog and the IO thread must go
+        on heartbeating meanwhile."""
+        self.assigned.update(assigned)
+        if self.processor.store.single_writer:
+            self.seek_assigned(assigned)
+        elif assigned:
+            self.consumer.pause(*assigned)
+            with self._pending_lock:
+                self.taking_over.update(assigned)
+
+    def take_over(self) -> None:
+        """Claim the partitions handed over in the ledger, rebuild their folds from it, and read on from
+        its positions (main thread)."""
+        with self._pending_lock:
+            claimed, self.taking_over = set(self.taking_over), set()
+            self._refused, self._dropped = None, []
+        if not claimed:
+            return
+        with self.lock:
+            self.processor.assign((tp.topic, tp.partition) for tp in claimed)
+        self.seek_assigned(claimed)
+        self.consumer.resume(*claimed)
+
     def seek_assigned(self, partitions) -> None:
         for tp in partitions:
             stored = self.processor.position(tp.topic, tp.partition)
@@ -168,6 +214,8 @@ class LedgerConsumer:
         last_report = started
         try:
             while not self._stop.is_set():
+                if self.taking_over:
+                    self.take_over()
                 polled = self.consumer.poll(timeout_ms=300, max_records=self.max_records)
                 if not polled:
                     busy = bool(self._pending)
@@ -198,7 +246,7 @@ class LedgerConsumer:
         with self.lock:
             batch = self.processor.process(chain.from_iterable(polled.values()), kafka_records=True)
         self.finish_pending(keep=MAX_IN_FLIGHT - 1)
-        self._pending.append((self._writer.submit(self.processor.commit, batch), batch))
+        self._pending.append((self._writer.submit(self._commit, batch), batch))
         self._unchecked_batches += 1
 
     def _checkpoint_when_idle(self) -> None:
@@ -208,23 +256,64 @@ class LedgerConsumer:
             self._unchecked_batches = 0
             self._writer.submit(self.processor.store.checkpoint)
 
+    def _commit(self, batch) -> int:
+        """On the writer thread: the batch into the ledger, unless one before it was refused."""
+        if self._refused is not None:
+            self.processor.drop(batch)
+            raise _NotWritten()
+        try:
+            return self.processor.commit(batch)
+        except FencedOut as exc:
+            self._refused = exc
+            raise
+
     def await_ledger(self, keep: int = 0, failed_ok: bool = False) -> None:
         """Wait until all but ``keep`` batches in flight are in DuckDB, oldest first.
         Raises what a commit raised; with ``failed_ok``, stops at a failed commit, which stays
-        first in line for the poll loop to raise."""
+        first in line for the poll loop to raise. A batch a shared ledger refused (another member
+        claimed one of its partitions) is no failure: it is set aside (see `_recover`)."""
         with self._pending_lock:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
-                if failed_ok and future.exception() is not None:
-                    return
-                future.result()
+                failure = future.exception()
+                if isinstance(failure, (FencedOut, _NotWritten)):
+                    self._dropped.append(batch)
+                elif failure is not None:
+                    if failed_ok:
+                        return
+                    raise failure
+                else:
+                    self._committed.append(batch)
                 self._pending.popleft()
-                self._committed.append(batch)
+
+    def _recover(self) -> None:
+        """After the ledger refused a batch (main thread): the partitions another member claimed
+        are paused until the group assigns them again; the others are read again from the
+        ledger's positions, with their folds rebuilt from it."""
+        with self._pending_lock:
+            dropped, self._dropped = self._dropped, []
+            refused, self._refused = self._refused, None
+        if not dropped:
+            return
+        lost = set(refused.logs) if refused is not None else set()
+        logs = {key for batch in dropped for key in batch.positions}
+        log.warning("%s; %d batch(es) not written: %s read again from the ledger", refused, len(dropped),
+                    ", ".join(f"{t}:{p}" for t, p in sorted(logs - lost)) or "nothing")
+        with self.lock:
+            self.processor.reread(logs)
+        for tp in list(self.assigned):
+            key = (tp.topic, tp.partition)
+            if key in lost:
+                self.consumer.pause(tp)
+            elif key in logs:
+                self.seek_assigned([tp])
 
     def finish_pending(self, keep: int = 0) -> None:
         """Wait for the batches in flight (all but ``keep``) to be in DuckDB, then tell Kafka
         (main thread only)."""
         self.await_ledger(keep)
+        if self._dropped:
+            self._recover()
         committed, self._committed = self._committed, []
         for batch in committed:
             self.summary.add(batch.write)
@@ -276,13 +365,16 @@ def consume(
     group: str = DEFAULT_GROUP,
     until_idle: float | None = None,
     members: int = 1,
-    max_records: int = MAX_POLL_RECORDS,
+    max_records: int | None = None,
     handle_signals: bool = True,
     instance_id: str | None = None,
     on_batch: Callable[[ConsumeSummary], None] | None = None,
     login: KafkaLogin | None = None,
 ) -> ConsumeSummary:
-    """Run `members` group members in this process, sharing one ledger."""
+    """Run `members` group members in this process, sharing one ledger. ``max_records``: records per
+    poll and batch (default: by the store, `MAX_POLL_RECORDS` or, for a DuckLake, `LAKE_POLL_RECORDS`)."""
+    if max_records is None:
+        max_records = MAX_POLL_RECORDS if processor.store.single_writer else LAKE_POLL_RECORDS
     # Three threads share the GIL here: the poll loop, kafka-python's IO thread
     # and the ledger writer. A shorter switch interval hands the GIL back to the
     # writer and the IO thread within a millisecond instead of five, which

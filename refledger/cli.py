@@ -17,12 +17,13 @@ from refledger import __version__
 from refledger.cli_archive import archive
 from refledger.cli_audit import checkpoints, statement, verify
 from refledger.cli_broker import broker
+from refledger.cli_catalog import catalog
 from refledger.cli_demo import demo
 from refledger.cli_keys import keygen
 from refledger.cli_ledger import balances, explain, parked, quarantine
 from refledger.cli_operator import settle, sheet
 from refledger.cli_view import health, members, report, traffic
-from refledger.cli_pipeline import consume, ingest, produce, simulate, stats
+from refledger.cli_pipeline import compact, consume, ingest, produce, simulate, stats
 from refledger.cli_replay import replay
 from refledger.render import plain_lines
 
@@ -39,6 +40,7 @@ USER_ERRORS = (
     ("refledger.schemas.errors", "CodecError"),
     ("refledger.replay.history", "ReplayError"),
     ("refledger.broker", "BrokerError"),
+    ("refledger.catalog", "CatalogError"),
     ("refledger.schemas.kafka_client", "KafkaUnreachable"),
     ("refledger.producers.operator", "OperatorError"),
     ("refledger.schemas.periods", "PeriodError"),
@@ -108,8 +110,9 @@ def cli(kafka_log):
     show_kafka_log(kafka_log)
 
 
-COMMANDS = (demo, broker, simulate, produce, consume, ingest, stats, balances, explain, quarantine, parked,
-            archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report, keygen)
+COMMANDS = (demo, broker, catalog, simulate, produce, consume, ingest, stats, compact, balances, explain, quarantine,
+            parked, archive, replay, verify, checkpoints, statement, settle, sheet, traffic, members, health, report,
+            keygen)
 
 for command in COMMANDS:
     cli.add_command(command)

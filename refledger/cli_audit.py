@@ -187,6 +187,10 @@ def _balance_table(rows, title, locale):
 def _open_read_only(db):
     import duckdb
 
+    from refledger.store.lake import is_lake, reading
+
+    if is_lake(db):
+        return reading(db)  # one snapshot of whole batches, however many consumers write meanwhile
     if not Path(db).exists():
         _fail(f"no ledger at {db}")
     try:

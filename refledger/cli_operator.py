@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from refledger.options import db_option, format_option, kafka_login_option, people_options, topic_option
+from refledger.options import db_option, format_option, kafka_login_option, ledger_at, people_options, topic_option
 from refledger.render import echo, emit, emit_json
 
 
@@ -21,8 +21,8 @@ from refledger.render import echo, emit, emit_json
 @click.option("--alliance", "alliance_id", default=None,
               help="The alliance id on the events (default: that of the topic's first event).")
 @click.option("--dry-run", is_flag=True, help="Publish nothing: show what the settlement would make payable (--db).")
-@click.option("--db", default=None, type=click.Path(dir_okay=False),
-              help="The ledger: what becomes payable and the sheet are read from it.")
+@click.option("--db", default=None, metavar="PATH|ducklake:postgres:CONN",
+              help="The ledger (a DuckDB file or a DuckLake): what becomes payable and the sheet are read from it.")
 @click.option("--force", is_flag=True,
               help="Settle a month that has not ended yet in the alliance's zone (a dry run never refuses).")
 @click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
@@ -45,6 +45,7 @@ def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, 
     Example: refledger settle --period 2026-11 --close-through 2026-10 --db ledger.duckdb
     """
     from refledger.producers.operator import check_close_through, check_month_over, now_ms, run_month_end
+    from refledger.store.lake import is_lake
     from refledger.schemas.periods import parse_period
 
     parse_period(period)
@@ -55,7 +56,8 @@ def settle(period, bootstrap_servers, login, topic, close_through, alliance_id, 
         raise click.UsageError("--dry-run reads the ledger: give --db")
     if not dry_run and not bootstrap_servers:
         raise click.UsageError("give --bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS), or --dry-run --db")
-    if db and not Path(db).exists():
+    db = ledger_at(db, None) if db else None
+    if db and not is_lake(db) and not Path(db).exists():
         raise click.ClickException(f"no ledger at {db}")  # said before anything is published
     key = None
     if signing_key and not dry_run:

@@ -18,9 +18,9 @@ def _processor(db: str, source: str, fold_worker: bool = False, snapshot_every: 
     from refledger.consumers.batch import LogProcessor
     from refledger.consumers.folding import SNAPSHOT_EVERY
     from refledger.consumers.verification import signed_fold
-    from refledger.store.ledger_file import LedgerStore
+    from refledger.store.storage import open_store
 
-    store = LedgerStore(db)
+    store = open_store(db)
     return store, LogProcessor(store, signed_fold, source=source, fold_worker=fold_worker,
                                snapshot_every=snapshot_every or SNAPSHOT_EVERY)
 
@@ -175,27 +175,31 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str, login=Non
               help="Static group membership: a restarted consumer with the same id takes its partitions back "
                    "at once instead of waiting for the session to time out.")
 @snapshot_option
+@click.option("--compact-every", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS",
+              help="With a DuckLake ledger: merge its small Parquet files this often, beside the writes (0: never; "
+                   "see `refledger compact`).")
 @format_option("table", "json")
-def consume(bootstrap_servers, login, db, topic, group, until_idle, members, instance_id, snapshot_every, fmt):
+def consume(bootstrap_servers, login, db, topic, group, until_idle, members, instance_id, snapshot_every,
+            compact_every, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
     Positions live in the ledger: each poll batch is committed to DuckDB in
     one transaction (events, quarantine, entries, positions) before offsets
     are committed to Kafka. SIGINT/SIGTERM finish the batch and exit 0.
     While it runs, balances/explain/quarantine/stats on the same --db are
-    answered by this process.
+    answered by this process. With --db ducklake:postgres:..., any number of
+    consume processes of one --group, on one machine or several, write one
+    ledger, each the partitions the group gives it, and anyone reads it.
 
     Example: refledger consume --bootstrap-servers 127.0.0.1:9092 --db ledger.duckdb --until-idle 10
     """
     from refledger.consumers.kafka_consumer import consume as run_consume
-    from refledger.reads import READ_QUERIES
-    from refledger.store.readside import ReadServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     store, processor = _processor(db, f"kafka:{topic}", fold_worker=True, snapshot_every=snapshot_every)
     try:
-        with ReadServer(db, store.con, READ_QUERIES):
+        with _beside_the_writes(db, store, compact_every):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
                                   until_idle=until_idle, members=members, instance_id=instance_id, login=login)
     finally:
@@ -205,6 +209,52 @@ def consume(bootstrap_servers, login, db, topic, group, until_idle, members, ins
         emit_json(summary.as_dict())
     else:
         _summary_table(summary.as_dict(), f"consumed {topic} into {db}")
+
+
+def _beside_the_writes(db, store, compact_every: float):
+    """What runs while `consume` writes: the read socket of a DuckDB file (nobody else can open it),
+    or the compaction of a DuckLake (readers attach it themselves)."""
+    from contextlib import nullcontext
+
+    from refledger.reads import READ_QUERIES
+    from refledger.store.lake import is_lake
+    from refledger.store.readside import ReadServer
+
+    if not is_lake(db):
+        return ReadServer(db, store.con, READ_QUERIES)
+    if not compact_every:
+        return nullcontext()
+    from refledger.store.lake_files import Compactor
+
+    return Compactor(db, compact_every)
+
+
+@click.command()
+@db_option
+@click.option("--keep", "keep_s", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="SECONDS",
+              help="Keep snapshots and replaced files this long, for readers still on them.")
+@format_option("table", "json")
+def compact(db, keep_s, fmt):
+    """Merge a DuckLake ledger's small Parquet files, beside its running consumers.
+
+    Rows kept in the catalog are written out, adjacent small files merged,
+    and snapshots and files older than --keep that nothing reads any more
+    removed. Writers go on meanwhile. `consume` does this on a schedule
+    (--compact-every).
+
+    Example: refledger compact --db "ducklake:postgres:host=127.0.0.1 port=55432 dbname=refledger user=refledger"
+    """
+    from refledger.store.lake import is_lake
+    from refledger.store.lake_files import compact as compact_lake
+
+    if not is_lake(db):
+        raise click.UsageError("compact is for a ledger on DuckLake; a DuckDB file is one file already")
+    done = compact_lake(db, keep_s)
+    if fmt == "json":
+        emit_json(done.as_dict())
+    else:
+        _summary_table({"files before": done.files_before, "files after": done.files_after},
+                       f"compacted {db} in {done.seconds:.1f}s")
 
 
 @click.command()

@@ -9,9 +9,35 @@ import click
 from refledger.schemas.kafka_client import ENV_MECHANISM, ENV_PASSWORD, ENV_USERNAME, MECHANISMS, KafkaLogin
 from refledger.schemas.messages import DEFAULT_TOPIC
 
-db_option = click.option(
-    "--db", "db", required=True, type=click.Path(dir_okay=False),
-    help="The ledger's DuckDB file.")
+
+def ledger_at(db: str, data_path: str | None):
+    """What ``--db`` (and ``--data-path``) name: the DuckDB file's path as given, or a `LakeLedger`."""
+    if db.startswith("ducklake:"):
+        from refledger.store.lake import lake_ledger
+
+        return lake_ledger(db, data_path)
+    if data_path:
+        raise click.UsageError("--data-path goes with --db ducklake:postgres:...; a DuckDB file keeps its data "
+                               "in itself")
+    return db
+
+
+def db_option(command):
+    """``--db`` and ``--data-path``: the ledger, a DuckDB file or a DuckLake; the command gets ``db`` as
+    the file's path or a `refledger.store.lake.LakeLedger`."""
+
+    @functools.wraps(command)
+    def with_ledger(*args, db, data_path, **kwargs):
+        return command(*args, db=ledger_at(db, data_path), **kwargs)
+
+    with_ledger = click.option(
+        "--data-path", envvar="REFLEDGER_DATA_PATH", default=None, metavar="DIR",
+        help="With a DuckLake ledger: the shared directory (or object store) of its Parquet files "
+             "(or $REFLEDGER_DATA_PATH); needed when the lake is new.")(with_ledger)
+    return click.option(
+        "--db", "db", required=True, metavar="PATH|ducklake:postgres:CONN",
+        help="The ledger: a DuckDB file, or a DuckLake whose catalog is the PostgreSQL database of a libpq "
+             "connection string (see `refledger catalog status`).")(with_ledger)
 
 
 def format_option(*formats: str):

@@ -55,6 +55,7 @@ from refledger.replay.history import (
 from refledger.replay.snapshot import SnapshotInfo, first_offsets, take_snapshot
 from refledger.schemas.kafka_client import KafkaLogin
 from refledger.replay.whatif import WhatIf, read_agreements
+from refledger.store.lake import is_lake
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
@@ -248,7 +249,7 @@ def _check_keep(db, keep) -> Path | None:
     keep = Path(keep)
     if keep.exists():
         raise ReplayError(f"{keep} exists; the rebuilt ledger is kept in a new file")
-    if keep.resolve() == Path(db).resolve():
+    if not is_lake(db) and keep.resolve() == Path(db).resolve():
         raise ReplayError("the rebuilt ledger cannot be kept in the live ledger's file")
     return keep
 

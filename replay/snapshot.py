@@ -32,6 +32,8 @@ import duckdb
 import pyarrow as pa
 
 from refledger.store.columns import ENTRY_COLUMNS
+from refledger.store.lake import is_lake, reading
+from refledger.store.ledger_file import StoreError
 from refledger.store import queries
 from refledger.replay.history import ReplayError
 
@@ -61,7 +63,7 @@ class SnapshotInfo:
     ledger: str
     batch_id: int
     positions: tuple[tuple[str, int, int], ...]   # (topic, partition, next offset)
-    via: str                                      # "file" or "consumer" (its read socket)
+    via: str                                      # "file", "lake" or "consumer" (its read socket)
     seconds: float
 
     def upto(self) -> dict[tuple[str, int], int]:
@@ -75,21 +77,23 @@ def take_snapshot(db: str | Path, con: duckdb.DuckDBPyConnection, *, with_values
                   wait: float = 30.0) -> SnapshotInfo:
     """Copy the live ledger at `db` into the tables of `con` (a scratch database)."""
     started = time.monotonic()
-    if not Path(db).is_file():
+    lake = is_lake(db)
+    if not lake and not Path(db).is_file():
         raise ReplayError(f"no ledger at {db}")
     for _, target, schema in TABLES:
         _create(con, target, schema)
     try:
-        live = duckdb.connect(str(db), read_only=True)
+        # a lake is read in one snapshot, whatever its consumers commit meanwhile
+        live = reading(db) if lake else duckdb.connect(str(db), read_only=True)
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise ReplayError(f"cannot open ledger {db}: {exc}") from exc
         head, via = _copy_through_socket(db, con, with_values, wait), "consumer"
-    except duckdb.Error as exc:
+    except (duckdb.Error, StoreError) as exc:
         raise ReplayError(f"cannot open ledger {db}: {exc}") from exc
     else:
         try:
-            head, via = _copy_from_file(live, con, with_values), "file"
+            head, via = _copy_from_file(live, con, with_values), "lake" if lake else "file"
         except duckdb.Error as exc:
             raise ReplayError(f"cannot read ledger {db}: {exc}") from exc
         finally:

@@ -334,68 +334,37 @@ class LedgerStore:
     def redaction_key(self) -> bytes:
         """The secret personal data is redacted under (SPEC §4b): $REFLEDGER_REDACTION_KEY, else a key
         created once beside the ledger file (mode 0600), never inside it."""
-        configured = os.environ.get(REDACTION_KEY_VARIABLE)
-        if configured:
-            return configured.encode("utf-8")
-        if str(self.path) == ":memory:":  # a ledger that vanishes with its process keeps its key the same way
+        if str(self.path) == ":memory:" and not os.environ.get(REDACTION_KEY_VARIABLE):
+            # a ledger that vanishes with its process keeps its key the same way
             if self._memory_key is None:
                 self._memory_key = secrets.token_bytes(32)
             return self._memory_key
-        path = self.path.with_name(self.path.name + ".redaction-key")
-        try:
-            return bytes.fromhex(path.read_text().strip())
-        except FileNotFoundError:
-            pass
-        key = secrets.token_bytes(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it a moment ago
-            return bytes.fromhex(path.read_text().strip())
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.hex() + "\n")
-        return key
+        return redaction_key_at(self.path.with_name(self.path.name + ".redaction-key"))
 
     def cursor(self):
         return self.con.cursor()
 
     # -- reading what the writer needs to resume ---------------------------
 
+    single_writer = True  # the file's lock keeps every other process out while this one writes
+
     def positions(self) -> dict[tuple[str, int], int]:
-        rows = self.cursor().execute(
-            """SELECT topic, partition, arg_max(next_offset, batch_id)
-               FROM positions GROUP BY topic, partition"""
-        ).fetchall()
-        return {(t, p): o for t, p, o in rows}
+        return stored_positions(self.cursor())
 
     def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
         """A log's snapshots, latest first: (offset, digest, digest recorded in its checkpoint, state)."""
-        return self.cursor().execute(
-            """SELECT s."offset", s.digest, c.snapshot_digest, s.state FROM snapshots s
-               LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
-                    AND c.snapshot_digest = s.digest
-               WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
+        return stored_snapshots(self.cursor(), topic, partition)
 
     def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
         """The stored log of one partition, in order: (offset, event id, avro bytes), after the given
         offset; only the events of these ``types``, if given."""
-        cur = self.cursor()
-        of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
-        cur.execute(
-            f"""SELECT "offset", event_id, avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ? {of_types}
-               ORDER BY "offset" """,
-            [topic, partition, after, *(types or ())],
-        )
-        while True:
-            rows = cur.fetchmany(10_000)
-            if not rows:
-                return
-            yield from rows
+        return stored_events(self.cursor(), topic, partition, after, types)
 
     def logs(self) -> list[tuple[str, int]]:
-        rows = self.cursor().execute(
-            "SELECT DISTINCT topic, partition FROM positions ORDER BY topic, partition"
-        ).fetchall()
-        return [(t, p) for t, p in rows]
+        return stored_logs(self.cursor())
+
+    def claim(self, logs) -> None:
+        """Nothing to claim: no other process can write the file while this one holds it."""
 
     # -- the one write path -------------------------------------------------
 
@@ -406,31 +375,7 @@ class LedgerStore:
             try:
                 cur.execute("BEGIN TRANSACTION")
                 batch_id = self._allocate_batch_id(cur)
-                if batch.events_stored:
-                    events = batch.events_table
-                    events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
-                    self._append(cur, "events", events, batch_id)
-                    self._note_kinds(cur, events, batch_id)
-                if batch.quarantined:
-                    self._append(cur, "quarantine", arrow_columns(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
-                for table, rows in batch.extra_tables.items():
-                    if rows.num_rows:
-                        self._append(cur, table, rows, batch_id)
-                entries = batch.extra_tables.get("entries")
-                if entries is not None and entries.num_rows:
-                    self._sum_moves(cur, entries, batch_id)
-                if batch.positions:
-                    pos = pa.table({
-                        "topic": pa.array([k[0] for k in batch.positions], pa.string()),
-                        "partition": pa.array([k[1] for k in batch.positions], pa.int32()),
-                        "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
-                    })
-                    self._append(cur, "positions", pos, batch_id)
-                cur.execute(
-                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [batch_id, batch.source, batch.events_read, batch.duplicates_skipped,
-                     batch.events_stored, batch.quarantined, batch.entries_posted],
-                )
+                insert_batch(cur, batch, batch_id, rollup=True)
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 try:
@@ -464,32 +409,121 @@ class LedgerStore:
             self._next_batch_id = last + 1
         return self._next_batch_id
 
-    @staticmethod
-    def _note_kinds(cur, events: pa.Table, batch_id: int) -> None:
-        """The orders and refunds, and the alliance events, of a batch, in their own small tables."""
-        incoming = events  # noqa: F841 (DuckDB finds the Arrow table by this name)
-        cur.execute(f"""INSERT INTO alliance_events SELECT event_id, type, topic, partition, "offset", {batch_id}
-                        FROM incoming WHERE type NOT IN ('view', 'click', 'order', 'refund')""")
-        cur.execute(f"""INSERT INTO order_events SELECT order_id, merchant_shop_id, type, topic, partition, "offset",
-                        {batch_id} FROM incoming WHERE type IN ('order', 'refund')""")
 
-    @staticmethod
-    def _sum_moves(cur, entries: pa.Table, batch_id: int) -> None:
-        incoming = entries  # noqa: F841 (DuckDB finds the Arrow table by this name)
-        cur.execute(f"""INSERT INTO balance_moves SELECT shop_id, currency, account, sum(amount)::HUGEINT, {batch_id}
-                        FROM incoming GROUP BY ALL""")
-        if batch_id % BALANCE_ROLLUP == 0:  # the latest totals plus the moves since: a few thousand rows
-            cur.execute(f"""INSERT INTO balance_totals
-                            SELECT shop_id, currency, account, sum(amount), {batch_id} FROM (
-                                SELECT * FROM balance_totals
-                                WHERE batch_id = (SELECT coalesce(max(batch_id), -1) FROM balance_totals)
-                                UNION ALL
-                                SELECT * FROM balance_moves
-                                WHERE batch_id > (SELECT coalesce(max(batch_id), -1) FROM balance_totals))
-                            GROUP BY shop_id, currency, account""")
+# -- what every ledger store shares: the rows of a batch, and what a writer reads to resume ---------
 
-    @staticmethod
-    def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:
-        names = ", ".join(f'"{n}"' for n in rows.column_names)
-        incoming = rows  # DuckDB finds the Arrow table by this name in the calling frame  # noqa: F841
-        cur.execute(f"INSERT INTO {table} ({names}, batch_id) SELECT {names}, {batch_id} FROM incoming")
+
+def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool) -> None:
+    """Every row of a batch, inserted inside the caller's transaction. ``rollup``: sum the balance
+    moves into `balance_totals` every BALANCE_ROLLUP batches (a store whose batch ids grow in commit
+    order: one writer)."""
+    if batch.events_stored:
+        events = batch.events_table
+        events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
+        _append(cur, "events", events, batch_id)
+        _note_kinds(cur, events, batch_id)
+    if batch.quarantined:
+        _append(cur, "quarantine", arrow_columns(batch.quarantine, QUARANTINE_COLUMNS), batch_id)
+    for table, rows in batch.extra_tables.items():
+        if rows.num_rows:
+            _append(cur, table, rows, batch_id)
+    entries = batch.extra_tables.get("entries")
+    if entries is not None and entries.num_rows:
+        _sum_moves(cur, entries, batch_id, rollup)
+    if batch.positions:
+        pos = pa.table({
+            "topic": pa.array([k[0] for k in batch.positions], pa.string()),
+            "partition": pa.array([k[1] for k in batch.positions], pa.int32()),
+            "next_offset": pa.array(list(batch.positions.values()), pa.int64()),
+        })
+        _append(cur, "positions", pos, batch_id)
+    cur.execute(
+        "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [batch_id, batch.source, batch.events_read, batch.duplicates_skipped,
+         batch.events_stored, batch.quarantined, batch.entries_posted],
+    )
+
+
+def stored_positions(cur) -> dict[tuple[str, int], int]:
+    rows = cur.execute(
+        """SELECT topic, partition, arg_max(next_offset, batch_id)
+           FROM positions GROUP BY topic, partition"""
+    ).fetchall()
+    return {(t, p): o for t, p, o in rows}
+
+
+def stored_snapshots(cur, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
+    return cur.execute(
+        """SELECT s."offset", s.digest, c.snapshot_digest, s.state FROM snapshots s
+           LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
+                AND c.snapshot_digest = s.digest
+           WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
+
+
+def stored_events(cur, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):
+    of_types = f"AND type IN ({', '.join('?' * len(types))})" if types else ""
+    cur.execute(
+        f"""SELECT "offset", event_id, avro FROM events WHERE topic = ? AND partition = ? AND "offset" > ? {of_types}
+           ORDER BY "offset" """,
+        [topic, partition, after, *(types or ())],
+    )
+    while True:
+        rows = cur.fetchmany(10_000)
+        if not rows:
+            return
+        yield from rows
+
+
+def stored_logs(cur) -> list[tuple[str, int]]:
+    rows = cur.execute("SELECT DISTINCT topic, partition FROM positions ORDER BY topic, partition").fetchall()
+    return [(t, p) for t, p in rows]
+
+
+def redaction_key_at(path: Path) -> bytes:
+    """$REFLEDGER_REDACTION_KEY, else the key in ``path`` (outside the ledger's tables), created there
+    once (mode 0600) when missing."""
+    configured = os.environ.get(REDACTION_KEY_VARIABLE)
+    if configured:
+        return configured.encode("utf-8")
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it a moment ago
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+def _note_kinds(cur, events: pa.Table, batch_id: int) -> None:
+    """The orders and refunds, and the alliance events, of a batch, in their own small tables."""
+    incoming = events  # noqa: F841 (DuckDB finds the Arrow table by this name)
+    cur.execute(f"""INSERT INTO alliance_events SELECT event_id, type, topic, partition, "offset", {batch_id}
+                    FROM incoming WHERE type NOT IN ('view', 'click', 'order', 'refund')""")
+    cur.execute(f"""INSERT INTO order_events SELECT order_id, merchant_shop_id, type, topic, partition, "offset",
+                    {batch_id} FROM incoming WHERE type IN ('order', 'refund')""")
+
+
+def _sum_moves(cur, entries: pa.Table, batch_id: int, rollup: bool) -> None:
+    incoming = entries  # noqa: F841 (DuckDB finds the Arrow table by this name)
+    cur.execute(f"""INSERT INTO balance_moves SELECT shop_id, currency, account, sum(amount)::HUGEINT, {batch_id}
+                    FROM incoming GROUP BY ALL""")
+    if rollup and batch_id % BALANCE_ROLLUP == 0:  # the latest totals plus the moves since: a few thousand rows
+        cur.execute(f"""INSERT INTO balance_totals
+                        SELECT shop_id, currency, account, sum(amount), {batch_id} FROM (
+                            SELECT * FROM balance_totals
+                            WHERE batch_id = (SELECT coalesce(max(batch_id), -1) FROM balance_totals)
+                            UNION ALL
+                            SELECT * FROM balance_moves
+                            WHERE batch_id > (SELECT coalesce(max(batch_id), -1) FROM balance_totals))
+                        GROUP BY shop_id, currency, account""")
+
+
+def _append(cur, table: str, rows: pa.Table, batch_id: int) -> None:
+    names = ", ".join(f'"{n}"' for n in rows.column_names)
+    incoming = rows  # DuckDB finds the Arrow table by this name in the calling frame  # noqa: F841
+    cur.execute(f"INSERT INTO {table} ({names}, batch_id) SELECT {names}, {batch_id} FROM incoming")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS
+from refledger.store.lake import ALIAS
+from refledger.store.lake_files import data_files as lake_data_files
 
 
 class QueryError(ValueError):
@@ -56,7 +58,16 @@ def stats(cur) -> dict:
         "batches": int(batches),
         "quarantined_by_reason": {r: int(n) for r, n in by_reason},
         "fold_state": {k: int(n) for k, n in fold_state},
+        "data_files": data_files(cur),
     }
+
+
+def data_files(cur) -> int:
+    """The files the ledger's rows are in: its Parquet files on a DuckLake (`compact` merges them), 1 for
+    a DuckDB file."""
+    [(lake,)] = cur.execute(
+        "SELECT count(*) FROM duckdb_databases() WHERE database_name = ? AND type = 'ducklake'", [ALIAS]).fetchall()
+    return lake_data_files(cur) if lake else 1
 
 
 # The latest balance totals and the moves of every batch after them (store/ledger_file.py).

@@ -58,6 +58,8 @@ import duckdb
 
 from typing import Callable, Iterable
 
+from refledger.store.lake import is_lake, reading
+from refledger.store.ledger_file import StoreError
 from refledger.store.queries import QueryError
 
 log = logging.getLogger("refledger.readside")
@@ -244,6 +246,21 @@ def _read_directly(db: str | Path, func: Query, params: dict):
         con.close()
 
 
+def _read_lake(db, func: Query, params: dict):
+    """A ledger on DuckLake needs no socket: any number of readers attach it read-only, each in one
+    snapshot of whole batches, and neither waits for the writers nor holds them up."""
+    try:
+        reader = reading(db)
+    except StoreError as exc:
+        raise ReadError(str(exc)) from exc
+    try:
+        return json.loads(json.dumps(func(reader, **params), default=_default))
+    except duckdb.Error as exc:
+        raise ReadError(f"cannot read ledger {db}: {exc}") from exc
+    finally:
+        reader.close()
+
+
 def query(db: str | Path, func: Query, *, wait: float = 30.0, **params):
     """Run the read query ``func(cursor, **params)`` against a ledger file, whether or not a
     consumer holds it. Raises `ReadError`, or `QueryError` when the question itself is wrong.
@@ -253,6 +270,8 @@ def query(db: str | Path, func: Query, *, wait: float = 30.0, **params):
     query retries, alternating between the file and the socket, for up to
     `wait` seconds before it reports the ledger as unreadable.
     """
+    if is_lake(db):
+        return _read_lake(db, func, params)
     if not Path(db).exists():
         raise ReadError(f"no ledger at {db}")
     deadline = time.monotonic() + wait

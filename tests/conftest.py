@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import kafka_env
+from tests import catalog_env, kafka_env
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,16 @@ def kafka_bootstrap():
 def kafka_topic(kafka_bootstrap, request):
     """A fresh topic with 6 partitions that no other test uses; returns its name."""
     return kafka_env.fresh_topic(kafka_bootstrap, request.node.name)
+
+
+@pytest.fixture(scope="session")
+def lake_catalog():
+    """A running local PostgreSQL catalog (`refledger catalog`) for the whole session."""
+    with catalog_env.local_catalog() as info:
+        yield info
+
+
+@pytest.fixture
+def lake(lake_catalog, tmp_path, request):
+    """A new, empty ledger on DuckLake (its own catalog database and data path)."""
+    return catalog_env.fresh_lake(lake_catalog, tmp_path, request.node.name)
