@@ -3,8 +3,10 @@
     python bench/growth.py                      # 60, 120 and 240 days (about 0.5M, 1M and 2M events)
     python bench/growth.py --days 30 60 --visitors 2000   # a quick look
 
-For each length of history, a simulated alliance that settles every month and
-closes the month before last (SPEC §9a) is published to its own topic and
+For each length of history, a simulated alliance of steady traffic (the
+simulator's growth and member behaviours off: each month brings as many
+events as the last) that settles every month and closes the month before
+last (SPEC §9a) is published to its own topic and
 folded by a real `refledger consume` process. The benchmark samples the
 resident memory of the consumer and its fold process together (from /proc,
 every 50 ms) and keeps the peak; then it publishes the next few days of the
@@ -81,7 +83,10 @@ def events_read(db: Path) -> int:
 
 def split_history(days: int, visitors: int, seed: int, extra_days: int) -> tuple[list[dict], list[dict]]:
     """The alliance's events up to ``days`` (in delivery order), and the next ``extra_days`` of it."""
-    records = list(simulate(SimulationConfig(seed=seed, visitors=visitors, days=days + extra_days)))
+    # A steady alliance (no growth, no behaviours): each month brings as many events as the last, so
+    # what differs between the runs is the length of history alone, not the traffic since the last close.
+    records = list(simulate(SimulationConfig(seed=seed, visitors=visitors, days=days + extra_days,
+                                             behaviours=False)))
     cut = records[0]["occurred_at"] + days * DAY_MS
     first = next((i for i, r in enumerate(records) if r["occurred_at"] > cut and r["type"] in ("view", "click")),
                  len(records))
