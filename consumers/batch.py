@@ -132,8 +132,10 @@ class LogProcessor:
         processes write too is claimed for them first, which fences off any writer that held them
         before; then their positions are read back and their folds rebuilt from the store before
         their next batch, since another writer may have moved them on meanwhile."""
+        if self.store.single_writer:
+            return
         logs = set(logs)
-        if self.store.single_writer or not logs:
+        if not logs:
             return
         self.store.claim(logs)
         self.reread(logs)
@@ -191,8 +193,7 @@ class LogProcessor:
         folds = self.folds
         if items:
             logs = {(item.topic, item.partition) for item in items}
-            if not self.store.single_writer:
-                self.assign(key for key in logs if not folds.knows(*key) and key not in self._stale)
+            self.assign(key for key in logs if not folds.knows(*key) and key not in self._stale)
             for topic, partition in logs:
                 if not folds.knows(topic, partition) or (topic, partition) in self._stale:
                     self._stale.discard((topic, partition))

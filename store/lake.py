@@ -276,12 +276,13 @@ class LakeStore:
         """The secret personal data is redacted under (SPEC §4b), the same for every writer:
         $REFLEDGER_REDACTION_KEY, else a key created once in the shared data path (a file of its own,
         never in the ledger's tables). A data path on an object store needs the variable."""
+        configured = os.environ.get(REDACTION_KEY_VARIABLE)
+        if configured:
+            return configured.encode("utf-8")
         data_path = self.lake.data_path or self._stored_data_path()
-        if os.environ.get(REDACTION_KEY_VARIABLE) or data_path is None or "://" in data_path:
-            if not os.environ.get(REDACTION_KEY_VARIABLE):
-                raise StoreError(f"{self.path}: set ${REDACTION_KEY_VARIABLE} (the key personal data is redacted "
-                                 "under) for a lake whose data path is not a directory")
-            return os.environ[REDACTION_KEY_VARIABLE].encode("utf-8")
+        if data_path is None or "://" in data_path:
+            raise StoreError(f"{self.path}: set ${REDACTION_KEY_VARIABLE} (the key personal data is redacted "
+                             "under) for a lake whose data path is not a directory")
         return redaction_key_at(Path(data_path) / "redaction-key")
 
     def _stored_data_path(self) -> str | None:

@@ -230,8 +230,8 @@ REDACTION_KEY_VARIABLE = "REFLEDGER_REDACTION_KEY"
 # writer's memory limit stays DuckDB's default: with 256 MB a checkpoint of a 2M-event ledger failed
 # for want of memory, and DuckDB then refuses every later write.
 CHECKPOINT_THRESHOLD = "128MB"
-LEDGER_FORMAT = 4
-BALANCE_ROLLUP = 500  # batches between two balance_totals  # the tables' layout; a file written with another layout is refused, not misread
+LEDGER_FORMAT = 4  # the tables' layout; a file written with another layout is refused, not misread
+BALANCE_ROLLUP = 500  # batches between two balance_totals
 
 
 class StoreError(Exception):
