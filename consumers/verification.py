@@ -141,6 +141,9 @@ class SignaturesAhead:
         (``items`` are the batch's fold items, each holding its ``Signature`` last, as ``signed``)."""
         rest, self._checks = self._checks, []
         started, self._started = self._started, []
+        if rest and self._pool is not None:
+            started.append(self._pool.submit(_verify_all, rest))
+            rest = []
         valid = _verify_all(rest) if rest else []
         for future in started:
             valid += future.result()

@@ -170,7 +170,12 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     fold.orders.restore(sorted(order_subjects, key=lambda s: (s.occurred_at, s.subject_id)),
                         {(m, o): at for m, o, at in rows["closed_orders"]},
                         [(row[0], Refund(*row[1:])) for row in rows["parked_refunds"]], parked_seq)
-    fold.clicks.restore([(ClickRef(*row[:5]), row[5]) for row in rows["clicks"]], click_subjects, closed_through)
+    # shops and visitors as one string object each, however many clicks name them (kept for months)
+    one = {}.setdefault
+    fold.clicks.restore([(ClickRef(at, event_id, one(referrer, referrer), one(merchant, merchant),
+                                   visitor if visitor is None else one(visitor, visitor)), valid)
+                         for at, event_id, referrer, merchant, visitor, valid in rows["clicks"]],
+                        click_subjects, closed_through)
     fold.journal.restore_payable(rows["payable"])
     fold.restore_seen(rows["seen"])
     if len(rows["signing"]) != 1:

@@ -223,13 +223,19 @@ ANTI JOIN (SELECT topic, partition, event_id, "offset" AS given_up_at FROM quara
 # streams the events past them, ten times faster on a million events.)
 
 REDACTION_KEY_VARIABLE = "REFLEDGER_REDACTION_KEY"
-# Rows committed since the last checkpoint live in the writer's memory until it. DuckDB folds the
-# write-ahead log into the file by itself every CHECKPOINT_THRESHOLD: eight times its default of
-# 16 MB (at which inserts into a big file cost twice as much), an eighth of the 1 GB once used here
-# (with which the consumer's process peaked at 1.6 GB on 1.3M events, at 1.1 GB with this). The
-# writer's memory limit stays DuckDB's default: with 256 MB a checkpoint of a 2M-event ledger failed
-# for want of memory, and DuckDB then refuses every later write.
-CHECKPOINT_THRESHOLD = "128MB"
+# Rows committed since the last checkpoint live in the writer's memory until it. The writer folds
+# the write-ahead log into the file once it holds CHECKPOINT_BYTES: eight times DuckDB's default of
+# 16 MB (at which inserts into a big file cost twice as much), an eighth of the 1 GB once used here.
+CHECKPOINT_BYTES = 128 * 1024 * 1024
+# DuckDB caches the file's blocks up to its memory limit (80 % of the machine by default), so the
+# writer's memory grew with the ledger: 1.5 GB on 1.9M events. Between checkpoints the writer is
+# held to WRITER_MEMORY (blocks it no longer needs go back to the file). A checkpoint runs without
+# that limit: one that runs out of memory leaves DuckDB refusing every later write, so the writer
+# checkpoints itself (DuckDB's own checkpoint, which would run under the limit, is set far off) and
+# lifts the limit for that moment. Measured on 1.9M events (``bench/growth.py``): the consumer's own
+# process peaked at 0.8 GB with this against 1.5 GB without, and ran no slower.
+WRITER_MEMORY = "256MB"
+_DUCKDB_CHECKPOINT_THRESHOLD = "1TB"
 LEDGER_FORMAT = 4  # the tables' layout; a file written with another layout is refused, not misread
 BALANCE_ROLLUP = 500  # batches between two balance_totals
 
@@ -299,10 +305,12 @@ class LedgerStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.con = _connect(self.path, read_only)
             if not read_only:
-                # Committed batches are durable in the write-ahead log; folding them into the
-                # file (a checkpoint) is cheaper done in bulk than every 16 MB, as DuckDB does by
-                # default. The consumer also checkpoints when it has nothing to read.
-                self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+                # Committed batches are durable in the write-ahead log; the writer folds them into
+                # the file itself, every CHECKPOINT_BYTES, lifting its memory limit for it (see
+                # WRITER_MEMORY). The consumer also checkpoints when it has nothing to read.
+                self.con.execute(f"SET checkpoint_threshold = '{_DUCKDB_CHECKPOINT_THRESHOLD}'")
+                self._duckdb_memory = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+                self._limited(self.con)
                 # A writer's inserts cost the least CPU on one thread (spreading a batch of a
                 # few thousand rows over threads costs more than it saves), and the machine's
                 # other cores are busy reading and folding.
@@ -335,6 +343,8 @@ class LedgerStore:
                              "an archive into a new file)")
 
     def close(self) -> None:
+        if not self.read_only:
+            self._unlimited()  # DuckDB checkpoints as it closes
         self.con.close()
 
     def redaction_key(self) -> bytes:
@@ -379,35 +389,82 @@ class LedgerStore:
         with self._write_lock:
             cur = self.cursor()
             try:
-                cur.execute("BEGIN TRANSACTION")
-                batch_id = self._allocate_batch_id(cur)
-                insert_batch(cur, batch, batch_id, rollup=True)
-                cur.execute("COMMIT")
-            except duckdb.Error as exc:
                 try:
-                    cur.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
+                    batch_id = self._commit(cur, batch)
+                except duckdb.OutOfMemoryException:
+                    # a batch bigger than the writer's limit (a large fold's snapshot): once more,
+                    # without the limit, rather than stop the writer
+                    self._unlimited(cur)
+                    try:
+                        batch_id = self._commit(cur, batch)
+                    finally:
+                        self._limited(cur)
+            except duckdb.Error as exc:
                 raise StoreError(f"cannot write to ledger {self.path}: {exc}") from exc
             finally:
                 cur.close()
             self._next_batch_id = batch_id + 1
+            if self._wal_bytes() >= CHECKPOINT_BYTES:
+                self._checkpoint()
             return batch_id
+
+    def _commit(self, cur, batch: BatchWrite) -> int:
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            batch_id = self._allocate_batch_id(cur)
+            insert_batch(cur, batch, batch_id, rollup=True)
+            cur.execute("COMMIT")
+            return batch_id
+        except duckdb.Error:
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
 
     def checkpoint(self) -> bool:
         """Fold the write-ahead log into the file now; False when DuckDB declined (readers active)."""
         with self._write_lock:
-            cur = self.cursor()
             started = time.perf_counter()
-            try:
-                cur.execute("CHECKPOINT")
+            if self._checkpoint():
                 self.checkpoint_seconds += time.perf_counter() - started
                 return True
-            except duckdb.Error as exc:
-                log.debug("checkpoint skipped: %s", exc)
-                return False
-            finally:
-                cur.close()
+            return False
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}.wal").st_size
+        except OSError:
+            return 0  # none yet, or a ledger in memory
+
+    def _checkpoint(self) -> bool:
+        """CHECKPOINT without the writer's memory limit (see WRITER_MEMORY); the caller holds the
+        write lock. False when DuckDB declined: another transaction (a reader) is open; the next
+        batch tries again."""
+        cur = self.cursor()
+        try:
+            self._unlimited(cur)
+            cur.execute("CHECKPOINT")
+            return True
+        except duckdb.Error as exc:
+            log.debug("checkpoint skipped: %s", exc)
+            return False
+        finally:
+            self._limited(cur)
+            cur.close()
+
+    def _limited(self, cur) -> None:
+        try:
+            cur.execute(f"SET memory_limit = '{WRITER_MEMORY}'")
+        except duckdb.Error as exc:  # DuckDB could not give back enough yet: the next checkpoint will
+            log.debug("memory limit kept lifted: %s", exc)
+
+    def _unlimited(self, cur=None) -> None:
+        # (SET, not RESET: DuckDB 1.5 reports its default after a RESET but keeps the old limit)
+        try:
+            (cur or self.con).execute(f"SET memory_limit = '{self._duckdb_memory}'")
+        except duckdb.Error as exc:
+            log.debug("memory limit not lifted: %s", exc)
 
     def _allocate_batch_id(self, cur) -> int:
         if self._next_batch_id is None:

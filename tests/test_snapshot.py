@@ -84,6 +84,26 @@ def test_a_snapshot_of_another_layout_is_refused():
         restore_state(PartitionFold(), {"fold": rows["fold"]})
 
 
+def test_a_snapshot_is_stored_compressed_and_an_uncompressed_one_still_loads():
+    """A month of an alliance's state takes a third of the bytes it once did; the ledgers written
+    before (container 2, uncompressed) still restart from their snapshots."""
+    from refledger.store.snapshots import CONTAINER, MAGIC, decode_snapshot, encode_snapshot
+
+    fold = PartitionFold()
+    for r in simulated(3000, seed=5):
+        fold.apply(r)
+    rows = export_state(fold)
+    blob = encode_snapshot(rows)
+    assert blob[:len(MAGIC)] == MAGIC and blob[len(MAGIC)] == CONTAINER == 3
+
+    old = encode_snapshot(rows, container=2)
+    assert len(blob) * 2 < len(old)
+    assert decode_snapshot(blob) == decode_snapshot(old) == rows
+    again = PartitionFold()
+    restore_state(again, decode_snapshot(old))
+    assert export_state(again) == rows
+
+
 # -- snapshots in the ledger: restarts load them, a damaged one is never used -----------------------
 
 import logging  # noqa: E402

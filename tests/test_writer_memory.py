@@ -1,0 +1,117 @@
+"""The ledger file's writer keeps to a bounded memory however long the history (issue: cost that
+does not grow with history), and never loses the ability to write because a checkpoint needed more.
+
+DuckDB caches the file's blocks up to its memory limit; the writer holds it to ``WRITER_MEMORY``
+and folds the write-ahead log into the file itself once it passes ``CHECKPOINT_BYTES``, lifting
+the limit for that moment (a checkpoint that runs out of memory leaves DuckDB refusing every
+later write)."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import pyarrow as pa
+
+from refledger.store import ledger_file
+from refledger.store.ledger_file import BatchWrite, LedgerStore
+
+
+def memory_limit(con) -> str:
+    return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def as_duckdb_says(limit: str) -> str:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{limit}'")
+    return memory_limit(con)
+
+
+def snapshot_batch(partition: int, offset: int, size: int) -> BatchWrite:
+    """A batch carrying one fold snapshot of ``size`` bytes (random: it does not compress)."""
+    state = os.urandom(size)
+    table = pa.table({
+        "topic": pa.array(["alliance"], pa.string()), "partition": pa.array([partition], pa.int32()),
+        "offset": pa.array([offset], pa.int64()), "kind": pa.array(["events"], pa.string()),
+        "entries": pa.array([0], pa.int64()), "head": pa.array(["0" * 64], pa.string()),
+        "digest": pa.array([f"{offset:064d}"], pa.string()), "state": pa.array([state], pa.binary()),
+    })
+    return BatchWrite(source="test", extra_tables={"snapshots": table},
+                      positions={("alliance", partition): offset + 1})
+
+
+def wal_bytes(path) -> int:
+    try:
+        return os.stat(f"{path}.wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
+def test_the_writer_folds_its_log_into_the_file_as_it_goes_and_keeps_to_its_memory_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(ledger_file, "CHECKPOINT_BYTES", 4 * 1024 * 1024)
+    path = tmp_path / "ledger.duckdb"
+    store = LedgerStore(path)
+    try:
+        assert memory_limit(store.con) == as_duckdb_says(ledger_file.WRITER_MEMORY)
+        sizes = []
+        for offset in range(12):
+            store.write_batch(snapshot_batch(0, offset, 1024 * 1024))
+            sizes.append(wal_bytes(path))
+            assert memory_limit(store.con) == as_duckdb_says(ledger_file.WRITER_MEMORY)
+        # the log never holds more than the threshold and one batch, and was emptied along the way
+        assert max(sizes) < 4 * 1024 * 1024 + 2 * 1024 * 1024
+        assert sizes.count(0) >= 2
+    finally:
+        store.close()
+    again = LedgerStore(path, read_only=True)
+    try:
+        assert again.con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 12
+    finally:
+        again.close()
+
+
+def test_a_snapshot_larger_than_the_writers_memory_limit_is_checkpointed_and_writing_goes_on(tmp_path, monkeypatch):
+    """A partition whose fold state outgrew the writer's memory limit: its snapshot is written and
+    folded into the file, and the batches after it are written too (under a limit DuckDB would have
+    stopped taking writes for good at that checkpoint)."""
+    monkeypatch.setattr(ledger_file, "WRITER_MEMORY", "24MB")
+    monkeypatch.setattr(ledger_file, "CHECKPOINT_BYTES", 8 * 1024 * 1024)
+    path = tmp_path / "ledger.duckdb"
+    store = LedgerStore(path)
+    try:
+        store.write_batch(snapshot_batch(0, 0, 64 * 1024 * 1024))
+        assert wal_bytes(path) == 0  # checkpointed at once
+        for offset in range(1, 4):
+            store.write_batch(snapshot_batch(0, offset, 1024))
+        assert store.checkpoint()
+    finally:
+        store.close()
+    again = LedgerStore(path, read_only=True)
+    try:
+        assert again.con.execute(
+            "SELECT count(*), max(octet_length(state)) FROM snapshots").fetchone() == (4, 64 * 1024 * 1024)
+        assert again.positions() == {("alliance", 0): 4}
+    finally:
+        again.close()
+
+
+def test_a_reader_in_the_middle_of_a_query_neither_stops_the_writer_nor_sees_its_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setattr(ledger_file, "CHECKPOINT_BYTES", 2 * 1024 * 1024)
+    path = tmp_path / "ledger.duckdb"
+    store = LedgerStore(path)
+    try:
+        store.write_batch(snapshot_batch(0, 0, 1024))
+        reader = store.cursor()
+        reader.execute("BEGIN TRANSACTION")
+        assert reader.execute("SELECT count(*) FROM snapshots").fetchone() == (1,)
+        for offset in range(1, 5):
+            store.write_batch(snapshot_batch(0, offset, 1024 * 1024))
+        assert reader.execute("SELECT count(*) FROM snapshots").fetchone() == (1,)  # its own view
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM snapshots").fetchone() == (5,)
+        reader.close()
+        store.write_batch(snapshot_batch(0, 5, 1024))
+        assert wal_bytes(path) < 2 * 1024 * 1024
+        assert memory_limit(store.con) == as_duckdb_says(ledger_file.WRITER_MEMORY)
+    finally:
+        store.close()
