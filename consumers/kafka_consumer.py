@@ -142,6 +142,7 @@ class LedgerConsumer:
         self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._refused: FencedOut | None = None  # the ledger refused a batch: none after it is written
+        self._failed = False  # a batch could not be written (a full disk, ...): none after it is either
         self._dropped: list = []  # batches not written since
         self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
@@ -258,13 +259,19 @@ class LedgerConsumer:
 
     def _commit(self, batch) -> int:
         """On the writer thread: the batch into the ledger, unless one before it was refused."""
-        if self._refused is not None:
+        if self._refused is not None or self._failed:
             self.processor.drop(batch)
             raise _NotWritten()
         try:
             return self.processor.commit(batch)
         except FencedOut as exc:
             self._refused = exc
+            raise
+        except BaseException:
+            # The batches queued behind it hold events folded after its own: written without it,
+            # they would leave its events out of the ledger and a gap in each log's chain. The
+            # consumer stops on this failure (a restart folds on from the last written batch).
+            self._failed = True
             raise
 
     def await_ledger(self, keep: int = 0, failed_ok: bool = False) -> None:

@@ -215,6 +215,9 @@ Event = View | Click | Order | Refund | Member | Agreement | Settlement | Close 
 DATED_TYPES = frozenset({"view", "click", "order", "refund", "member", "agreement"})
 
 
+EVENT_ID_MAX_CHARS = 64  # SPEC §2: an event_id has 1 to 64 characters
+
+
 class BadRecord(Exception):
     """The record does not have the shape the codec promises."""
 
@@ -370,8 +373,11 @@ def parse_event(record: dict) -> Event:
         payload = record[kind]
         if not isinstance(payload, dict):
             raise BadRecord(f"payload {kind!r} is not an object")
-        return parser(record, payload)
+        event = parser(record, payload)
     except BadRecord:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRecord(f"malformed record: {exc!r}") from exc
+    if type(event.event_id) is not str or not 0 < len(event.event_id) <= EVENT_ID_MAX_CHARS:
+        raise BadRecord(f"event_id must have 1 to {EVENT_ID_MAX_CHARS} characters, has {len(event.event_id)}")
+    return event

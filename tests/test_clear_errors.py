@@ -137,3 +137,57 @@ def test_a_new_file_and_an_existing_ledger_are_both_welcome(tmp_path):
     for _ in range(2):
         result = CliRunner().invoke(cli, ["ingest", str(BABY_CARE), "--db", str(db), "--format", "json"])
         assert result.exit_code == 0, result.output
+
+
+@pytest.mark.kafka
+def test_no_batch_is_written_after_one_that_could_not_be_written(kafka_bootstrap, kafka_topic, tmp_path):
+    """The disk fills while a batch is written and the batches read after it wait in line: none of
+    them is written, or the ledger would hold later events without that batch's (a gap in each
+    log's chain). The consumer stops on the failure; a restart folds on from the last batch written."""
+    from refledger.consumers.batch import LogProcessor
+    from refledger.consumers.kafka_consumer import consume
+    from refledger.consumers.verification import signed_fold
+    from refledger.store.ledger_file import LedgerStore, StoreError
+
+    class DiskFillsAtTheSecondBatch(LedgerStore):
+        writes = 0
+
+        def write_batch(self, batch):
+            self.writes += 1
+            if self.writes == 2:
+                time.sleep(1.5)  # the poll loop queues the batches after it meanwhile
+                raise StoreError(f"cannot write to ledger {self.path}: No space left on device")
+            return super().write_batch(batch)
+
+    records = list(simulate(SimulationConfig(seed=5, events=30_000, bad_rate=0.0)))
+    publish(kafka_bootstrap, kafka_topic, records)
+    db = tmp_path / "ledger.duckdb"
+    store = DiskFillsAtTheSecondBatch(db)
+    class CountingProcessor(LogProcessor):
+        batches = 0
+
+        def process(self, messages, **kwargs):
+            self.batches += 1
+            return super().process(messages, **kwargs)
+
+    processor = CountingProcessor(store, signed_fold, source=f"kafka:{kafka_topic}", fold_worker=True)
+    try:
+        with pytest.raises(StoreError, match="No space left"):
+            consume(kafka_bootstrap, processor, topic=kafka_topic, group=f"{kafka_topic}-g", until_idle=3,
+                    handle_signals=False)
+        assert processor.batches >= 3  # batches were read and waiting behind the failed one
+        assert store.writes == 2
+    finally:
+        processor.close()
+        store.close()
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+    finally:
+        con.close()
+    assert refledger("verify", "--db", db).returncode == 0
+    finished = refledger("consume", "--bootstrap-servers", kafka_bootstrap, "--db", db, "--topic", kafka_topic,
+                         "--group", f"{kafka_topic}-g", "--until-idle", "3", "--format", "json")
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(refledger("stats", "--db", db, "--format", "json").stdout)["events_read"] >= len(records)
+    assert refledger("verify", "--db", db).returncode == 0

@@ -15,7 +15,7 @@ entry is the documented one.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, Phase, assume, event, given, settings
+from hypothesis import HealthCheck, Phase, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from refledger.ledger.balances import balances
@@ -552,8 +552,17 @@ def damage_of(record: dict) -> tuple[str, object]:
     return record["_damaged"]
 
 
+def _view_with_event_id(event_id: str) -> dict:
+    return {"event_id": event_id, "type": "view", "occurred_at": 1_793_491_200_000, "alliance_id": "gen",
+            "shop_id": "s-a", "visitor_id": "v1",
+            "view": {"referrer_shop_id": "s-a", "merchant_shop_id": "s-b", "placement_id": "banner"},
+            "_damaged": ("event_id", event_id)}
+
+
 @SETTINGS
 @given(damaged_records())
+@example(record=_view_with_event_id(""))  # SPEC §2: 1 to 64 characters (once folded by the fold)
+@example(record=_view_with_event_id("e" * 65))
 def test_damaged_records_are_quarantined_with_a_reason_never_raised_never_folded_silently(record):
     """One field of a good event replaced by any JSON value, or removed. Every source checks the
     record's shape with the codec before the fold; a record the codec rejects is quarantined
