@@ -163,6 +163,7 @@ def test_no_batch_is_written_after_one_that_could_not_be_written(kafka_bootstrap
     publish(kafka_bootstrap, kafka_topic, records)
     db = tmp_path / "ledger.duckdb"
     store = DiskFillsAtTheSecondBatch(db)
+
     class CountingProcessor(LogProcessor):
         batches = 0
 
