@@ -48,6 +48,23 @@ WORK = ROOT / "build" / "mutation"
 DOC = ROOT / "docs" / "testing.md"
 LAYERS = ("schemas", "ledger", "store", "producers", "consumers", "replay", "reports")
 NOT_KAFKA = ["-m", "not kafka and not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
+# each mutant meets the same examples (tests/examples.py), a quarter of each property's own number
+UNDER_MUTATION = ["--hypothesis-profile=mutation"]
+EXAMPLES_SCALE = "0.25"
+
+# appended to the scratch copy's tests/conftest.py: a mutant's tests run fastest first (by the
+# durations mutmut recorded in its first pass), so a killed mutant is usually killed in a second
+FASTEST_FIRST = """
+
+def pytest_collection_modifyitems(config, items):
+    import json
+    try:
+        with open("mutmut-stats.json", encoding="utf-8") as f:
+            seconds = json.load(f)["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return
+    items.sort(key=lambda item: seconds.get(item.nodeid, 0.0))
+"""
 
 
 @dataclass(frozen=True)
@@ -150,7 +167,9 @@ BOUNDARIES = "tests/test_boundaries.py"
 TARGETS = {
     "ledger": Target("ledger", mutate=["refledger/ledger/*"], tests=[
         BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",
-        "tests/test_ledger_scenarios.py", "tests/test_ledger_properties.py"]),
+        "tests/test_ledger_scenarios.py", "tests/test_ledger_properties.py", "tests/test_closing.py", "tests/test_times.py",
+        "tests/test_closing_properties.py", "tests/test_snapshot.py", "tests/test_signed_events.py",
+        "tests/test_signature_vectors.py"]),
     "bulk": Target("bulk", mutate=["refledger/replay/bulk.py"], tests=[BOUNDARIES, "tests/test_bulk.py"]),
     "schemas": Target("schemas", mutate=["refledger/schemas/*"], tests=[
         "tests/test_codec.py", "tests/test_schemas.py", "tests/test_traffic_reader.py", "tests/test_archive.py"]),
@@ -176,6 +195,8 @@ def lay_out(scratch: Path) -> None:
     for extra in ("tests", "docs"):
         shutil.copytree(ROOT / extra, scratch / extra, ignore=ignore)
     shutil.copy2(ROOT / "README.md", scratch / "README.md")
+    with open(scratch / "tests" / "conftest.py", "a", encoding="utf-8") as conftest:
+        conftest.write(FASTEST_FIRST)
 
 
 def in_layout(path: str) -> str:
@@ -198,7 +219,7 @@ markers = ["kafka: needs a real Kafka broker", "slow: long-running crash and vol
 source_paths = ["refledger"]
 only_mutate = {toml_list(target.mutate)}
 pytest_add_cli_args_test_selection = {toml_list(target.tests)}
-pytest_add_cli_args = {toml_list(NOT_KAFKA)}
+pytest_add_cli_args = {toml_list(NOT_KAFKA + UNDER_MUTATION)}
 use_git_change_detection = false
 also_copy = ["docs/", "README.md"]
 """
@@ -207,11 +228,13 @@ also_copy = ["docs/", "README.md"]
 # -- running ----------------------------------------------------------------------------------------
 
 
-def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = True) -> list[dict]:
+def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = True,
+               names: list[str] = ()) -> list[dict]:
+    """mutmut over the target (``names``: only these mutants, again)."""
     (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "REFLEDGER_EXAMPLES_SCALE": EXAMPLES_SCALE}
     if run:
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names],
                               cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise SystemExit(f"mutmut failed on {target.name} (exit {done.returncode}); see {log.name}")
@@ -228,6 +251,28 @@ def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = Tr
                                    capture_output=True, text=True)
             mutant["diff"] = shown.stdout.strip()
     return found
+
+
+def survivors_of(scratch: Path) -> list[str]:
+    """The mutants a finished mutmut run recorded as survivors (or run by no test)."""
+    from mutmut.stats import status_by_exit_code
+
+    names = []
+    for meta in sorted((scratch / "mutants").rglob("*.py.meta")):
+        for name, code in json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}).items():
+            if status_by_exit_code[code] in ("survived", "no tests", "suspicious"):
+                names.append(name)
+    return names
+
+
+def refresh_tests(scratch: Path) -> None:
+    """The checkout's tests (and docs) into a kept scratch copy, for the survivors to meet them."""
+    for where in (scratch, scratch / "mutants"):
+        for extra in ("tests", "docs"):
+            shutil.rmtree(where / extra, ignore_errors=True)
+            shutil.copytree(ROOT / extra, where / extra, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        with open(where / "tests" / "conftest.py", "a", encoding="utf-8") as conftest:
+            conftest.write(FASTEST_FIRST)
 
 
 def run_rules(target: Target, scratch: Path, children: int, log) -> list[dict]:
@@ -275,14 +320,15 @@ def equivalent_mutants() -> dict[str, str]:
 
 
 def score(mutants: list[dict], equivalent: dict[str, str]) -> dict:
-    counted = [m for m in mutants if m["status"] not in ("no tests", "skipped", "not checked",
-                                                         "check was interrupted by user")]
+    # a mutant no test of the subset runs ("no tests") counts as a survivor: nothing would notice it
+    counted = [m for m in mutants if m["status"] not in ("skipped", "not checked", "check was interrupted by user")]
     killed = [m for m in counted if m["status"] in ("killed", "timeout", "caught by type check")]
     judged = [m for m in counted if m not in killed and m["name"] in equivalent]
     survivors = [m for m in counted if m not in killed and m["name"] not in equivalent]
     denominator = len(counted) - len(judged)
     return {"mutants": len(mutants), "killed": len(killed), "equivalent": len(judged),
-            "survived": len(survivors), "not run": len(mutants) - len(counted),
+            "survived": len(survivors), "no tests": sum(m["status"] == "no tests" for m in survivors),
+            "not run": len(mutants) - len(counted),
             "score": round(100 * len(killed) / denominator, 1) if denominator else 100.0,
             "survivors": survivors}
 
@@ -294,6 +340,9 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="print the targets and their tests")
     parser.add_argument("--resume", action="store_true",
                         help="keep the scratch copy of an interrupted mutmut run and go on where it stopped")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run the survivors of the last mutmut run again against the checkout's tests "
+                             "(after tests were added for them)")
     parser.add_argument("--report-only", action="store_true",
                         help="report what the last mutmut run of each target recorded, running nothing")
     args = parser.parse_args(argv)
@@ -311,19 +360,25 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if args.report_only and (target.rules or not (scratch / "mutants").exists()):
             continue
-        if not ((args.resume or args.report_only) and (scratch / "mutants").exists()):
+        if not ((args.resume or args.report_only or args.survivors) and (scratch / "mutants").exists()):
             lay_out(scratch)
-        with open(WORK / f"{name}.log", "a" if args.report_only else "w", encoding="utf-8") as log:
+        with open(WORK / f"{name}.log", "a" if args.report_only or args.survivors else "w", encoding="utf-8") as log:
             if target.rules:
                 mutants = run_rules(target, scratch, args.max_children, log)
             else:
-                mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
+                again = []
+                if args.survivors:
+                    again = survivors_of(scratch)
+                    refresh_tests(scratch)
+                    log.write(f"--- {len(again)} survivors run again\n")
+                mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only and
+                                     not (args.survivors and not again), names=again)
         result = score(mutants, equivalent)
         result["minutes"] = round((time.perf_counter() - started) / 60, 1)
         report[name] = result
         print(f"{name}: {result['killed']} of {result['mutants']} mutants killed, {result['equivalent']} equivalent, "
-              f"{result['survived']} survived, {result['not run']} not run (no test of the subset runs them, "
-              f"or the run was interrupted): "
+              f"{result['survived']} survived (no test of the subset runs {result['no tests']} of them), "
+              f"{result['not run']} not run (the run was interrupted): "
               f"score {result['score']} % ({result['minutes']} min)", flush=True)
         for m in result["survivors"]:
             print(f"  SURVIVED {m['name']} ({m['status']})\n" + "\n".join(f"    {line}" for line in

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from tests import catalog_env, kafka_env
+
+# bench/mutation.py runs each mutant's tests with `--hypothesis-profile=mutation`: the same
+# examples on every run, none remembered from earlier runs (see tests/examples.py)
+settings.register_profile("mutation", derandomize=True, database=None)
 
 
 @pytest.fixture(scope="session")

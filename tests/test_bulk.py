@@ -30,6 +30,7 @@ from refledger.replay.verify import HASHED
 from tests.ledger_support import Alliance
 from tests.scenario_files import SCENARIOS
 from tests.test_ledger_properties import HOUR, SHOPS, T0, alliances, iso
+from tests.examples import examples
 
 EARNED = ("earned_pending", "earned_payable", "received")
 OWED = ("owed_pending", "owed_payable", "paid_out")
@@ -100,7 +101,7 @@ def busy_alliances(draw):
     return head + tail
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(busy_alliances())
 def test_sql_recomputes_the_folds_totals_on_generated_alliances(records):
     with tempfile.TemporaryDirectory() as tmp:

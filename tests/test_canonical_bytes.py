@@ -22,6 +22,7 @@ from refledger.schemas.traffic import read_traffic_fields
 from refledger.schemas.versions import strip_logical_types
 
 from tests.signing_support import LI, key, signed
+from tests.examples import examples
 
 
 # -- RFC 8785 -----------------------------------------------------------------------------
@@ -139,7 +140,7 @@ names = st.text(min_size=1, max_size=12)
 maybe = st.none() | names
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(kind=st.sampled_from(["view", "click"]), event_id=st.text(min_size=1, max_size=64), alliance=names,
        shop=names, visitor=names, merchant=names, placement=names,
        at=st.integers(min_value=-62135596800000, max_value=253402300799999), sig=maybe)

@@ -22,6 +22,7 @@ from refledger.ledger.balances import balances
 from refledger.replay.bulk import compare
 from refledger.schemas.event_files import write_event_file
 from tests.ledger_support import Alliance, all_entries, fold_all, ms, nonzero_rows
+from tests.examples import examples
 
 SHOPS = ("h-hats", "i-ink", "j-jade")
 VISITORS = ("v1", "v2", "v3")
@@ -82,7 +83,7 @@ def closed_alliances(draw):
     return head + before + [settle, close], after, a.settlement(at(61 * DAY), at(61 * DAY - 1), "2026-11")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(closed_alliances(), st.randoms(use_true_random=False))
 def test_after_a_close_the_order_of_later_shop_events_changes_no_balance(alliance, rnd):
     closed, after, _settlement = alliance
@@ -97,7 +98,7 @@ def test_after_a_close_the_order_of_later_shop_events_changes_no_balance(allianc
     assert verdicts(first) == verdicts(second)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(closed_alliances())
 def test_the_sql_recomputation_applies_the_close_as_the_fold_does(alliance):
     closed, after, settlement = alliance

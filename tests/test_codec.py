@@ -42,6 +42,8 @@ from refledger.schemas.versions import strip_logical_types
 
 from tests.codec_support import encode_unchecked
 from tests.scenario_files import SCENARIOS
+from tests.examples import examples
+
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
 SCENARIO_LINES = [
     pytest.param(line, id=f"{path.stem}:{number}")
@@ -481,7 +483,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.sampled_from([CLICK_LINE, ORDER_LINE, AGREEMENT_LINE, SWAP_LINE]), st.data())
 def test_any_json_value_in_any_field_gives_a_record_or_a_codec_error(line, data):
     obj = _json(line)
@@ -742,7 +744,7 @@ def records(draw):
     return record
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(records())
 def test_random_valid_records_round_trip_through_avro(record):
     message = encode(record)
@@ -750,7 +752,7 @@ def test_random_valid_records_round_trip_through_avro(record):
     assert canonical_body(decode(message)) == canonical_body(record)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(records())
 def test_random_valid_records_round_trip_through_json(record):
     line = record_to_json_line(record)
@@ -758,7 +760,7 @@ def test_random_valid_records_round_trip_through_json(record):
     assert record_to_json_line(record_from_json(line)) == line
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(records())
 def test_the_bytes_of_a_current_message_are_its_canonical_form(record):
     """The consumer stores live Avro messages as they came; they must equal what any other path stores."""
@@ -769,7 +771,7 @@ def test_the_bytes_of_a_current_message_are_its_canonical_form(record):
     assert canonical == codec.canonical_message(record_from_json(record_to_json_line(record)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(records(), st.data())
 def test_random_bodies_decode_and_round_trip_or_raise_only_codec_errors(record, data):
     """Bodies that are valid encodings of random events decode to those events, and encode back

@@ -135,3 +135,30 @@ def test_an_agreement_record_without_window_or_hold_gets_the_15_day_defaults(ord
     payable = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_payable")
     pending = sum(e.amount for e in all_entries(outcomes) if e.account == "earned_pending")
     assert (payable, pending) == ((earns, 0) if settles else (0, earns))
+
+
+def test_balances_read_back_from_the_store_are_the_balances_of_the_entries_money_first():
+    """A member's balances are the same whether summed from the fold's entries or from the rows an
+    auditor reads back out of the ledger; money rows come first (by shop, then currency), then the
+    swap-credit rows: zhao-photo's CNY row comes before li-kids' swap credits."""
+    from refledger.ledger.balances import balances
+
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    log += [s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="swap-li", merchant="zhang-toys",
+                           referrer="li-kids", model="swap", event_id="a-swap"),
+            s.click_at(CLICKED, "li-kids", "zhang-toys", "v2", event_id="c-swap"),
+            s.click_at(CLICKED, "zhao-photo", "wang-bath", "v3", event_id="c-zhao"),
+            s.order_at(CLICKED + HOUR, "wang-bath", "v3", "o3", [(1, 5_000, "care")], event_id="o-3")]
+    _, outcomes = fold_all(log)
+    entries = all_entries(outcomes)
+    rows = [e._asdict() for e in entries]
+    got = balances(entries)
+    assert balances(rows) == got
+    assert [(b["shop_id"], b["currency"]) for b in got] == [
+        ("li-kids", "CNY"), ("wang-bath", "CNY"), ("zhao-photo", "CNY"), ("li-kids", "CLICK"), ("zhang-toys", "CLICK")]
+    by = {(b["shop_id"], b["currency"]): b for b in got}
+    assert by[("li-kids", "CNY")]["earned_pending"] == 800
+    assert by[("zhao-photo", "CNY")]["earned_pending"] == 400
+    assert by[("wang-bath", "CNY")]["owed_pending"] == 1_200
+    assert by[("li-kids", "CLICK")]["swap_given"] == 1 and by[("zhang-toys", "CLICK")]["swap_received"] == 1

@@ -24,6 +24,7 @@ from refledger.ledger.events import traffic_event
 from refledger.ledger.fold import PartitionFold
 from refledger.schemas import codec
 from tests.ledger_support import Alliance, all_entries, first_broken_link, fold_all, nonzero_rows
+from tests.examples import examples
 
 SHOPS = ("s-a", "s-b", "s-c")
 VISITORS = ("v1", "v2")
@@ -31,7 +32,7 @@ CATEGORIES = ("toys", "care", "food")
 HOUR = 3_600_000
 T0 = 1_793_491_200_000  # 2026-11-01T00:00Z
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def iso(ms: int) -> str:
@@ -447,7 +448,7 @@ def _field(name):
     return text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.tuples(*[_field(name) for name in HASHED_FIELDS]))
 def test_the_fast_canonical_encoding_is_the_documented_one(values):
     assert canonical_values(values) == canonical_bytes(dict(zip(HASHED_FIELDS, values)))

@@ -54,8 +54,8 @@ def test_once_signatures_are_required_li_kids_click_must_be_signed_by_li_kids():
     tampered["click"] = {**tampered["click"], "merchant_shop_id": "li-kids"}
     _, outcomes = fold_story(founding() + clicks + [tampered])
     assert reasons(outcomes[4:]) == [None, BAD_SIGNATURE, BAD_SIGNATURE, BAD_SIGNATURE, BAD_SIGNATURE]
-    assert "unsigned click" in outcomes[5].detail
-    assert "li-kids's key" in outcomes[6].detail
+    assert outcomes[5].detail == "unsigned click: signatures are required (policy p-1)"
+    assert outcomes[6].detail == "click not signed by li-kids's key"
 
 
 def test_a_signed_order_earns_li_kids_its_commission_and_an_unsigned_one_earns_nothing():
@@ -76,7 +76,7 @@ def test_alliance_events_must_be_signed_by_the_operator_key_in_force():
                           record(member("m-zhang", "2026-11-02T00:00:00.000Z", "zhang-toys"))]
     _, outcomes = fold_story(story)
     assert reasons(outcomes[4:]) == [BAD_SIGNATURE, BAD_SIGNATURE, None, BAD_SIGNATURE]
-    assert "operator's key" in outcomes[5].detail
+    assert outcomes[5].detail == "agreement not signed by the operator's key"
 
 
 def test_a_policy_signed_by_a_key_other_than_the_operators_in_force_is_bad_signature():
@@ -101,11 +101,13 @@ def test_the_first_policy_is_checked_against_the_key_it_names_itself():
     for signer, verdict in ((OPERATOR, None), (STRANGER, BAD_SIGNATURE)):
         _, outcomes = fold_story(founding()[:3] + [signed(first, signer)])
         assert outcomes[3].quarantine == verdict
+    assert outcomes[3].detail == "policy not signed by the operator key it names"
     _, outcomes = fold_story(founding()[:3] + [record(first)])
     assert outcomes[3].quarantine == BAD_SIGNATURE
     # a first policy that names no key cannot be verified
     _, outcomes = fold_story(founding()[:3] + [signed(policy("p-0", "2026-11-01T00:00:00.000Z", True), OPERATOR)])
     assert outcomes[3].quarantine == BAD_SIGNATURE
+    assert outcomes[3].detail == "no key is known to verify a policy of alliance"
 
 
 def test_a_rejected_first_policy_leaves_signing_off():
@@ -215,7 +217,8 @@ def test_a_fold_built_without_a_check_refuses_to_guess():
     fold = PartitionFold()
     for r in founding()[:3]:
         fold.apply(r)
-    with pytest.raises(RuntimeError, match="without a signature check"):
+    with pytest.raises(RuntimeError, match="^this fold was built without a signature check and its log requires "
+                                           "signatures$"):
         fold.apply(founding()[3])
 
 
@@ -251,3 +254,21 @@ def test_the_decode_step_expects_the_operator_key_in_force_before_a_policy():
     assert signature.key == key(OPERATOR)
     clicked = ahead.of_record(5, signed(click("c-1", "2026-11-06T00:00:00.000Z"), LI))
     assert clicked.key == key(LI)
+
+
+def test_a_policy_whose_requirement_is_not_true_or_false_is_schema_invalid():
+    unclear = record(policy("p-2", "2026-11-05T00:00:00.000Z", True))
+    unclear["policy"] = {**unclear["policy"], "require_signatures": "yes"}  # as a JSON line may carry it
+    _, outcomes = fold_story(founding() + [unclear])
+    assert outcomes[4].quarantine == "schema_invalid"
+    assert outcomes[4].detail == "require_signatures must be true or false, got 'yes'"
+
+
+def test_a_policy_after_a_close_is_folded_in_log_order():
+    """A policy acts in log order (SPEC §9a): one dated inside a closed period still takes effect."""
+    story = founding() + [signed(close("x-1", "2026-12-01T00:00:00.000Z", "2026-11-30T15:59:59.999Z"), OPERATOR),
+                          signed(policy("p-off", "2026-11-20T00:00:00.000Z", False), OPERATOR),
+                          record(click("c-1", "2026-12-02T00:00:00.000Z"))]
+    fold, outcomes = fold_story(story)
+    assert reasons(outcomes[4:]) == [None, None, None]
+    assert not fold.signers.required and fold.signers.policy_id == "p-off"

@@ -15,6 +15,7 @@ from tests.codec_support import encode_unchecked
 from refledger.schemas.errors import CodecError
 from refledger.schemas.traffic import read_purchase, read_traffic
 from refledger.schemas.timestamps import MAX_MILLIS, MIN_MILLIS
+from tests.examples import examples
 
 ids = st.text(min_size=1, max_size=70)  # past 63 bytes a string's length takes two bytes
 
@@ -84,7 +85,7 @@ def codec_answer(data: bytes):
         return None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(traffic())
 def test_a_view_or_click_reads_as_the_codec_reads_it(record):
     data = codec.encode(record)
@@ -94,7 +95,7 @@ def test_a_view_or_click_reads_as_the_codec_reads_it(record):
     assert codec.decode_canonical(data) == (fast, data)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(traffic(), st.data())
 def test_damaged_bytes_are_declined_or_read_exactly_as_the_codec_reads_them(record, data):
     damaged = damage(codec.encode(record), data)
@@ -116,7 +117,7 @@ def test_other_events_and_versions_are_left_to_the_codec():
     assert read_traffic(data + b"\x00", codec.CURRENT_FINGERPRINT) is None, "trailing bytes"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(purchase())
 def test_an_order_or_refund_reads_as_the_codec_reads_it(record):
     data = encoded(record)
@@ -131,7 +132,7 @@ def test_an_order_or_refund_reads_as_the_codec_reads_it(record):
     assert codec.decode_canonical(data) == (expected, data)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(purchase(), st.data())
 def test_damaged_orders_and_refunds_are_declined_or_read_exactly_as_the_codec_reads_them(record, data):
     damaged = damage(encoded(record), data)
