@@ -158,7 +158,10 @@ class LogProcessor:
         all the log's events."""
         snapshot, after = None, -1
         for offset, snapshot_digest, recorded, state in self.store.snapshots(topic, partition):
-            if recorded != snapshot_digest or snapshot_digest != digest(state):
+            if state is None:
+                log.warning("snapshot of %s:%d after offset %d: its state is missing from the ledger: not used",
+                            topic, partition, offset)
+            elif recorded != snapshot_digest or snapshot_digest != digest(state):
                 log.warning("snapshot of %s:%d after offset %d does not match its checkpoint's digest: not used",
                             topic, partition, offset)
             elif not snapshot_loads(state):

@@ -180,19 +180,25 @@ def check_snapshots(con) -> list[Problem]:
     from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
-    from refledger.store.snapshots import SnapshotFileError, decode_snapshot
+    from refledger.store.ledger_file import snapshot_state
+    from refledger.store.snapshots import SnapshotFileError, decode_snapshot, digest
 
     problems = []
     rows = con.execute(
-        """SELECT s.topic, s.partition, s."offset", s.entries, s.head, s.digest = sha256(s.state)
-                  AND c.snapshot_digest IS NOT NULL, s.state
+        """SELECT s.topic, s.partition, s."offset", s.entries, s.head, s.digest, c.snapshot_digest IS NOT NULL,
+                  s.state
            FROM snapshots s LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
                 AND c.snapshot_digest = s.digest AND c.entries = s.entries AND c.head = s.head
            ORDER BY s.topic, s.partition, s."offset" DESC""").fetchall()
     latest_checked: set[tuple[str, int]] = set()
-    for topic, partition, offset, entries, head, sound, state in rows:
+    for topic, partition, offset, entries, head, snapshot_digest, recorded, inline in rows:
         where = f"{topic}:{partition} snapshot after offset {offset}"
-        if not sound:
+        state = snapshot_state(con, snapshot_digest, inline)  # one snapshot's bytes in memory at a time
+        if state is None:
+            problems.append(Problem("snapshot", where, "its state is missing from the ledger "
+                                                       "(a restart does not use it and rebuilds from the events)"))
+            continue
+        if not (recorded and digest(state) == snapshot_digest):
             problems.append(Problem("snapshot", where, "its bytes do not match the digest its checkpoint recorded "
                                                        "(a restart does not use it and rebuilds from the events)"))
             continue

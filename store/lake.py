@@ -65,6 +65,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -300,7 +301,7 @@ class LakeStore:
     def positions(self) -> dict[tuple[str, int], int]:
         return stored_positions(self.cursor())
 
-    def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
+    def snapshots(self, topic: str, partition: int) -> Iterator[tuple[int, str, str | None, bytes | None]]:
         return stored_snapshots(self.cursor(), topic, partition)
 
     def partition_events(self, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):

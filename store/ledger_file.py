@@ -19,7 +19,9 @@ decisions   attribution decisions, for `explain`
 checkpoints each log's chain head right after each settlement and close, and at each
             snapshot, with the snapshot's digest
 snapshots   each log's fold state after an event (at every close and every N events),
-            to restart from (refledger.store.snapshots)
+            to restart from (refledger.store.snapshots); in this file the state's bytes
+            are kept in a table of their own, snapshot_state."<digest>", and `state` is
+            empty (see SNAPSHOT_STATE)
 fold_state  how much each log's fold remembered after each batch, per kind
 order_events  the orders and refunds among the stored events, indexed by order id, for `explain`
 balance_totals  every BALANCE_ROLLUP batches, the balance moves summed up to that batch (balances add
@@ -40,8 +42,9 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -235,6 +238,15 @@ CHECKPOINT_BYTES = 128 * 1024 * 1024
 # lifts the limit for that moment. Measured on 1.9M events (``bench/growth.py``): the consumer's own
 # process peaked at 0.8 GB with this against 1.5 GB without, and ran no slower.
 WRITER_MEMORY = "256MB"
+# At each checkpoint DuckDB writes a table's last row group again, reading every value in it: the
+# snapshots of a long history (a few hundred rows, megabytes each) all sat in one row group, so
+# each checkpoint after a snapshot read them all back (about 3 × 93 MB on 1.9M events, and growing
+# with every close). The writer keeps each snapshot's bytes in a table of its own in this schema,
+# named by its digest; checkpoints never read a table nothing was added to. (A new table changes
+# the catalog: the next checkpoint then waits until no other transaction is open, as it waits
+# for a reader's query through the read socket, each on a cursor closed after it; the writer
+# tries again after the next batch.)
+SNAPSHOT_STATE = "snapshot_state"
 _DUCKDB_CHECKPOINT_THRESHOLD = "1TB"
 LEDGER_FORMAT = 4  # the tables' layout; a file written with another layout is refused, not misread
 BALANCE_ROLLUP = 500  # batches between two balance_totals
@@ -316,7 +328,8 @@ class LedgerStore:
                 # other cores are busy reading and folding.
                 self.con.execute("SET threads = 1")
                 self._check_format()
-                self.con.execute(SCHEMA_DDL + LEDGER_DDL + INDEX_DDL + FOLDED_EVENTS_VIEW + extra_ddl)
+                self.con.execute(SCHEMA_DDL + LEDGER_DDL + INDEX_DDL + FOLDED_EVENTS_VIEW + extra_ddl
+                                 + f"CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_STATE};")
                 if not self.con.execute("SELECT count(*) FROM ledger_format").fetchone()[0]:
                     self.con.execute("INSERT INTO ledger_format VALUES (?)", [LEDGER_FORMAT])
             else:
@@ -367,7 +380,7 @@ class LedgerStore:
     def positions(self) -> dict[tuple[str, int], int]:
         return stored_positions(self.cursor())
 
-    def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
+    def snapshots(self, topic: str, partition: int) -> Iterator[tuple[int, str, str | None, bytes | None]]:
         """A log's snapshots, latest first: (offset, digest, digest recorded in its checkpoint, state)."""
         return stored_snapshots(self.cursor(), topic, partition)
 
@@ -412,6 +425,7 @@ class LedgerStore:
         try:
             cur.execute("BEGIN TRANSACTION")
             batch_id = self._allocate_batch_id(cur)
+            batch = _states_apart(cur, batch)
             insert_batch(cur, batch, batch_id, rollup=True)
             cur.execute("COMMIT")
             return batch_id
@@ -515,12 +529,53 @@ def stored_positions(cur) -> dict[tuple[str, int], int]:
     return {(t, p): o for t, p, o in rows}
 
 
-def stored_snapshots(cur, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
-    return cur.execute(
+def _states_apart(cur, batch: BatchWrite) -> BatchWrite:
+    """The batch with each snapshot's bytes moved into its own table (SNAPSHOT_STATE), inside the
+    caller's transaction; the `snapshots` row keeps an empty state."""
+    snapshots = batch.extra_tables.get("snapshots")
+    if snapshots is None:
+        return batch
+    for snapshot_digest, state in zip(snapshots.column("digest").to_pylist(), snapshots.column("state").to_pylist()):
+        cur.execute(f'CREATE TABLE IF NOT EXISTS {SNAPSHOT_STATE}."{_digest_name(snapshot_digest)}" AS '
+                    "SELECT ?::BLOB AS state", [state])
+    emptied = snapshots.set_column(snapshots.schema.get_field_index("state"), "state",
+                                   pa.array([b""] * snapshots.num_rows, pa.binary()))
+    return replace(batch, extra_tables={**batch.extra_tables, "snapshots": emptied})
+
+
+def _digest_name(snapshot_digest: str) -> str:
+    if not (len(snapshot_digest) == 64 and all(c in "0123456789abcdef" for c in snapshot_digest)):
+        raise ValueError(f"not a snapshot digest: {snapshot_digest!r}")
+    return snapshot_digest
+
+
+def snapshot_state(cur, snapshot_digest: str, state: bytes) -> bytes | None:
+    """A snapshot's bytes: its row's own, or (empty there) those of its table in SNAPSHOT_STATE;
+    None when that table is missing."""
+    if state:
+        return bytes(state)
+    try:
+        name = _digest_name(snapshot_digest)
+    except ValueError:
+        return None
+    [(found,)] = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                             [SNAPSHOT_STATE, name]).fetchall()
+    if not found:
+        return None
+    rows = cur.execute(f'SELECT state FROM {SNAPSHOT_STATE}."{name}"').fetchall()
+    return bytes(rows[0][0]) if len(rows) == 1 else None
+
+
+def stored_snapshots(cur, topic: str, partition: int) -> Iterator[tuple[int, str, str | None, bytes | None]]:
+    """A log's snapshots, latest first, each state read only when its turn comes (a state that
+    cannot be found is None)."""
+    rows = cur.execute(
         """SELECT s."offset", s.digest, c.snapshot_digest, s.state FROM snapshots s
            LEFT JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
                 AND c.snapshot_digest = s.digest
            WHERE s.topic = ? AND s.partition = ? ORDER BY s."offset" DESC""", [topic, partition]).fetchall()
+    for offset, snapshot_digest, recorded, state in rows:
+        yield offset, snapshot_digest, recorded, snapshot_state(cur, snapshot_digest, state)
 
 
 def stored_events(cur, topic: str, partition: int, after: int = -1, types: tuple[str, ...] | None = None):

@@ -287,14 +287,23 @@ def latest_snapshots(cur) -> list[dict]:
     """Each log's latest fold snapshot whose bytes match the digest its checkpoint recorded:
     where it was taken (the last offset folded into it, the entries then, the chain head) and its
     state, as hex."""
+    from refledger.store.ledger_file import snapshot_state
+    from refledger.store.snapshots import digest
+
     rows = cur.execute(
-        """SELECT s.topic, s.partition, arg_max(s."offset", s."offset"), arg_max(s.entries, s."offset"),
-                  arg_max(s.head, s."offset"), arg_max(s.digest, s."offset"), arg_max(s.state, s."offset")
+        """SELECT s.topic, s.partition, s."offset", s.entries, s.head, s.digest, s.state
            FROM snapshots s JOIN checkpoints c ON c.topic = s.topic AND c.partition = s.partition
-                AND c.snapshot_digest = s.digest AND c.snapshot_digest = sha256(s.state)
-           GROUP BY s.topic, s.partition ORDER BY s.topic, s.partition""").fetchall()
-    return [{"topic": t, "partition": int(p), "offset": int(o), "entries": int(n), "head": h, "digest": d,
-             "state": bytes(state).hex()} for t, p, o, n, h, d, state in rows]
+                AND c.snapshot_digest = s.digest
+           ORDER BY s.topic, s.partition, s."offset" DESC""").fetchall()
+    found: dict[tuple[str, int], dict] = {}
+    for t, p, o, n, h, d, inline in rows:
+        if (t, p) in found:
+            continue
+        state = snapshot_state(cur, d, inline)
+        if state is not None and digest(state) == d:
+            found[(t, p)] = {"topic": t, "partition": int(p), "offset": int(o), "entries": int(n), "head": h,
+                             "digest": d, "state": state.hex()}
+    return list(found.values())
 
 
 # The queries a ledger answers through a consumer's read socket (the command line adds the

@@ -30,8 +30,9 @@ class LedgerStorage(Protocol):
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to read, per log."""
 
-    def snapshots(self, topic: str, partition: int) -> list[tuple[int, str, str | None, bytes]]:
-        """A log's fold snapshots, latest first: (offset, digest, digest in its checkpoint, state)."""
+    def snapshots(self, topic: str, partition: int) -> Iterator[tuple[int, str, str | None, bytes | None]]:
+        """A log's fold snapshots, latest first: (offset, digest, digest in its checkpoint, state), each
+        state read when its turn comes (None: it cannot be found)."""
 
     def partition_events(self, topic: str, partition: int, after: int = -1,
                          types: tuple[str, ...] | None = None) -> Iterator[tuple[int, str, bytes]]:

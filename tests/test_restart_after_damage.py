@@ -186,6 +186,7 @@ def test_stored_bytes_damaged_on_disk_never_stop_a_restart(tmp_path, caplog):
 def test_a_snapshot_this_version_cannot_read_never_stops_a_restart(tmp_path, caplog):
     """A snapshot of another layout (written by another version of refledger) whose digest still
     matches its checkpoint: the restart rebuilds the fold from the events instead."""
+    from refledger.store.ledger_file import snapshot_state
     from refledger.store.snapshots import digest
 
     samples = dict(sample_messages())
@@ -193,7 +194,8 @@ def test_a_snapshot_this_version_cannot_read_never_stops_a_restart(tmp_path, cap
     path = tmp_path / "ledger.duckdb"
     fold_into(path, _members() + [samples["v3-agreement-cps"], samples["v3-click"], close], 0)
     con = duckdb.connect(str(path))
-    [(old,)] = con.execute("SELECT state FROM snapshots").fetchall()
+    [(snapshot_digest, inline)] = con.execute("SELECT digest, state FROM snapshots").fetchall()
+    old = snapshot_state(con, snapshot_digest, inline)
     other_layout = b"RLSNAP\x00" + old[7:]
     con.execute("UPDATE snapshots SET state = ?, digest = ?", [other_layout, digest(other_layout)])
     con.execute("UPDATE checkpoints SET snapshot_digest = ? WHERE snapshot_digest IS NOT NULL",

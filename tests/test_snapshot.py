@@ -110,6 +110,9 @@ import logging  # noqa: E402
 
 import duckdb  # noqa: E402
 
+from refledger.store.ledger_file import SNAPSHOT_STATE  # noqa: E402
+from refledger.store.snapshots import digest  # noqa: E402
+
 from refledger.consumers.batch import LogProcessor  # noqa: E402
 from refledger.consumers.ingest import ingest_files  # noqa: E402
 from refledger.schemas.event_files import write_event_file  # noqa: E402
@@ -171,17 +174,43 @@ def test_a_restarted_ingest_folds_on_from_the_latest_snapshot_and_writes_the_sam
     assert count < 1500 + 500
 
 
+def damage_snapshot(db, which: str) -> None:
+    """One byte added to the state of the earliest ("min") or latest ("max") snapshot, where the
+    ledger keeps it (a table of its own, named by its digest)."""
+    con = duckdb.connect(str(db))
+    [(snapshot_digest,)] = con.execute(f"""SELECT digest FROM snapshots
+                                           WHERE "offset" = (SELECT {which}("offset") FROM snapshots)""").fetchall()
+    con.execute(f"""UPDATE {SNAPSHOT_STATE}."{snapshot_digest}" SET state = state || '\\x00'::BLOB""")
+    con.close()
+
+
+def test_each_snapshots_bytes_are_kept_apart_so_a_checkpoint_never_reads_the_earlier_ones(tmp_path):
+    """DuckDB writes a table's last row group again at each checkpoint: snapshots sharing one table
+    were all read back after every new one. Each snapshot's bytes have a table of their own, and
+    the latest still restarts the fold."""
+    files = split_alliance(tmp_path, 2)
+    db = tmp_path / "ledger.duckdb"
+    ingest_in_runs(db, files, snapshot_every=1500)
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT digest, octet_length(state) FROM snapshots").fetchall()
+    kept = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?",
+                                            [SNAPSHOT_STATE]).fetchall()}
+    assert len(rows) >= 3 and all(length == 0 for _d, length in rows)
+    assert kept == {d for d, _length in rows}
+    for snapshot_digest, _length in rows:
+        [(state,)] = con.execute(f'SELECT state FROM {SNAPSHOT_STATE}."{snapshot_digest}"').fetchall()
+        assert digest(state) == snapshot_digest
+    con.close()
+
+
 def test_a_snapshot_that_does_not_match_its_checkpoint_is_never_used(tmp_path, caplog):
     files = split_alliance(tmp_path, 2)
     whole = tmp_path / "whole.duckdb"
     ingest_in_runs(whole, files, snapshot_every=10**9)
     damaged = tmp_path / "damaged.duckdb"
     ingest_in_runs(damaged, files[:1], snapshot_every=1500)
-    con = duckdb.connect(str(damaged))
     # an attacker (or a bad disk) changes the latest snapshot's state: one byte of it
-    con.execute("""UPDATE snapshots SET state = state || '\\x00'::BLOB
-                   WHERE "offset" = (SELECT max("offset") FROM snapshots)""")
-    con.close()
+    damage_snapshot(damaged, "max")
     with caplog.at_level(logging.WARNING, logger="refledger.batch"):
         ingest_in_runs(damaged, files[1:], snapshot_every=1500)
     assert "does not match its checkpoint's digest: not used" in caplog.text
@@ -228,10 +257,7 @@ def test_verify_loads_the_latest_snapshot_folds_on_and_catches_a_changed_one(tmp
     runner = CliRunner()
     report = json.loads(runner.invoke(cli, ["verify", "--db", str(db), "--format", "json"]).output)
     assert report["ok"] and "snapshot" in report["checks"], report["problems"]
-    con = duckdb.connect(str(db))
-    con.execute("""UPDATE snapshots SET state = state || '\\x00'::BLOB
-                   WHERE "offset" = (SELECT min("offset") FROM snapshots)""")
-    con.close()
+    damage_snapshot(db, "min")
     result = runner.invoke(cli, ["verify", "--db", str(db), "--format", "json"])
     assert result.exit_code == 1
     problems = json.loads(result.output)["problems"]
