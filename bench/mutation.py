@@ -265,12 +265,17 @@ def survivors_of(scratch: Path) -> list[str]:
     return names
 
 
-def refresh_tests(scratch: Path) -> None:
-    """The checkout's tests (and docs) into a kept scratch copy, for the survivors to meet them."""
+def refresh_checkout(scratch: Path) -> None:
+    """The checkout's code, tests and docs into a kept scratch copy: mutmut makes the mutants of
+    changed functions anew, and the survivors meet the new tests."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*")
+    shutil.copytree(ROOT / "refledger", scratch / "refledger", ignore=ignore, dirs_exist_ok=True)
+    for layer in LAYERS:
+        shutil.copytree(ROOT / layer, scratch / "refledger" / layer, ignore=ignore, dirs_exist_ok=True)
     for where in (scratch, scratch / "mutants"):
         for extra in ("tests", "docs"):
             shutil.rmtree(where / extra, ignore_errors=True)
-            shutil.copytree(ROOT / extra, where / extra, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(ROOT / extra, where / extra, ignore=ignore)
         with open(where / "tests" / "conftest.py", "a", encoding="utf-8") as conftest:
             conftest.write(FASTEST_FIRST)
 
@@ -341,8 +346,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep the scratch copy of an interrupted mutmut run and go on where it stopped")
     parser.add_argument("--survivors", action="store_true",
-                        help="run the survivors of the last mutmut run again against the checkout's tests "
-                             "(after tests were added for them)")
+                        help="bring the checkout's code and tests into the last mutmut run's copy, test "
+                             "the mutants of changed functions, then run every survivor again")
     parser.add_argument("--report-only", action="store_true",
                         help="report what the last mutmut run of each target recorded, running nothing")
     args = parser.parse_args(argv)
@@ -366,13 +371,14 @@ def main(argv=None) -> int:
             if target.rules:
                 mutants = run_rules(target, scratch, args.max_children, log)
             else:
-                again = []
-                if args.survivors:
+                if args.survivors:  # the changed functions' mutants first, then every survivor again
+                    refresh_checkout(scratch)
+                    run_mutmut(target, scratch, args.max_children, log)
                     again = survivors_of(scratch)
-                    refresh_tests(scratch)
                     log.write(f"--- {len(again)} survivors run again\n")
-                mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only and
-                                     not (args.survivors and not again), names=again)
+                    mutants = run_mutmut(target, scratch, args.max_children, log, run=bool(again), names=again)
+                else:
+                    mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
         result = score(mutants, equivalent)
         result["minutes"] = round((time.perf_counter() - started) / 60, 1)
         report[name] = result

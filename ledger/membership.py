@@ -25,9 +25,6 @@ class _Timeline:
         self.times: list[int] = []
         self.statuses: list[str] = []
 
-    def add(self, m: Member) -> None:
-        self.insert(m.occurred_at, m.event_id, m.status)
-
     def insert(self, at: int, event_id: str, status: str) -> None:
         key = (at, event_id)
         i = bisect_right(self.keys, key)

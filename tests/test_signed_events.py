@@ -272,3 +272,23 @@ def test_a_policy_after_a_close_is_folded_in_log_order():
     fold, outcomes = fold_story(story)
     assert reasons(outcomes[4:]) == [None, None, None]
     assert not fold.signers.required and fold.signers.policy_id == "p-off"
+
+
+def test_a_fold_resumed_from_a_snapshot_keeps_every_older_key_after_two_rotations():
+    """li-kids changed keys twice before the snapshot: each older key still signs what is dated
+    before its own retirement, after the restart as before it."""
+    from refledger.ledger.snapshot import export_state, restore_state
+    from refledger.store.snapshots import decode_snapshot, encode_snapshot
+
+    head = founding() + [signed(member("m-li-2", "2026-11-10T00:00:00.000Z", "li-kids", key(LI_NEW)), OPERATOR),
+                         signed(member("m-li-3", "2026-11-20T00:00:00.000Z", "li-kids", key(LI_NEWER)), OPERATOR)]
+    tail = [signed(click("c-first-key", "2026-11-09T00:00:00.000Z"), LI),
+            signed(click("c-second-key", "2026-11-19T00:00:00.000Z"), LI_NEW),
+            signed(click("c-first-key-too-late", "2026-11-11T00:00:00.000Z"), LI),
+            signed(click("c-third-key", "2026-11-21T00:00:00.000Z"), LI_NEWER)]
+    straight, _ = fold_story(head)
+    resumed = signed_fold()
+    restore_state(resumed, decode_snapshot(encode_snapshot(export_state(straight))))
+    expected = [straight.apply(r) for r in tail]
+    assert reasons(expected) == [None, None, BAD_SIGNATURE, None]
+    assert [resumed.apply(r) for r in tail] == expected

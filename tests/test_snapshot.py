@@ -61,6 +61,44 @@ def test_every_scenario_resumes_from_every_point(scenario):
         assert [o.quarantine for o in straight] == [o.quarantine for o in resumed], cut
 
 
+def test_a_cpc_click_counted_before_the_snapshot_is_taken_back_after_it_by_a_late_click():
+    """li-kids earns 30 fen a click from wang-bath. v1's click at 10:00 is counted and earns; the
+    fold is snapshotted; then a click of v1 at 09:00 arrives late: it is the one counted, and
+    the 10:00 click (within 24 hours of it) earns nothing. The restarted fold takes back what
+    the 10:00 click earned, as the fold that never stopped does."""
+    from tests.boundary_support import HOUR, Story, t
+
+    s = Story()
+    nine = t("2026-11-02T09:00")
+    log = s.head + [s.agreement_at(t("2026-11-01T00:00"), agreement_id="cpc", merchant="wang-bath",
+                                   referrer="li-kids", model="cpc", amount_minor=30, currency="CNY",
+                                   event_id="a-cpc"),
+                    s.click_at(nine + HOUR, "li-kids", "wang-bath", "v1", event_id="c-ten"),
+                    s.click_at(nine, "li-kids", "wang-bath", "v1", event_id="c-nine")]
+    cut = len(log) - 1
+    straight, resumed, a, b = fold_from(log, cut)
+    late = [(e.event_id, e.subject, e.account, e.amount) for e in straight[-1].entries]
+    assert ("c-nine", "click:c-ten", "earned_pending", -30) in late
+    assert ("c-nine", "click:c-nine", "earned_pending", 30) in late
+    assert [o.entries for o in resumed] == [o.entries for o in straight]
+
+
+def test_an_order_without_lines_resumes_from_a_snapshot():
+    """wang-bath records a zero-fen order with no lines (a gift voucher); the fold is snapshotted
+    with it open, and the restarted fold still knows the order: the same order id sent again
+    is a duplicate order, as in the fold that never stopped."""
+    from tests.boundary_support import HOUR, Story, t
+
+    s = Story()
+    ten = t("2026-11-02T10:00")
+    log = s.head + [s.agreement_at(t("2026-11-01T00:00"), agreement_id="default", rate_bp=800, event_id="a-1"),
+                    s.click_at(ten - HOUR, "li-kids", "wang-bath", "v1", event_id="c-1"),
+                    s.order_at(ten, "wang-bath", "v1", "o-gift", [], event_id="o-gift"),
+                    s.order_at(ten + HOUR, "wang-bath", "v1", "o-gift", [], event_id="o-gift-again")]
+    straight, resumed, a, b = fold_from(log, len(log) - 1)
+    assert [o.quarantine for o in resumed] == [o.quarantine for o in straight] == ["duplicate_order"]
+
+
 def test_a_snapshot_holds_plain_values_only():
     records = simulated(2000, seed=3)
     fold = PartitionFold()
@@ -80,8 +118,11 @@ def test_a_snapshot_of_another_layout_is_refused():
     rows["fold"] = [(99, *rows["fold"][0][1:])]
     with pytest.raises(SnapshotError, match="layout 99"):
         restore_state(PartitionFold(), rows)
-    with pytest.raises(SnapshotError, match="missing"):
-        restore_state(PartitionFold(), {"fold": rows["fold"]})
+    only_fold = {"fold": rows["fold"]}
+    with pytest.raises(SnapshotError, match=r"^not a fold snapshot: missing \['agreement_rates', 'agreements', "):
+        restore_state(PartitionFold(), only_fold)
+    with pytest.raises(SnapshotError, match="^not a fold snapshot: missing its fold row$"):
+        restore_state(PartitionFold(), {**rows, "fold": []})
 
 
 def test_a_snapshot_is_stored_compressed_and_an_uncompressed_one_still_loads():
