@@ -47,7 +47,7 @@ from refledger.reads import READ_QUERIES
 from refledger.store.ledger_file import LedgerStore
 from refledger.store.readside import ReadServer
 store = LedgerStore(sys.argv[1])
-with ReadServer(sys.argv[1], store.con, READ_QUERIES):
+with ReadServer(sys.argv[1], store, READ_QUERIES):
     print("ready", flush=True)
     sys.stdin.read()
 store.close()

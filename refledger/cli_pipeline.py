@@ -221,7 +221,7 @@ def _beside_the_writes(db, store, compact_every: float):
     from refledger.store.readside import ReadServer
 
     if not is_lake(db):
-        return ReadServer(db, store.con, READ_QUERIES)
+        return ReadServer(db, store, READ_QUERIES)
     if not compact_every:
         return nullcontext()
     from refledger.store.lake_files import Compactor

@@ -173,7 +173,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ReadServer:
     """Serves read queries on the writer's connection, in background threads."""
 
-    def __init__(self, db: str | Path, connection: duckdb.DuckDBPyConnection, queries: Iterable[Query]):
+    def __init__(self, db: str | Path, connection, queries: Iterable[Query]):
+        """``connection``: what the queries' cursors come from (the writer's store, or a DuckDB
+        connection)."""
         self.path = socket_path(db)
         named = {func.__name__: func for func in queries}
         if os.path.exists(self.path):

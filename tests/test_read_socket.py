@@ -159,7 +159,7 @@ def _forger(path: str) -> socketserver.UnixStreamServer:
 
 
 def _baby_care_ledger(folder: Path):
-    """A connection to a ledger that holds baby-care (SPEC §13), folded as `ingest` folds it."""
+    """The writer's store of a ledger that holds baby-care (SPEC §13), folded as `ingest` folds it."""
     from refledger.consumers.batch import LogProcessor
     from refledger.consumers.ingest import ingest_files
     from refledger.ledger.fold import PartitionFold
@@ -168,4 +168,4 @@ def _baby_care_ledger(folder: Path):
 
     store = LedgerStore(folder / "baby-care.duckdb")
     ingest_files([SCENARIOS / "baby-care.jsonl"], LogProcessor(store, PartitionFold, source="ingest"))
-    return store.con
+    return store
