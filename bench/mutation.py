@@ -220,7 +220,7 @@ testpaths = ["tests"]
 pythonpath = ["."]
 empty_parameter_set_mark = "fail_at_collect"
 filterwarnings = ["ignore:.*is deprecated. Use files\\\\(\\\\) instead:DeprecationWarning"]
-markers = ["kafka: needs a real Kafka broker", "slow: long-running crash and volume tests"]
+markers = ["kafka: needs a real Kafka broker", "slow: long-running crash, volume and whole-ledger tests"]
 
 [tool.mutmut]
 source_paths = ["refledger"]

@@ -198,6 +198,7 @@ def split_alliance(tmp_path, parts: int):
     return files
 
 
+@pytest.mark.slow
 def test_a_restarted_ingest_folds_on_from_the_latest_snapshot_and_writes_the_same_ledger(tmp_path):
     files = split_alliance(tmp_path, 3)
     whole = tmp_path / "whole.duckdb"
@@ -225,6 +226,7 @@ def damage_snapshot(db, which: str) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_each_snapshots_bytes_are_kept_apart_so_a_checkpoint_never_reads_the_earlier_ones(tmp_path):
     """DuckDB writes a table's last row group again at each checkpoint: snapshots sharing one table
     were all read back after every new one. Each snapshot's bytes have a table of their own, and
@@ -244,6 +246,7 @@ def test_each_snapshots_bytes_are_kept_apart_so_a_checkpoint_never_reads_the_ear
     con.close()
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_does_not_match_its_checkpoint_is_never_used(tmp_path, caplog):
     files = split_alliance(tmp_path, 2)
     whole = tmp_path / "whole.duckdb"
@@ -285,6 +288,7 @@ def test_replay_from_the_latest_snapshot_folds_on_to_the_live_ledger(tmp_path):
     assert changed.exit_code == 1 and not json.loads(changed.output)["identical"]
 
 
+@pytest.mark.slow
 def test_verify_loads_the_latest_snapshot_folds_on_and_catches_a_changed_one(tmp_path):
     import json
 
