@@ -199,3 +199,124 @@ def test_the_fold_forgets_what_a_close_makes_final():
     after = fold.state_size()
     assert before["open_orders"] == 1 and after["open_orders"] == 0 and after["closed_orders"] == 1
     assert after["event_ids"] < before["event_ids"]
+
+
+# -- what a close lets the fold forget, and what it must keep (SPEC §9a) --------------------------
+
+NINETY_DAYS_BEFORE = "2026-07-17T23:59:59.999Z"  # MID_OCTOBER − 90 days: clicks from here on are kept
+
+
+def summer():
+    """harbor-fair from June: members, i-ink pays h-hats and j-jade 30 fen a click (cpc), j-jade
+    pays 10 % of what is bought (cps, window 7 days, hold 5)."""
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-06-01T00:00") for s in SHOPS]
+    log += [a.agreement(at="2026-06-01T00:00", agreement_id="cps", merchant="j-jade", rate_bp=1000, window=7,
+                        hold=5, effective_from="2026-06-01T00:00"),
+            a.agreement(at="2026-06-01T00:00", agreement_id="cpc", merchant="i-ink", model="cpc", amount_minor=30,
+                        currency="CNY", window=7, hold=5, effective_from="2026-06-01T00:00")]
+    return a, log
+
+
+def test_a_close_forgets_clicks_older_than_ninety_days_before_it_but_not_what_they_earned():
+    a, log = summer()
+    log += [a.click("2026-10-10T10:00", "h-hats", "j-jade", "v3", event_id="c-new"),  # kept (indexed first)
+            a.click("2026-07-17T23:59:59.998Z", "h-hats", "i-ink", "v1", event_id="c-old"),  # 1 ms too old
+            a.click(NINETY_DAYS_BEFORE, "h-hats", "i-ink", "v1", event_id="c-edge"),  # kept; within 24 h
+            a.click("2026-07-01T10:00", "j-jade", "i-ink", "v2", event_id="c-older"),
+            a.close("2026-11-01T00:00", MID_OCTOBER, "through-10-15")]
+    fold, outcomes = fold_all(log)
+    assert [o.quarantine for o in outcomes] == [None] * len(log)
+    assert sorted(c.event_id for c, _valid in fold.clicks.rows()) == ["c-edge", "c-new"]
+    assert fold.state_size()["clicks"] == 2
+    assert fold.clicks.visitors_of_referrer_since("h-hats", 0) == {("j-jade", "v3"): ms("2026-10-10T10:00"),
+                                                                    ("i-ink", "v1"): ms(NINETY_DAYS_BEFORE)}
+    assert fold.clicks.visitors_of_referrer_since("j-jade", 0) == {}
+    assert [c.event_id for c in fold.clicks.valid_clicks("*", "*", 0)] == ["c-new"]  # c-edge: 24 h
+    assert fold.clicks.subjects() == []  # what c-old and c-older earned stays with the postings
+    settled = fold.apply(a.settlement("2026-11-02T00:00", MID_OCTOBER, "2026-10"))
+    assert settled.quarantine is None
+    assert balance_of(outcomes + [settled], "h-hats")["earned_payable"] == 30
+    assert balance_of(outcomes + [settled], "j-jade")["earned_payable"] == 30
+
+
+def test_the_24_hours_of_a_closed_click_stay_as_they_were_decided_after_the_click_before_is_forgotten():
+    """h-hats' click of v1 at i-ink one hour after the ninety days' edge did not count (a counted
+    click of the same chain lay an hour before it, now forgotten). Two November clicks arrive out
+    of order after the close: the chain runs again from the closed click's verdict, not from
+    scratch, so the closed click still earns nothing."""
+    a, log = summer()
+    log += [a.click("2026-07-17T23:00", "h-hats", "i-ink", "v1", event_id="c-0"),
+            a.click("2026-07-18T01:00", "h-hats", "i-ink", "v1", event_id="c-1"),
+            a.close("2026-11-01T00:00", MID_OCTOBER, "through-10-15"),
+            a.click("2026-10-16T10:00", "h-hats", "i-ink", "v1", event_id="c-3")]
+    fold, outcomes = fold_all(log)
+    late = fold.apply(a.click("2026-10-16T02:00", "h-hats", "i-ink", "v1", event_id="c-2"))
+    assert late.quarantine is None
+    posted = sorted((e.subject, e.amount) for e in late.entries if e.account == "earned_pending")
+    assert posted == [("click:c-2", 30), ("click:c-3", -30)]
+
+
+def test_an_event_id_used_exactly_at_the_close_is_forgotten_with_the_closed_period():
+    a, log = harbor(closed_through=MID_OCTOBER)
+    log.insert(-1, a.click(MID_OCTOBER, "h-hats", "j-jade", "v7", event_id="c-at-close"))
+    fold, outcomes = fold_all(log + [a.click("2026-10-20T11:00", "j-jade", "h-hats", "v8", event_id="c-at-close")])
+    assert outcomes[-1].quarantine is None  # a new event, not a conflicting duplicate
+
+
+def test_after_a_close_an_order_exactly_at_it_is_closed_and_later_ones_of_the_visitor_stay_open():
+    """v1 bought at j-jade exactly at the close and twice after it, all referred by h-hats; after
+    the close, a late November click of i-ink takes the two open orders (last click wins), a
+    refund of the order at the close is period_closed, and j-jade's new rate reprices only the
+    open orders."""
+    a, log = summer()
+    log += [a.click("2026-10-14T10:00", "h-hats", "j-jade", "v1", event_id="c-h"),
+            a.order(MID_OCTOBER, "j-jade", "v1", "o1", [(1, 10000, "jewellery")], event_id="o-1"),
+            a.order("2026-10-16T12:00", "j-jade", "v1", "o2", [(1, 20000, "jewellery")], event_id="o-2"),
+            a.order("2026-10-17T12:00", "j-jade", "v1", "o3", [(1, 30000, "jewellery")], event_id="o-3"),
+            a.close("2026-11-01T00:00", MID_OCTOBER, "through-10-15")]
+    fold, outcomes = fold_all(log)
+    assert fold.state_size()["open_orders"] == 2 and fold.state_size()["closed_orders"] == 1
+    late_click = fold.apply(a.click("2026-10-16T08:00", "i-ink", "j-jade", "v1", event_id="c-i"))
+    earned = sorted((e.shop_id, e.subject, e.amount) for e in late_click.entries if e.account == "earned_pending")
+    assert earned == [("h-hats", "order:j-jade:o2", -2000), ("h-hats", "order:j-jade:o3", -3000),
+                      ("i-ink", "order:j-jade:o2", 2000), ("i-ink", "order:j-jade:o3", 3000)]
+    refund = fold.apply(a.refund("2026-10-20T00:00", "j-jade", "o1", 5000))
+    assert refund.quarantine == "period_closed"
+    raise_ = fold.apply(a.agreement(at="2026-10-16T00:00", agreement_id="cps", version=2, merchant="j-jade",
+                                    rate_bp=2000, window=7, hold=5, effective_from="2026-10-16T00:00"))
+    repriced: dict[str, int] = {}
+    for e in raise_.entries:
+        if e.shop_id == "i-ink" and e.account == "earned_pending":
+            repriced[e.subject] = repriced.get(e.subject, 0) + e.amount
+    assert repriced == {"order:j-jade:o2": 2000, "order:j-jade:o3": 3000}  # from 10 % to 20 %
+
+
+def test_refunds_waiting_at_the_close_are_given_up_in_the_order_they_came_and_later_ones_keep_waiting():
+    a, log = summer()
+    log += [a.refund("2026-10-10T08:00", "i-ink", "oX", 100, event_id="r-z"),
+            a.refund("2026-10-11T08:00", "i-ink", "oZ", 100, event_id="r-y"),
+            a.refund(MID_OCTOBER, "i-ink", "oX", 100, event_id="r-x"),  # exactly at the close: given up
+            a.refund("2026-10-20T08:00", "j-jade", "oY", 1000, event_id="r-after"),
+            a.click("2026-10-19T07:00", "h-hats", "j-jade", "v1", event_id="c-y")]
+    fold, outcomes = fold_all(log + [a.close("2026-11-01T00:00", MID_OCTOBER, "c")])
+    assert outcomes[-1].late_quarantines == (("r-z", "period_closed"), ("r-y", "period_closed"),
+                                             ("r-x", "period_closed"))
+    assert fold.state_size()["parked_refunds"] == 1  # r-after waits; nothing given up still waits
+    order = fold.apply(a.order("2026-10-19T08:00", "j-jade", "v1", "oY", [(1, 10000, "jewellery")]))
+    assert order.quarantine is None and order.late_quarantines == ()
+    earned = [e.amount for e in order.entries if e.shop_id == "h-hats" and e.account == "earned_pending"]
+    assert sum(earned) == 900  # 10 % of 10,000, less 10 % of the waiting 1,000 refund
+
+
+def test_a_visitor_who_clicked_through_seventy_times_keeps_the_clicks_of_the_last_ninety_days():
+    """v9 clicked h-hats' banner for j-jade every hour around the ninety days' edge: the six
+    older clicks are forgotten, the sixty-four from the edge on are kept, in order."""
+    a, log = summer()
+    edge = ms(NINETY_DAYS_BEFORE)
+    clicks = [a.click("2026-07-17T18:00", "h-hats", "j-jade", "v9", event_id=f"c-{n:02d}") for n in range(70)]
+    for n, click in enumerate(clicks):
+        click["occurred_at"] = edge + (n - 6) * 3_600_000
+    fold, outcomes = fold_all(log + clicks + [a.close("2026-11-01T00:00", MID_OCTOBER, "c")])
+    kept = [c.event_id for c in fold.clicks.for_visitor("j-jade", "v9")]
+    assert kept == [f"c-{n:02d}" for n in range(6, 70)]

@@ -60,6 +60,19 @@ def test_an_adjustment_of_one_fen_is_posted_and_of_nothing_posts_nothing(amount,
     assert outcomes[-1].quarantine is None and len(outcomes[-1].entries) == posted
 
 
+@pytest.mark.parametrize("amount, posted", [(0, 0), (1, 4), (800, 4)])
+def test_a_payout_of_one_fen_is_posted_and_of_nothing_posts_nothing(amount, posted):
+    """After November's settlement wang-bath owes li-kids 800 payable: a payout of 1 fen moves
+    1 fen (four lines), a payout of nothing moves nothing."""
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    log += [s.settlement_at(t("2026-12-01T00:00"), t("2026-11-30T15:59:59.999"), event_id="s-11"),
+            s.payout("2026-12-02T00:00", "wang-bath", "li-kids", amount, event_id="pay-1")]
+    _, outcomes = fold_all(log)
+    assert outcomes[-1].quarantine is None and len(outcomes[-1].entries) == posted
+    assert sum(e.amount for e in outcomes[-1].entries if e.account == "received") == amount
+
+
 def test_a_payout_above_what_is_payable_says_what_is_owed():
     """wang-bath owes li-kids 800 payable after November's settlement; paying 801 is refused
     with both figures in the explanation."""
