@@ -175,3 +175,20 @@ def test_balances_read_back_from_the_store_are_the_balances_of_the_entries_money
     assert by[("zhao-photo", "CNY")]["earned_pending"] == 400
     assert by[("wang-bath", "CNY")]["owed_pending"] == 1_200
     assert by[("li-kids", "CLICK")]["swap_given"] == 1 and by[("zhang-toys", "CLICK")]["swap_received"] == 1
+
+
+def test_the_decision_explain_reads_names_every_part_of_the_attribution():
+    """What `explain --format json` shows of o1 is the decision stored with it, each field under
+    the name it has there."""
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    _, outcomes = fold_all(log)
+    [decision] = outcomes[-1].decisions
+    assert decision.to_dict() == {
+        "event_id": "o-1", "order_event_id": "o-1", "order_id": "o1", "merchant_shop_id": "wang-bath",
+        "visitor_id": "v1", "order_occurred_at": CLICKED + HOUR,
+        "clicks": [{"click_event_id": "c-1", "referrer_shop_id": "li-kids", "occurred_at": CLICKED,
+                    "eligible": True, "reason": "last eligible click: wins"}],
+        "winning_click_event_id": "c-1", "referrer_shop_id": "li-kids", "agreement_id": "default",
+        "agreement_version": 1, "model": "cps", "rate_bp": 800, "category_rates_bp": {}, "commission": 800,
+        "currency": "CNY", "hold_days": 15}
