@@ -354,8 +354,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep the scratch copy of an interrupted mutmut run and go on where it stopped")
     parser.add_argument("--survivors", action="store_true",
-                        help="bring the checkout's code and tests into the last mutmut run's copy, test "
-                             "the mutants of changed functions, then run every survivor again")
+                        help="bring the checkout's code and tests into the last mutmut run's copy and run "
+                             "its survivors again (the rest of an interrupted run goes on with --resume)")
     parser.add_argument("--report-only", action="store_true",
                         help="report what the last mutmut run of each target recorded, running nothing")
     args = parser.parse_args(argv)
@@ -379,10 +379,9 @@ def main(argv=None) -> int:
             if target.rules:
                 mutants = run_rules(target, scratch, args.max_children, log)
             else:
-                if args.survivors:  # the changed functions' mutants first, then every survivor again
-                    refresh_checkout(scratch)
-                    run_mutmut(target, scratch, args.max_children, log)
+                if args.survivors:  # every survivor again, against the checkout's code and tests
                     again = survivors_of(scratch)
+                    refresh_checkout(scratch)
                     log.write(f"--- {len(again)} survivors run again\n")
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=bool(again), names=again)
                 else:
