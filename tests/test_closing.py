@@ -58,6 +58,7 @@ def test_a_refund_of_a_closed_order_is_period_closed_and_an_adjustment_corrects_
         a.adjustment("2026-11-02T09:00", "i-ink", "h-hats", -500, "refund of oA after the October close")])
     refund, adjustment = outcomes[-2:]
     assert refund.quarantine == "period_closed" and refund.entries == ()
+    assert refund.detail == "order oA at i-ink is in a closed period: correct it with an adjustment"
     assert "closed period" in refund.detail
     assert adjustment.quarantine is None
     assert balance_of(outcomes, "h-hats")["earned_payable"] == 1500
@@ -320,3 +321,45 @@ def test_a_visitor_who_clicked_through_seventy_times_keeps_the_clicks_of_the_las
     fold, outcomes = fold_all(log + clicks + [a.close("2026-11-01T00:00", MID_OCTOBER, "c")])
     kept = [c.event_id for c in fold.clicks.for_visitor("j-jade", "v9")]
     assert kept == [f"c-{n:02d}" for n in range(6, 70)]
+
+
+def test_the_24_hours_run_on_from_the_last_closed_click_that_counted():
+    """h-hats' clicks of v1 at i-ink 30 and 2 hours before the close both counted. After the
+    close a click 30 hours after it arrives, then one 10 hours after it: the earlier one is within
+    24 hours of the last closed click that counted and earns nothing; the later one keeps its 30."""
+    a, log = summer()
+    log += [a.click("2026-10-14T18:00", "h-hats", "i-ink", "v1", event_id="c-a"),
+            a.click("2026-10-15T22:00", "h-hats", "i-ink", "v1", event_id="c-b"),
+            a.close("2026-11-01T00:00", MID_OCTOBER, "through-10-15"),
+            a.click("2026-10-17T06:00", "h-hats", "i-ink", "v1", event_id="c-d")]
+    fold, outcomes = fold_all(log)
+    assert [e.amount for e in outcomes[-1].entries if e.account == "earned_pending"] == [30]
+    late = fold.apply(a.click("2026-10-16T10:00", "h-hats", "i-ink", "v1", event_id="c-c"))
+    assert late.quarantine is None and late.entries == ()
+    assert {c.event_id: valid for c, valid in fold.clicks.rows()} == {"c-a": True, "c-b": True, "c-c": False,
+                                                                       "c-d": True}
+
+
+def test_a_visitor_with_more_than_sixty_four_clicks_keeps_them_in_order_whatever_order_they_arrive_in():
+    a, log = summer()
+    start = ms("2026-10-20T00:00")
+    clicks = [a.click("2026-10-20T00:00", "h-hats", "j-jade", "v9", event_id=f"c-{n:02d}") for n in range(70)]
+    for n, click in enumerate(clicks):
+        click["occurred_at"] = start + n * 60_000
+    arrival = clicks[:66] + [clicks[69], clicks[67], clicks[68], clicks[66]]
+    fold, outcomes = fold_all(log + arrival)
+    assert [c.event_id for c in fold.clicks.for_visitor("j-jade", "v9")] == [f"c-{n:02d}" for n in range(70)]
+    assert [c.event_id for c, valid in fold.clicks.rows() if valid] == ["c-00"]
+
+
+def test_what_the_fold_remembers_is_counted_per_kind():
+    """What `stats` shows of each log's fold after the close: every kind by name."""
+    a, log = summer()
+    log += [a.click("2026-10-14T10:00", "h-hats", "j-jade", "v1", event_id="c-h"),
+            a.order("2026-10-16T12:00", "j-jade", "v1", "o2", [(1, 20000, "jewellery")], event_id="o-2"),
+            a.refund("2026-10-20T08:00", "j-jade", "oY", 1000, event_id="r-after"),
+            a.close("2026-11-01T00:00", MID_OCTOBER, "through-10-15")]
+    fold, _ = fold_all(log)
+    assert fold.state_size() == {"event_ids": 3, "clicks": 1, "open_orders": 1, "closed_orders": 0,
+                                 "parked_refunds": 1, "pending_subjects": 1, "agreements": 2, "members": 3,
+                                 "signing_keys": 0}

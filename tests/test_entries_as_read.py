@@ -192,3 +192,47 @@ def test_the_decision_explain_reads_names_every_part_of_the_attribution():
         "winning_click_event_id": "c-1", "referrer_shop_id": "li-kids", "agreement_id": "default",
         "agreement_version": 1, "model": "cps", "rate_bp": 800, "category_rates_bp": {}, "commission": 800,
         "currency": "CNY", "hold_days": 15}
+
+
+def test_a_refund_names_itself_on_its_entries_and_a_refund_too_many_says_by_how_much():
+    """wang-bath refunds 2,500 of o1's 10,000: li-kids gives back 200, and both lines name the
+    refund (rf-1). A second refund of 8,000 would make 10,500: refused, with the sum."""
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    log += [s.refund_at(CLICKED + 2 * HOUR, "wang-bath", "o1", 2_500, event_id="r-1", refund_id="rf-1"),
+            s.refund_at(CLICKED + 3 * HOUR, "wang-bath", "o1", 8_000, event_id="r-2", refund_id="rf-2")]
+    _, outcomes = fold_all(log)
+    first, second = outcomes[-2:]
+    assert {(e.shop_id, e.account, e.amount, e.refund_id) for e in first.entries} == {
+        ("li-kids", "earned_pending", -200, "rf-1"), ("wang-bath", "owed_pending", 200, "rf-1")}
+    assert second.quarantine == "refund_exceeds_order"
+    assert second.detail == "refunds would total 10500 of an order of 10000"
+
+
+def test_a_refund_sent_again_for_another_visitor_is_a_conflict_not_a_repeat():
+    s, log = baby_care()
+    log += li_kids_refers_v1(s)
+    refund = s.refund_at(CLICKED + 2 * HOUR, "wang-bath", "o1", 2_500, event_id="r-1", refund_id="rf-1")
+    again = {**refund, "visitor_id": "v-someone-else"}
+    _, outcomes = fold_all(log + [refund, again])
+    assert outcomes[-1].quarantine == "conflicting_duplicate"
+
+
+def test_an_agreement_with_category_rates_only_pays_nothing_on_other_categories():
+    """wang-bath pays 5 % on toys and 0 % on the rest: v1's 10,000 of bath gel earns li-kids
+    nothing, a 10,000 toy 500."""
+    from refledger.ledger.events import parse_event
+    from refledger.ledger.pricing import price_order
+
+    s = Story()
+    log = s.head + [s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="toys-only", rate_bp=0,
+                                   category_rates_bp={"toys": 500}, event_id="a-toys"),
+                    s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1"),
+                    s.order_at(CLICKED + HOUR, "wang-bath", "v1", "o1", [(1, 10_000, "care"), (1, 10_000, "toys")],
+                               event_id="o-1")]
+    _, outcomes = fold_all(log)
+    earned = [e.amount for e in outcomes[-1].entries if e.shop_id == "li-kids" and e.account == "earned_pending"]
+    assert earned == [500]
+    pricing = price_order(parse_event(log[-1]), parse_event(log[-3]))
+    assert pricing.line_commissions == (0, 500)
+    assert pricing.category_rates_bp == (("toys", 500),)

@@ -50,6 +50,9 @@ def test_half_up_rounds_exact_halves_away_from_zero():
     assert round_half_up(124, 10) == 12
     assert round_half_up(-125, 10) == -13
     assert round_half_up(5, 10) == 1
+    assert round_half_up(7, 1) == 7  # a denominator of one: the number itself
+    with pytest.raises(ValueError, match="^round_half_up needs a positive denominator$"):
+        round_half_up(7, 0)
     assert round_half_up(4, 10) == 0
     assert round_half_up(0, 7) == 0
     with pytest.raises(ValueError):

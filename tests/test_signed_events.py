@@ -292,3 +292,5 @@ def test_a_fold_resumed_from_a_snapshot_keeps_every_older_key_after_two_rotation
     expected = [straight.apply(r) for r in tail]
     assert reasons(expected) == [None, None, BAD_SIGNATURE, None]
     assert [resumed.apply(r) for r in tail] == expected
+    # li-kids' and wang-bath's keys in force, and li-kids' two before
+    assert resumed.state_size()["signing_keys"] == straight.state_size()["signing_keys"] == 2 + 2
