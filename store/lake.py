@@ -72,7 +72,7 @@ import pyarrow as pa
 
 from refledger.store.ledger_file import (
     FOLDED_EVENTS_VIEW, LEDGER_DDL, LEDGER_FORMAT, REDACTION_KEY_VARIABLE, SCHEMA_DDL, BatchWrite, StoreError,
-    insert_batch, redaction_key_at, stored_events, stored_logs, stored_positions, stored_snapshots,
+    insert_batch, redaction_key_at, sql_text, stored_events, stored_logs, stored_positions, stored_snapshots,
 )
 
 log = logging.getLogger("refledger.store.lake")
@@ -154,10 +154,6 @@ def extension_file(package: str, name: str) -> str:
     return str(path)
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def connect(lake: LakeLedger, *, read_only: bool, idle_limit_s: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake attached as ``lake`` and in use. ``idle_limit_s``: the catalog
     ends this connection's session when a transaction of it stays idle that long (see `WRITER_IDLE_LIMIT_S`).
@@ -187,14 +183,14 @@ def _attach(lake: LakeLedger, catalog: str, read_only: bool) -> duckdb.DuckDBPyC
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         for package, name in EXTENSIONS:
-            con.execute(f"LOAD {_quoted(extension_file(package, name))}")
+            con.execute(f"LOAD {sql_text(extension_file(package, name))}")
         options = []
         if lake.data_path:
-            options.append(f"DATA_PATH {_quoted(lake.data_path)}")
+            options.append(f"DATA_PATH {sql_text(lake.data_path)}")
         if read_only:
             options.append("READ_ONLY")
         shown = f" ({', '.join(options)})" if options else ""
-        con.execute(f"ATTACH {_quoted(catalog)} AS {ALIAS}{shown}")
+        con.execute(f"ATTACH {sql_text(catalog)} AS {ALIAS}{shown}")
         con.execute(f"USE {ALIAS}")
     except BaseException:
         con.close()

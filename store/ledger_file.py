@@ -297,6 +297,11 @@ class BatchWrite:
         q["late"].append(late)
 
 
+def sql_text(text: str) -> str:
+    """``text`` as an SQL string literal, for the statements that take no parameters (ATTACH, LOAD)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
     """Open the file, waiting out a reader that holds it for a moment. The writer attaches it with
     rows groups of ROW_GROUP_ROWS (an option DuckDB takes only on ATTACH) and makes it the
@@ -308,8 +313,7 @@ def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
                 return duckdb.connect(str(path), read_only=True)
             con = duckdb.connect()
             try:
-                quoted = "'" + str(path).replace("'", "''") + "'"  # ATTACH takes no parameters
-                con.execute(f"ATTACH {quoted} AS {ATTACHED} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+                con.execute(f"ATTACH {sql_text(str(path))} AS {ATTACHED} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
                 con.execute(f"USE {ATTACHED}")
             except BaseException:
                 con.close()
