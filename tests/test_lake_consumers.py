@@ -46,7 +46,8 @@ UNTIL_IDLE = 25
 
 
 def finish(procs, timeout: float = 600) -> None:
-    """Every consumer stops by itself (idle) and exits 0; one that does not is killed, and fails the test."""
+    """Every consumer stops (by itself when idle, or told to) and exits 0; one that does not is killed, and
+    fails the test."""
     try:
         for proc in procs:
             assert proc.wait(timeout=timeout) == 0
@@ -56,6 +57,18 @@ def finish(procs, timeout: float = 600) -> None:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait()
+
+
+def stop_once_all_read(procs, lake, sent: int) -> None:
+    """Once the lake has read the whole topic, stop the consumers as an operator does (SIGTERM: each
+    finishes its batch, commits and exits 0) rather than waiting out their idle time."""
+    try:
+        wait_for(lambda: events_read(lake) >= sent, 600, "the whole topic in the lake")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        finish(procs)
 
 
 def test_consumers_of_one_group_write_the_ledger_one_consumer_writes(kafka_bootstrap, kafka_topic, lake, tmp_path):
@@ -77,7 +90,7 @@ def test_consumers_of_one_group_write_the_ledger_one_consumer_writes(kafka_boots
         first.send_signal(signal.SIGKILL)
         first.wait()
         again = consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE)   # the killed one comes back
-        finish([third, again])
+        stop_once_all_read([third, again], lake, sent)
 
     assert events_read(lake) >= sent
     on_lake, on_file = ledger_facts(lake), ledger_facts(file)
@@ -162,14 +175,16 @@ def test_readers_see_whole_batches_and_never_wait_while_three_consumers_write(ka
                  for _ in range(3)]
         try:
             wait_for(lambda: events_read(lake) > 0, 300, "the first batch")
-            while any(p.poll() is None for p in procs):
+            deadline = time.monotonic() + 600
+            while not reads or reads[-1][1]["read"] < sent:
+                assert time.monotonic() < deadline and any(p.poll() is None for p in procs), "the topic was read"
                 started = time.monotonic()
                 seen = query(lake, whole_batches)
                 balances = query(lake, queries.balances)
                 reads.append((time.monotonic() - started, seen, balances))
                 time.sleep(0.1)
         finally:
-            finish(procs)
+            stop_once_all_read(procs, lake, sent)
     progress = [seen["read"] for _, seen, _ in reads]
     assert len({r for r in progress if 0 < r < sent}) >= 3, "reads came while the consumers wrote"
     assert progress == sorted(progress), "a later read never sees less"
