@@ -16,6 +16,7 @@ the same entries, entry ids and chain head, from any source.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -56,7 +57,6 @@ class FoldOutcome:
     parked: bool = False             # a refund waiting for its order
 
 
-_UNSEEN = object()
 NOTHING = FoldOutcome()
 SKIPPED = FoldOutcome(skipped=True)
 PARKED = FoldOutcome(parked=True)
@@ -70,12 +70,30 @@ def content_digest(ev: Event) -> bytes:
     return blake2b(repr(ev).encode("utf-8"), digest_size=16).digest()
 
 
-def _remembered(ev: Event, content: bytes | None):
-    """What is remembered of a folded event to tell a re-delivery from a conflict: its time (for the
-    dated kinds a close lets the fold forget; None for log-order events, never forgotten) and a
-    digest of its content."""
-    return (ev.occurred_at if ev.type in DATED_TYPES else None,
-            content if content is not None else content_digest(ev))
+# What the fold remembers of every event it folded (SPEC §4 duplicates), compactly (the open
+# period's events can number millions): the event id's 16-byte digest as the key, and as the value
+# the content's 16-byte digest, followed by the event's time (8 bytes) for the dated kinds a close
+# lets the fold forget. Two event ids are taken for one only when their BLAKE2b-128 digests are
+# equal: the bound the content comparison rests on already.
+_AT = struct.Struct(">q")
+DIGEST_SIZE = 16
+
+
+def id_key(event_id: str) -> bytes:
+    """An event id as the fold remembers it."""
+    return blake2b(event_id.encode("utf-8"), digest_size=DIGEST_SIZE).digest()
+
+
+def _remembered(ev: Event, content: bytes | None) -> bytes:
+    """What is remembered of a folded event to tell a re-delivery from a conflict: a digest of its
+    content, and its time if it is of a dated kind (log-order events are never forgotten)."""
+    digest = content if content is not None else content_digest(ev)
+    return digest + _AT.pack(ev.occurred_at) if ev.type in DATED_TYPES else digest
+
+
+def remembered_at(remembered: bytes) -> int | None:
+    """The time kept with a remembered event (None for the log-order kinds)."""
+    return _AT.unpack_from(remembered, DIGEST_SIZE)[0] if len(remembered) > DIGEST_SIZE else None
 
 
 def _quarantined(reason: str, detail: str) -> FoldOutcome:
@@ -104,7 +122,7 @@ class PartitionFold:
         self.closed_through: int | None = None  # SPEC §9a: what occurred at or before it is final
         self.signers = Signers()
         self.signatures = signatures
-        self._seen: dict[str, object] = {}  # event id → what is remembered of the event folded
+        self._seen: dict[bytes, bytes] = {}  # id_key(event id) → what is remembered of the event folded
         self._handlers = {
             "view": self._on_view, "click": self._on_click, "order": self._on_order,
             "refund": self._on_refund, "member": self._on_member, "agreement": self._on_agreement,
@@ -118,12 +136,12 @@ class PartitionFold:
     def chain_head(self) -> str:
         return self.journal.head
 
-    def seen_rows(self) -> list[tuple[str, int | None, bytes]]:
-        """(event_id, occurred_at or None, content digest) of every event id remembered, sorted."""
-        return [(event_id, at, content) for event_id, (at, content) in sorted(self._seen.items())]
+    def seen_rows(self) -> list[tuple[bytes, int | None, bytes]]:
+        """(event id's digest, occurred_at or None, content digest) of every event remembered, sorted."""
+        return [(key, remembered_at(value), value[:DIGEST_SIZE]) for key, value in sorted(self._seen.items())]
 
     def restore_seen(self, rows) -> None:
-        self._seen.update((event_id, (at, content)) for event_id, at, content in rows)
+        self._seen.update((key, content if at is None else content + _AT.pack(at)) for key, at, content in rows)
 
     def state_size(self) -> dict[str, int]:
         """How much the fold remembers, per kind of state (after a close, only what SPEC §9a needs)."""
@@ -165,14 +183,15 @@ class PartitionFold:
         if ev.type == "close" and ev.closed_through > ev.occurred_at:
             return _quarantined(FUTURE_CLOSE, f"closes through {iso(ev.closed_through)}, later than the close "
                                               f"itself ({iso(ev.occurred_at)})")
-        event_id = ev.event_id
+        key = id_key(ev.event_id)
         remembered = _remembered(ev, content)
-        prior = self._seen.get(event_id, _UNSEEN)
-        if prior is not _UNSEEN:
+        prior = self._seen.get(key)
+        if prior is not None:
             if prior == remembered:
                 return SKIPPED
-            return _quarantined(CONFLICTING_DUPLICATE, f"event id {event_id} was already folded with other content")
-        self._seen[event_id] = remembered
+            return _quarantined(CONFLICTING_DUPLICATE,
+                                f"event id {ev.event_id} was already folded with other content")
+        self._seen[key] = remembered
         problem = check_event(ev, self.membership.known_shops.__contains__)
         if problem is not None:
             return _quarantined(*problem)
@@ -317,8 +336,8 @@ class PartitionFold:
         self.closed_through = through
         given_up = self.orders.close_through(through)
         self.clicks.close_through(through, through - CLICK_MEMORY_MS)
-        self._seen = {event_id: remembered for event_id, remembered in self._seen.items()
-                      if remembered[0] is None or remembered[0] > through}
+        self._seen = {key: remembered for key, remembered in self._seen.items()
+                      if (at := remembered_at(remembered)) is None or at > through}
         return _posted((), (), [(refund.event_id, PERIOD_CLOSED) for refund in given_up])
 
     def _on_policy(self, policy: Policy) -> FoldOutcome:

@@ -8,6 +8,9 @@ before their order are parked here until it arrives.
 
 from __future__ import annotations
 
+from hashlib import blake2b
+from typing import Iterable
+
 from refledger.ledger.agreements import AgreementBook
 from refledger.ledger.attribution import attribute_order
 from refledger.ledger.clicks import ClickBook
@@ -47,9 +50,11 @@ class OrderBook:
     """Every order folded in this partition, and the refunds waiting for theirs.
 
     After a close (SPEC §9a) an order of the closed period can no longer change:
-    only its key and time are kept (``closed``), so that ``duplicate_order`` and
-    refunds of closed orders are still decided exactly; what it still has
-    pending stays with the postings until a settlement moves it.
+    only a 16-byte digest of its key is kept (``closed``; no rule reads more of
+    it), so that ``duplicate_order`` and refunds of closed orders are still
+    decided; what it still has pending stays with the postings until a
+    settlement moves it. Closed orders are all of history, so each costs the
+    fold little: a digest in a set.
     """
 
     __slots__ = ("_orders", "_by_mv", "_by_merchant", "_parked", "_parked_seq", "closed")
@@ -62,14 +67,14 @@ class OrderBook:
         self._by_merchant: dict[str, list[OrderSubject]] = {}
         self._parked: dict[tuple[str, str], list[tuple[int, Refund]]] = {}  # (n-th parked, refund)
         self._parked_seq = 0
-        self.closed: dict[tuple[str, str], int] = {}  # (merchant, order_id) → occurred_at, closed orders
+        self.closed: set[bytes] = set()  # order_key(merchant, order_id) of every closed order
 
     def get(self, merchant: str, order_id: str) -> OrderSubject | None:
         """The open order (None for an unknown or a closed one)."""
         return self._orders.get((merchant, order_id))
 
     def is_closed(self, merchant: str, order_id: str) -> bool:
-        return (merchant, order_id) in self.closed
+        return order_key(merchant, order_id) in self.closed
 
     def add(self, order: Order) -> OrderSubject:
         return self._add_subject(OrderSubject(order))
@@ -116,36 +121,28 @@ class OrderBook:
         return [refund for _n, refund in self._parked.pop((merchant, order_id), ())]
 
     def close_through(self, closed_through: int) -> list[Refund]:
-        """Close the books through ``closed_through``: orders at or before it are kept by key and time
-        only; parked refunds at or before it are given up (their order can no longer arrive) and
+        """Close the books through ``closed_through``: orders at or before it are kept as the digest of
+        their key only; parked refunds at or before it are given up (their order can no longer arrive) and
         returned, in the order they were folded."""
-        for key, subject in list(self._orders.items()):
+        open_orders = []
+        for key, subject in self._orders.items():
             if subject.occurred_at <= closed_through:
-                self.closed[key] = subject.occurred_at
-                del self._orders[key]
-        for mv, known in list(self._by_mv.items()):
-            if type(known) is list:
-                kept = [o for o in known if o.occurred_at > closed_through]
-                if not kept:
-                    del self._by_mv[mv]
+                self.closed.add(order_key(*key))
+            else:
+                open_orders.append(subject)
+        # the book and its indexes built anew rather than pruned: a dict never gives back the room of
+        # the keys deleted from it
+        self._orders, self._by_mv, self._by_merchant = {}, {}, {}
+        for subject in open_orders:
+            self._add_subject(subject)
+        given_up, parked = [], {}
+        for key, waiting in self._parked.items():
+            for n, refund in waiting:
+                if refund.occurred_at <= closed_through:
+                    given_up.append((n, refund))
                 else:
-                    self._by_mv[mv] = kept if len(kept) > 1 else kept[0]
-            elif known.occurred_at <= closed_through:
-                del self._by_mv[mv]
-        for merchant, orders in list(self._by_merchant.items()):
-            kept = [o for o in orders if o.occurred_at > closed_through]
-            if kept:
-                self._by_merchant[merchant] = kept
-            else:
-                del self._by_merchant[merchant]
-        given_up = []
-        for key, waiting in list(self._parked.items()):
-            kept = [(n, r) for n, r in waiting if r.occurred_at > closed_through]
-            given_up.extend((n, r) for n, r in waiting if r.occurred_at <= closed_through)
-            if kept:
-                self._parked[key] = kept
-            else:
-                del self._parked[key]
+                    parked.setdefault(key, []).append((n, refund))
+        self._parked = parked
         return [refund for _n, refund in sorted(given_up, key=lambda item: item[0])]
 
     @property
@@ -159,12 +156,12 @@ class OrderBook:
         """(n-th parked, refund) of every refund waiting, in the order they were folded."""
         return sorted((item for waiting in self._parked.values() for item in waiting), key=lambda item: item[0])
 
-    def restore(self, subjects: list[OrderSubject], closed: dict[tuple[str, str], int],
+    def restore(self, subjects: list[OrderSubject], closed: Iterable[bytes],
                 parked: list[tuple[int, Refund]], parked_seq: int) -> None:
         """Load a snapshot's orders (in time order), closed orders and parked refunds into an empty book."""
         for subject in subjects:
             self._add_subject(subject)
-        self.closed = dict(closed)
+        self.closed = set(closed)
         for seq, refund in parked:
             self._parked.setdefault((refund.merchant_shop_id, refund.order_id), []).append((seq, refund))
         self._parked_seq = parked_seq
@@ -172,6 +169,13 @@ class OrderBook:
     def size(self) -> dict[str, int]:
         return {"open_orders": len(self._orders), "closed_orders": len(self.closed),
                 "parked_refunds": sum(len(w) for w in self._parked.values())}
+
+
+def order_key(merchant: str, order_id: str) -> bytes:
+    """A closed order as the fold remembers it: the BLAKE2b-128 digest of its merchant and id (two
+    orders are taken for one only when their digests are equal, the bound of every digest the fold
+    compares)."""
+    return blake2b(f"{len(merchant)}:{merchant}{order_id}".encode("utf-8"), digest_size=16).digest()
 
 
 def _order_key(o: OrderSubject):

@@ -23,7 +23,9 @@ from refledger.ledger.events import Agreement, Order, Refund
 from refledger.ledger.orders import OrderSubject
 from refledger.ledger.subjects import Subject, Terms
 
-FORMAT = 2  # the layout of the rows below; a snapshot of another layout is not loaded (2: signing)
+# the layout of the rows below; a snapshot of another layout is not loaded (the fold is rebuilt
+# from the events instead). 3: closed orders and remembered event ids as digests; 2: signing.
+FORMAT = 3
 
 _TERMS = ("t_referrer", "t_merchant", "t_currency", "t_commission", "t_agreement_id", "t_agreement_version",
           "t_agreement_event_id", "t_model", "t_rate_bp", "t_click_event_id", "t_hold_days")
@@ -41,12 +43,12 @@ KINDS: dict[str, tuple[str, ...]] = {
     "orders": ("subject_id", "event_id", "occurred_at", "shop_id", "visitor_id", "order_id", "merchant_shop_id",
                "currency", "total_minor", "refunded", "applied"),
     "order_lines": ("subject_id", "line", "sku", "category", "quantity", "unit_price_minor"),
-    "closed_orders": ("merchant_shop_id", "order_id", "occurred_at"),
+    "closed_orders": ("order_digest",),
     "parked_refunds": ("seq", "event_id", "occurred_at", "shop_id", "visitor_id", "order_id", "refund_id",
                        "merchant_shop_id", "currency", "amount_minor"),
     "clicks": ("occurred_at", "event_id", "referrer_shop_id", "merchant_shop_id", "visitor_id", "valid"),
     "payable": ("merchant_shop_id", "referrer_shop_id", "currency", "amount"),
-    "seen": ("event_id", "occurred_at", "content"),
+    "seen": ("id_digest", "occurred_at", "content"),
     # SPEC §4a: the signing policy in force (one row), and every key a shop may sign with
     "signing": ("require_signatures", "operator_public_key", "policy_id"),
     "signing_keys": ("shop_id", "public_key", "dated_before"),
@@ -95,7 +97,7 @@ def export_state(fold) -> dict[str, list[tuple]]:
         rows["orders"].append((subject.subject_id, o.event_id, o.occurred_at, o.shop_id, o.visitor_id, o.order_id,
                                o.merchant_shop_id, o.currency, o.total_minor, subject.refunded, subject.applied))
         rows["order_lines"].extend((subject.subject_id, i, *line) for i, line in enumerate(o.lines))
-    rows["closed_orders"].extend((m, o, at) for (m, o), at in sorted(orders.closed.items()))
+    rows["closed_orders"].extend((key,) for key in sorted(orders.closed))
     for seq, r in orders.parked_rows():
         rows["parked_refunds"].append((seq, r.event_id, r.occurred_at, r.shop_id, r.visitor_id, r.order_id,
                                        r.refund_id, r.merchant_shop_id, r.currency, r.amount_minor))
@@ -168,7 +170,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
         if pending:
             fold.postings.track(subject)
     fold.orders.restore(sorted(order_subjects, key=lambda s: (s.occurred_at, s.subject_id)),
-                        {(m, o): at for m, o, at in rows["closed_orders"]},
+                        [key for (key,) in rows["closed_orders"]],
                         [(row[0], Refund(*row[1:])) for row in rows["parked_refunds"]], parked_seq)
     # shops and visitors as one string object each, however many clicks name them (kept for months)
     one = {}.setdefault

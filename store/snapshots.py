@@ -41,7 +41,7 @@ _INTS = frozenset({
 })
 _SUMS = frozenset({"amount"})  # payable per pair: a sum over any number of events, past 2^63 (SPEC §2)
 _BOOLS = frozenset({"settled", "pending", "valid", "require_signatures"})
-_BYTES = frozenset({"content"})
+_BYTES = frozenset({"content", "id_digest", "order_digest"})
 
 
 class SnapshotFileError(ValueError):

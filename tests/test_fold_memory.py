@@ -1,0 +1,89 @@
+"""What the fold keeps costs little per item (SPEC §9a; a ledger runs for years).
+
+A month's events are remembered until the month is closed (to tell a
+re-delivery from a conflicting duplicate), and every closed order for ever
+(to find a re-sent order or a refund of a closed one). Both are digests, not
+the events' ids and times: measured here as the fold's own memory for one
+more event or one more closed order, with Python's allocation tracer.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+from refledger.ledger.fold import PartitionFold
+from tests.ledger_support import Alliance
+
+SHOPS = ("m-maple", "n-nori", "o-oak")
+OPEN_EVENT_BYTES = 176   # a remembered view: its id's digest, its content's digest and time, a dict slot
+CLOSED_ORDER_BYTES = 128  # a closed order: a 16-byte digest in a set
+
+
+def fold_memory(records) -> tuple[PartitionFold, int]:
+    """The fold of ``records`` (made one by one and not kept) and the bytes it holds."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fold = PartitionFold()
+        for record in records:
+            fold.apply(record)
+        gc.collect()
+        return fold, tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+
+
+def members(a: Alliance):
+    yield from (a.member(s, at="2026-09-01T00:00") for s in SHOPS)
+    yield a.agreement(at="2026-09-01T00:00", rate_bp=800, window=7, hold=5, effective_from="2026-09-01T00:00")
+
+
+def views(n: int):
+    a = Alliance("maple-row")
+    yield from members(a)
+    for i in range(n):
+        yield a.view(f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:00", "m-maple", "n-nori", f"visitor-{i:06d}",
+                     event_id=f"maple-row-view-{i:08d}")
+
+
+def orders_then_close(n: int):
+    a = Alliance("maple-row")
+    yield from members(a)
+    for i in range(n):
+        yield a.order(f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:00", "o-oak", f"visitor-{i:06d}", f"OAK-2026-{i:08d}",
+                      [(1, 5000 + i, "garden")], event_id=f"maple-row-order-{i:08d}")
+    yield a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10")
+    yield a.close("2026-11-01T00:00:01", "2026-10-31T23:59:59.999Z", "2026-10")
+
+
+def per_item(story, small: int, large: int) -> float:
+    (_, few), (fold, many) = fold_memory(story(small)), fold_memory(story(large))
+    return (many - few) / (large - small), fold
+
+
+def test_an_open_months_event_is_remembered_in_a_few_dozen_bytes():
+    cost, fold = per_item(views, 4_000, 12_000)
+    assert fold.state_size()["event_ids"] == 12_000 + 4
+    assert cost < OPEN_EVENT_BYTES, f"{cost:.0f} bytes per remembered event"
+
+
+def test_a_closed_order_is_remembered_for_good_in_a_digest():
+    cost, fold = per_item(orders_then_close, 4_000, 12_000)
+    size = fold.state_size()
+    assert size["closed_orders"] == 12_000 and size["open_orders"] == 0
+    assert cost < CLOSED_ORDER_BYTES, f"{cost:.0f} bytes per closed order"
+
+
+def test_a_closed_order_sent_again_is_still_a_duplicate_and_its_refund_still_period_closed():
+    """The digests decide what the ids decided: a re-sent order (dated after the close) of a closed one
+    is duplicate_order, a refund of a closed order period_closed, and another order folds."""
+    a = Alliance("maple-row")
+    fold, _ = fold_memory(list(orders_then_close(3)))
+    again = a.order("2026-11-02T10:00", "o-oak", "visitor-000001", "OAK-2026-00000001", [(1, 5001, "garden")])
+    refund = a.refund("2026-11-02T11:00", "o-oak", "OAK-2026-00000002", 100)
+    other_merchant = a.order("2026-11-02T12:00", "n-nori", "visitor-000001", "OAK-2026-00000001",
+                             [(1, 5001, "garden")])
+    assert fold.apply(again).quarantine == "duplicate_order"
+    assert fold.apply(refund).quarantine == "period_closed"
+    assert fold.apply(other_merchant).quarantine is None
