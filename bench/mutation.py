@@ -6,6 +6,7 @@ Run on demand (it takes long; it is not part of CI and not a test):
     python bench/mutation.py                      # every target
     python bench/mutation.py --target bulk-rules  # one target
     python bench/mutation.py --list               # the targets and their tests
+    python bench/mutation.py --target ledger --sample 5   # a fixed 1-in-5 sample, with its interval
 
 Two kinds of mutants, every one a small change to one rule:
 
@@ -32,6 +33,7 @@ survivor is printed with its diff. The report is also written to
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -235,6 +237,54 @@ also_copy = ["docs/", "README.md"]
 
 # -- running ----------------------------------------------------------------------------------------
 
+# mutmut's own first step, alone: the mutants written into mutants/, none run, so that a sample can be
+# drawn from their names (the calls mutmut's `run` makes before it collects the tests' coverage)
+GENERATE = """
+import os, sys
+import mutmut.__main__ as m
+m.set_mutant_under_test("mutant_generation")
+os.makedirs("mutants", exist_ok=True)
+m.copy_src_dir(); m.copy_also_copy_files(); m.setup_source_paths(); m.store_lines_covered_by_tests()
+m.create_mutants(int(sys.argv[1]))
+"""
+
+
+def mutant_names(scratch: Path) -> list[str]:
+    """Every mutant mutmut made in ``scratch`` (run or not)."""
+    names = []
+    for meta in sorted((scratch / "mutants").rglob("*.py.meta")):
+        names.extend(json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}))
+    return sorted(names)
+
+
+def in_sample(name: str, one_in: int) -> bool:
+    """A fixed 1-in-``one_in`` sample: a mutant is in it by a hash of its name alone, so every run of
+    the same code draws the same mutants and each mutant is equally likely to be drawn."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % one_in == 0
+
+
+def sample_of(target: Target, scratch: Path, one_in: int, children: int, log) -> list[str]:
+    (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
+    made = subprocess.run([sys.executable, "-c", GENERATE, str(children)], cwd=scratch, stdout=log,
+                          stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    if made.returncode != 0:
+        raise SystemExit(f"mutmut could not make the mutants of {target.name}; see {log.name}")
+    everyone = mutant_names(scratch)
+    drawn = [name for name in everyone if in_sample(name, one_in)]
+    log.write(f"--- sample 1 in {one_in}: {len(drawn)} of {len(everyone)} mutants\n")
+    return drawn
+
+
+def wilson_interval(killed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of a proportion measured on a sample (Wilson's score interval), in percent."""
+    if n == 0:
+        return (100.0, 100.0)
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (round(100 * (centre - half), 1), round(100 * min(1.0, centre + half), 1))
+
 
 def run_mutmut(target: Target, scratch: Path, children: int, log, run: bool = True,
                names: list[str] = ()) -> list[dict]:
@@ -356,6 +406,9 @@ def main(argv=None) -> int:
     parser.add_argument("--survivors", action="store_true",
                         help="bring the checkout's code and tests into the last mutmut run's copy and run "
                              "its survivors again (the rest of an interrupted run goes on with --resume)")
+    parser.add_argument("--sample", type=int, metavar="N", default=1,
+                        help="mutmut targets: test a fixed 1-in-N sample of the mutants (drawn by a hash of "
+                             "each name), and report the score with its 95 %% interval")
     parser.add_argument("--report-only", action="store_true",
                         help="report what the last mutmut run of each target recorded, running nothing")
     args = parser.parse_args(argv)
@@ -384,15 +437,24 @@ def main(argv=None) -> int:
                     refresh_checkout(scratch)
                     log.write(f"--- {len(again)} survivors run again\n")
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=bool(again), names=again)
+                elif args.sample > 1 and not (args.resume or args.report_only):
+                    drawn = sample_of(target, scratch, args.sample, args.max_children, log)
+                    mutants = run_mutmut(target, scratch, args.max_children, log, names=drawn)
                 else:
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
         result = score(mutants, equivalent)
         result["minutes"] = round((time.perf_counter() - started) / 60, 1)
+        counted = result["killed"] + result["survived"]
+        if result["not run"] and counted:  # a sample, or an interrupted run: the score of those run
+            result["interval"] = wilson_interval(result["killed"], counted)
         report[name] = result
-        print(f"{name}: {result['killed']} of {result['mutants']} mutants killed, {result['equivalent']} equivalent, "
-              f"{result['survived']} survived (no test of the subset runs {result['no tests']} of them), "
-              f"{result['not run']} not run (the run was interrupted): "
-              f"score {result['score']} % ({result['minutes']} min)", flush=True)
+        run = (f"{result['mutants'] - result['not run']} of {result['mutants']} mutants run"
+               if result["not run"] else f"{result['mutants']} mutants")
+        interval = (f", 95 % interval {result['interval'][0]}–{result['interval'][1]} %"
+                    if "interval" in result else "")
+        print(f"{name}: {run}: {result['killed']} killed, {result['equivalent']} equivalent, "
+              f"{result['survived']} survived (no test of the subset runs {result['no tests']} of them): "
+              f"score {result['score']} %{interval} ({result['minutes']} min)", flush=True)
         for m in result["survivors"]:
             print(f"  SURVIVED {m['name']} ({m['status']})\n" + "\n".join(f"    {line}" for line in
                                                                            m.get("diff", "").splitlines()))

@@ -175,7 +175,7 @@ def order_key(merchant: str, order_id: str) -> bytes:
     """A closed order as the fold remembers it: the BLAKE2b-128 digest of its merchant and id (two
     orders are taken for one only when their digests are equal, the bound of every digest the fold
     compares)."""
-    return blake2b(f"{len(merchant)}:{merchant}{order_id}".encode("utf-8"), digest_size=16).digest()
+    return blake2b(f"{len(merchant)}:{merchant}{order_id}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _order_key(o: OrderSubject):

@@ -221,7 +221,10 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
 
 
 def _fold_snapshots(db, wait: float) -> dict[tuple[str, int], tuple[int, int, bytes]]:
-    """Per log, the live ledger's latest sound snapshot: (offset, entries, state)."""
+    """Per log, the live ledger's latest sound snapshot: (offset, entries, state). A log whose latest
+    snapshot this version cannot read (written by another version) is folded from its start, as a
+    restarted consumer would."""
+    from refledger.consumers.folding import snapshot_loads
     from refledger.store.queries import latest_snapshots
     from refledger.store.readside import ReadError, query
 
@@ -229,7 +232,8 @@ def _fold_snapshots(db, wait: float) -> dict[tuple[str, int], tuple[int, int, by
         rows = query(db, latest_snapshots, wait=wait)
     except ReadError as exc:
         raise ReplayError(str(exc)) from exc
-    return {(r["topic"], r["partition"]): (r["offset"], r["entries"], bytes.fromhex(r["state"])) for r in rows}
+    states = {(r["topic"], r["partition"]): (r["offset"], r["entries"], bytes.fromhex(r["state"])) for r in rows}
+    return {log: start for log, start in states.items() if snapshot_loads(start[2])}
 
 
 def _chunks(messages: Iterator, size: int) -> Iterator[list]:

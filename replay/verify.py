@@ -177,6 +177,7 @@ def check_bulk(con) -> list[Problem]:
 
 
 def check_snapshots(con) -> list[Problem]:
+    from refledger.consumers.folding import snapshot_loads
     from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
@@ -203,6 +204,10 @@ def check_snapshots(con) -> list[Problem]:
                                                        "(a restart does not use it and rebuilds from the events)"))
             continue
         if (topic, partition) in latest_checked:
+            continue
+        if not snapshot_loads(bytes(state)):
+            # its bytes are the ones recorded, of a layout another version wrote: a restart and a replay
+            # fold past it from an older snapshot or the start, and so does this check
             continue
         latest_checked.add((topic, partition))
         fold = signed_fold()

@@ -87,3 +87,38 @@ def test_a_closed_order_sent_again_is_still_a_duplicate_and_its_refund_still_per
     assert fold.apply(again).quarantine == "duplicate_order"
     assert fold.apply(refund).quarantine == "period_closed"
     assert fold.apply(other_merchant).quarantine is None
+
+
+def test_ids_that_are_not_valid_unicode_are_remembered_like_any_other():
+    """An integration calling the fold directly with a lone surrogate in an id (the consumer's readers
+    refuse those first): the digests take it, a re-delivery is skipped, and the closed order is found."""
+    a = Alliance("maple-row")
+    fold, _ = fold_memory(list(members(a)))
+    view = a.view("2026-10-03T09:00", "m-maple", "n-nori", "visitor-\ud800", event_id="maple-row-view-\udfff")
+    assert fold.apply(view).quarantine is None
+    assert fold.apply(view).skipped
+    order = a.order("2026-10-04T09:00", "o-oak", "visitor-\ud800", "OAK-\ud800", [(1, 5000, "garden")])
+    assert fold.apply(order).quarantine is None
+    fold.apply(a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10"))
+    fold.apply(a.close("2026-11-01T00:00:01", "2026-10-31T23:59:59.999Z", "2026-10"))
+    assert fold.apply(a.refund("2026-11-02T11:00", "o-oak", "OAK-\ud800", 100)).quarantine == "period_closed"
+
+
+def test_a_callers_content_digest_of_another_size_still_lets_a_close_forget_the_event():
+    """The fold remembers a digest of DIGEST_SIZE bytes, then the time: a caller's digest of another
+    size must not shift the time out of reach (the view would then be kept for ever)."""
+    a = Alliance("maple-row")
+    view = a.view("2026-10-03T09:00", "m-maple", "n-nori", "visitor-1", event_id="maple-row-view-1")
+    month_end = [a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10"),
+                 a.close("2026-11-01T00:00:01", "2026-10-31T23:59:59.999Z", "2026-10")]
+    remembered = {}
+    for digest in (None, b"eight-by"):
+        fold, _ = fold_memory(list(members(a)))
+        assert fold.apply(view, digest).quarantine is None
+        assert fold.apply(view, digest).skipped
+        if digest is not None:
+            assert fold.apply(view, b"other-8b").quarantine == "conflicting_duplicate"
+        for record in month_end:
+            fold.apply(record)
+        remembered[digest] = fold.state_size()["event_ids"]
+    assert remembered[b"eight-by"] == remembered[None] == 2  # the settlement and the close

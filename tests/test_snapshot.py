@@ -288,6 +288,35 @@ def test_replay_from_the_latest_snapshot_folds_on_to_the_live_ledger(tmp_path):
     assert changed.exit_code == 1 and not json.loads(changed.output)["identical"]
 
 
+def test_a_ledger_whose_snapshots_another_version_wrote_replays_and_verifies_from_the_start(tmp_path, monkeypatch):
+    """An auditor with a newer refledger and a ledger written by an older one: the snapshots are of a
+    layout this version does not read. Replay from the snapshots folds those logs from their start and
+    verify passes; neither stops on them."""
+    import json
+
+    from click.testing import CliRunner
+
+    from refledger.cli import cli
+    from refledger.ledger import snapshot
+
+    db = tmp_path / "harbor.duckdb"
+    harbor = next(p for p in sorted(SCENARIOS.glob("*.jsonl")) if p.stem == "harbor-fair")
+    runner = CliRunner()
+    with monkeypatch.context() as older:
+        older.setattr(snapshot, "FORMAT", snapshot.FORMAT - 1)
+        assert runner.invoke(cli, ["ingest", str(harbor), "--db", str(db)]).exit_code == 0
+    con = duckdb.connect(str(db), read_only=True)
+    [(snapshots,)] = con.execute("SELECT count(*) FROM snapshots").fetchall()
+    con.close()
+    assert snapshots >= 1
+    result = runner.invoke(cli, ["replay", "--db", str(db), "--from-snapshot", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["identical"] and report["started_from_snapshots"] == []
+    verified = runner.invoke(cli, ["verify", "--db", str(db), "--format", "json"])
+    assert verified.exit_code == 0 and json.loads(verified.output)["ok"], verified.output
+
+
 @pytest.mark.slow
 def test_verify_loads_the_latest_snapshot_folds_on_and_catches_a_changed_one(tmp_path):
     import json
