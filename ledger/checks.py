@@ -23,7 +23,8 @@ Knows = Callable[[str], bool]
 
 
 def _mismatch(kind: str, required: str, emitter: str) -> Problem:
-    return SHOP_MISMATCH, f"a {kind} must be emitted by {required!r}, not {emitter!r}"
+    article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+    return SHOP_MISMATCH, f"{article} {kind} must be emitted by {required!r}, not {emitter!r}"
 
 
 def _unknown(shop: str) -> Problem:

@@ -236,3 +236,38 @@ def test_an_agreement_with_category_rates_only_pays_nothing_on_other_categories(
     pricing = price_order(parse_event(log[-1]), parse_event(log[-3]))
     assert pricing.line_commissions == (0, 500)
     assert pricing.category_rates_bp == (("toys", 500),)
+
+
+def test_a_cpa_agreement_of_nothing_pays_nothing():
+    """wang-bath keeps li-kids on a cpa agreement of 0 while they renegotiate: v1's order is
+    attributed to li-kids and earns it 0, not a fen."""
+    s = Story()
+    log = s.head + [s.agreement_at(NOV_1, published=NOV_1 - DAY, agreement_id="cpa-paused", model="cpa",
+                                   rate_bp=None, amount_minor=0, currency="CNY", event_id="a-paused"),
+                    s.click_at(CLICKED, "li-kids", "wang-bath", "v1", event_id="c-1"),
+                    s.order_at(CLICKED + HOUR, "wang-bath", "v1", "o1", [(1, 10_000, "care")], event_id="o-1")]
+    _, outcomes = fold_all(log)
+    assert [o.quarantine for o in outcomes] == [None] * len(log)
+    [decision] = outcomes[-1].decisions
+    said = decision.to_dict()
+    assert (said["winning_click_event_id"], said["model"], said["commission"]) == ("c-1", "cpa", 0)
+    assert [e for e in outcomes[-1].entries if e.shop_id == "li-kids"] == []
+
+
+def test_an_order_under_a_click_agreement_is_priced_at_nothing_in_its_own_currency():
+    """cpc and swap agreements pay per click; an order under one earns nothing by itself."""
+    from refledger.ledger.events import parse_event
+    from refledger.ledger.pricing import Pricing, price_order
+
+    s = Story()
+    order = parse_event(s.order_at(CLICKED, "wang-bath", "v1", "o1", [(1, 10_000, "care")], currency="USD"))
+    for model, extra in (("cpc", {"amount_minor": 30, "currency": "CNY"}), ("swap", {})):
+        agreement = parse_event(s.agreement_at(NOV_1, agreement_id=model, model=model, rate_bp=None, **extra))
+        assert price_order(order, agreement) == Pricing(0, "USD", model, None, (), ())
+
+
+def test_an_order_of_nothing_reverses_nothing_whatever_is_refunded():
+    from refledger.ledger.refunds import cumulative_reversal
+
+    assert [cumulative_reversal(800, refunded, 0) for refunded in (0, 1, 500)] == [0, 0, 0]
+    assert [cumulative_reversal(800, refunded, 10_000) for refunded in (0, 1, 5_000, 10_000)] == [0, 0, 400, 800]

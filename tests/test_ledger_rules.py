@@ -790,6 +790,31 @@ def test_business_quarantine_reasons(record, reason):
     assert _quarantine_of(record, before=existing_order) == reason
 
 
+
+def test_a_quarantine_tells_the_integration_what_to_fix():
+    """The detail beside the reason is what a shop's developer reads in `refledger quarantine`: it names
+    the shop that must emit the event and the part of the record that is wrong."""
+    a, head = alliance()
+    fold, _ = fold_all(head)
+    posted_by_referrer = fold.apply(A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(1, 100, "x")],
+                                            shop="li-kids"))
+    assert posted_by_referrer.quarantine == "shop_mismatch"
+    assert posted_by_referrer.detail == "an order must be emitted by 'wang-bath', not 'li-kids'"
+    refund = fold.apply(A.refund("2026-11-07T10:00", "wang-bath", "o9", 100, shop="alliance"))
+    assert refund.detail == "a refund must be emitted by 'wang-bath', not 'alliance'"
+    order = A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(2, 100, "x")])
+    quantity_as_text = dict(order, order=dict(order["order"], lines=[dict(order["order"]["lines"][0],
+                                                                         quantity="2")]))
+    malformed = fold.apply(quantity_as_text)
+    assert (malformed.quarantine, malformed.detail) == ("schema_invalid", "malformed order line")
+
+
+def test_a_shop_that_never_joined_has_no_member_status():
+    a, head = alliance()
+    fold, _ = fold_all(head)
+    assert fold.membership.status_at("g-ghost", 10**13) is None
+    assert fold.membership.status_at("li-kids", 10**13) == "active"
+
 def test_a_shop_that_joins_later_in_the_log_is_unknown_until_then():
     a = Alliance()
     click = a.click("2026-11-07T10:00", "li-kids", "wang-bath", "v1")

@@ -86,6 +86,8 @@ def test_a_policy_signed_by_a_key_other_than_the_operators_in_force_is_bad_signa
                           signed(agreement("a-3", "2026-11-06T00:00:00.000Z"), OPERATOR)]
     _, outcomes = fold_story(story)
     assert reasons(outcomes[4:]) == [BAD_SIGNATURE, BAD_SIGNATURE, None]
+    # once an operator key is in force, a new policy answers to it, not to the key it names
+    assert outcomes[4].detail == "policy not signed by the operator's key"
 
 
 def test_the_operator_hands_over_to_a_new_key_with_a_policy_signed_by_the_old_one():

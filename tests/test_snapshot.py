@@ -111,6 +111,10 @@ def test_a_snapshot_holds_plain_values_only():
             assert len(row) == len(KINDS[kind]), kind
             assert all(v is None or type(v) in (str, int, bool, bytes) for v in row), (kind, row)
     assert rows["clicks"] and rows["subjects"] and rows["seen"] and rows["orders"] and rows["members"]
+    # what a subject has earned so far is a number even before it earns (an order no click referred)
+    subjects = [dict(zip(KINDS["subjects"], row)) for row in rows["subjects"]]
+    assert any(s["t_referrer"] is None for s in subjects)
+    assert all(type(s["net"]) is int and type(s["settled"]) is bool for s in subjects)
 
 
 def test_a_snapshot_of_another_layout_is_refused():
