@@ -83,6 +83,8 @@ def test_an_event_dated_after_the_close_that_reuses_a_forgotten_id_is_a_new_even
 def test_a_close_of_the_future_is_quarantined():
     fold, outcomes = fold_story(lambda a: [a.close("2026-11-06T00:00", "2026-11-20T00:00", "too-far")])
     assert outcomes[-1].quarantine == "future_close"
+    assert outcomes[-1].detail == ("closes through 2026-11-20T00:00:00.000Z, later than the close itself "
+                                   "(2026-11-06T00:00:00.000Z)")
     # the books stay closed through mid-October only: a late October 20 order still counts
     later = fold.apply(Alliance("harbor-fair").order("2026-10-20T12:00", "j-jade", "v3", "oC",
                                                      [(1, 5000, "jewellery")], event_id="o-C"))

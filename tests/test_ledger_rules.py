@@ -387,6 +387,7 @@ def test_swap_counts_traffic_credits_given_and_received_not_money():
         {"shop_id": "zhang-toys", "currency": "CLICK", "swap_given": 2, "swap_received": 0},
     ]
     assert outcomes[-1].entries == ()    # settlements leave swap credits alone
+    assert {e.role for o in outcomes[-4:-2] for e in o.entries} == {"swap-credit"}  # what the statement shows
 
 
 # -- §7 refunds ------------------------------------------------------------------------------
@@ -802,6 +803,21 @@ def test_a_quarantine_tells_the_integration_what_to_fix():
     assert posted_by_referrer.detail == "an order must be emitted by 'wang-bath', not 'li-kids'"
     refund = fold.apply(A.refund("2026-11-07T10:00", "wang-bath", "o9", 100, shop="alliance"))
     assert refund.detail == "a refund must be emitted by 'wang-bath', not 'alliance'"
+    rates_as_list = A.agreement(agreement_id="listed", rate_bp=5)
+    rates_as_list = dict(rates_as_list, agreement=dict(rates_as_list["agreement"], category_rates_bp=[["toys", 5]]))
+    listed = fold.apply(rates_as_list)
+    assert (listed.quarantine, listed.detail) == ("schema_invalid", "category_rates_bp is not a map")
+
+
+def test_the_consumers_digest_of_an_events_content_decides_a_duplicate():
+    """The consumer hands the fold a digest of each event's canonical bytes: the same id with the same
+    digest is a re-delivery, with another digest a conflict, whatever the fold reads of the event."""
+    a, head = alliance()
+    fold, _ = fold_all(head)
+    view = a.view("2026-11-01T09:00", "li-kids", "wang-bath", "v1", event_id="w-1")
+    assert fold.apply(view, b"canonical-bytes-digest-1").quarantine is None
+    assert fold.apply(view, b"canonical-bytes-digest-1").skipped
+    assert fold.apply(view, b"canonical-bytes-digest-2").quarantine == "conflicting_duplicate"
     order = A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(2, 100, "x")])
     quantity_as_text = dict(order, order=dict(order["order"], lines=[dict(order["order"]["lines"][0],
                                                                          quantity="2")]))
