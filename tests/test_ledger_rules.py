@@ -387,7 +387,10 @@ def test_swap_counts_traffic_credits_given_and_received_not_money():
         {"shop_id": "zhang-toys", "currency": "CLICK", "swap_given": 2, "swap_received": 0},
     ]
     assert outcomes[-1].entries == ()    # settlements leave swap credits alone
-    assert {e.role for o in outcomes[-4:-2] for e in o.entries} == {"swap-credit"}  # what the statement shows
+    # what the statement shows beside each credit: its role, its model and the click that earned it
+    credited = [(o.entries[0].event_id, {(e.role, e.model, e.click_event_id) for e in o.entries})
+                for o in outcomes[-4:-2]]
+    assert credited == [(click_id, {("swap-credit", "swap", click_id)}) for click_id, _ in credited]
 
 
 # -- §7 refunds ------------------------------------------------------------------------------
@@ -792,21 +795,52 @@ def test_business_quarantine_reasons(record, reason):
 
 
 
-def test_a_quarantine_tells_the_integration_what_to_fix():
+def _with_payload(record: dict, **changes) -> dict:
+    kind = record["type"]
+    return dict(record, **{kind: dict(record[kind], **changes)})
+
+
+_ORDER = A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(2, 100, "x")])
+
+
+@pytest.mark.parametrize("record, reason, detail", [
+    (A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(1, 100, "x")], shop="li-kids"), "shop_mismatch",
+     "an order must be emitted by 'wang-bath', not 'li-kids'"),
+    (A.refund("2026-11-07T10:00", "wang-bath", "o9", 100, shop="alliance"), "shop_mismatch",
+     "a refund must be emitted by 'wang-bath', not 'alliance'"),
+    (A.click("2026-11-07T10:00", "li-kids", "wang-bath", "v9", shop="wang-bath"), "shop_mismatch",
+     "a click must be emitted by 'li-kids', not 'wang-bath'"),
+    (A.payout("2026-11-07T10:00", "wang-bath", "g-ghost", 1), "unknown_shop",
+     "'g-ghost' has not been made a member earlier in the log"),
+    (A.agreement(agreement_id="cps-without-rate", rate_bp=None), "schema_invalid", "a cps agreement needs rate_bp"),
+    (A.agreement(agreement_id="no-window", window=-1), "negative_amount", "agreement attribution_window_days is -1"),
+    (_with_payload(_ORDER, lines=[dict(_ORDER["order"]["lines"][0], quantity="2")]), "schema_invalid",
+     "malformed order line"),
+    (_with_payload(A.agreement(agreement_id="listed", rate_bp=5), category_rates_bp=[["toys", 5]]), "schema_invalid",
+     "category_rates_bp is not a map"),
+])
+def test_a_quarantine_tells_the_integration_what_to_fix(record, reason, detail):
     """The detail beside the reason is what a shop's developer reads in `refledger quarantine`: it names
-    the shop that must emit the event and the part of the record that is wrong."""
+    the shop that must emit the event, the shop nobody knows, the part of the record that is wrong."""
     a, head = alliance()
     fold, _ = fold_all(head)
-    posted_by_referrer = fold.apply(A.order("2026-11-07T10:00", "wang-bath", "v9", "o9", [(1, 100, "x")],
-                                            shop="li-kids"))
-    assert posted_by_referrer.quarantine == "shop_mismatch"
-    assert posted_by_referrer.detail == "an order must be emitted by 'wang-bath', not 'li-kids'"
-    refund = fold.apply(A.refund("2026-11-07T10:00", "wang-bath", "o9", 100, shop="alliance"))
-    assert refund.detail == "a refund must be emitted by 'wang-bath', not 'alliance'"
-    rates_as_list = A.agreement(agreement_id="listed", rate_bp=5)
-    rates_as_list = dict(rates_as_list, agreement=dict(rates_as_list["agreement"], category_rates_bp=[["toys", 5]]))
-    listed = fold.apply(rates_as_list)
-    assert (listed.quarantine, listed.detail) == ("schema_invalid", "category_rates_bp is not a map")
+    outcome = fold.apply(record)
+    assert (outcome.quarantine, outcome.detail) == (reason, detail)
+
+
+def test_a_late_suspension_takes_back_an_order_between_two_of_the_referrers_clicks():
+    """li-kids sent v1 to wang-bath twice; v1 bought in between. The operator's suspension of li-kids,
+    dated before both clicks, reaches the log last: the order is repriced from li-kids' first click on,
+    and li-kids earns nothing."""
+    a, head = alliance()
+    _, outcomes = fold_all(head + [
+        a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1"),
+        a.order("2026-11-01T12:00", "wang-bath", "v1", "o1", [(1, 10000, "care")]),
+        a.click("2026-11-02T10:00", "li-kids", "wang-bath", "v1"),
+        a.member("li-kids", at="2026-11-01T09:00", status="suspended"),
+    ])
+    assert earned(outcomes[:-1], "li-kids") == 800
+    assert earned(outcomes, "li-kids") == 0
 
 
 def test_the_consumers_digest_of_an_events_content_decides_a_duplicate():
