@@ -126,8 +126,7 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
     """Members, agreement versions (and their category rates), payouts and adjustments."""
     members = {k: [] for k in ("topic", "partition", "shop", "t", "event_id", "status")}
     agreements = {k: [] for k in ("topic", "partition", "event_id", "agreement_id", "version", "effective_from",
-                                  "m", "r", "model", "rate_bp", "amount_minor", "currency", "window_days",
-                                  "hold_days")}
+                                  "m", "r", "model", "rate_bp", "amount_minor", "currency", "window_days")}
     rates = {k: [] for k in ("topic", "partition", "event_id", "category", "rate_bp")}
     moves = {k: [] for k in ("topic", "partition", "kind", "merchant", "referrer", "currency", "amount")}
     rows = con.execute(f"SELECT topic, partition, type, t, event_id, avro FROM b_ev WHERE type IN {ALLIANCE}"
@@ -139,14 +138,13 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
                                ("t", t), ("event_id", event_id), ("status", p["status"])):
                 members[key].append(value)
         elif kind == "agreement":
-            window, hold = p.get("attribution_window_days"), p.get("hold_days")
+            window = p.get("attribution_window_days")  # no hold: the sums need no pending/payable split
             row = {"topic": topic, "partition": partition, "event_id": event_id,
                    "agreement_id": p["agreement_id"], "version": p["version"],
                    "effective_from": p["effective_from"], "m": p["merchant_shop_id"],
                    "r": p["referrer_shop_id"], "model": p["model"], "rate_bp": p.get("rate_bp"),
                    "amount_minor": p.get("amount_minor"), "currency": p.get("currency"),
-                   "window_days": DEFAULT_DAYS if window is None else window,
-                   "hold_days": DEFAULT_DAYS if hold is None else hold}
+                   "window_days": DEFAULT_DAYS if window is None else window}
             for key, value in row.items():
                 agreements[key].append(value)
             for category, rate in (p.get("category_rates_bp") or {}).items():
@@ -158,8 +156,7 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
                                ("merchant", p["merchant_shop_id"]), ("referrer", p["referrer_shop_id"]),
                                ("currency", p["currency"]), ("amount", p["amount_minor"])):
                 moves[key].append(value)
-    ints = {"partition", "t", "version", "effective_from", "rate_bp", "amount_minor", "window_days", "hold_days",
-            "amount"}
+    ints = {"partition", "t", "version", "effective_from", "rate_bp", "amount_minor", "window_days", "amount"}
     return {"b_members": _table(members, ints), "b_agreements": _table(agreements, ints),
             "b_rates": _table(rates, ints), "b_moves": _table(moves, ints)}
 

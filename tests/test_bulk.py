@@ -168,3 +168,28 @@ def test_a_forged_but_consistent_ledger_fails_the_sql_check_naming_the_order(sim
     assert {p["check"] for p in report["problems"]} == {"bulk"}, report["problems"]
     details = " ".join(f"{p['where']} {p['detail']}" for p in report["problems"])
     assert f"shop {referrer} CNY" in details and subject in details
+
+
+def test_a_shop_missing_from_the_folds_entries_is_named_with_each_sum_sql_finds(simulated, tmp_path):
+    """Every entry of one merchant, and every swap credit one shop received, deleted from a copy: the SQL
+    check names what the fold then lacks, each sum by its name, the fold's side as 0."""
+    cut = tmp_path / "cut.duckdb"
+    shutil.copy(simulated, cut)
+    con = duckdb.connect(str(cut))
+    [(merchant,)] = con.execute(
+        """SELECT shop_id FROM entries WHERE currency = 'CNY' AND account IN ('owed_pending', 'owed_payable')
+           GROUP BY shop_id HAVING sum(amount) <> 0 ORDER BY shop_id LIMIT 1""").fetchall()
+    [(swapper,)] = con.execute(
+        """SELECT shop_id FROM entries WHERE currency = 'CLICK' AND account = 'swap_received'
+           GROUP BY shop_id HAVING sum(amount) <> 0 ORDER BY shop_id LIMIT 1""").fetchall()
+    con.execute("DELETE FROM entries WHERE shop_id = ? AND currency = 'CNY'", [merchant])
+    con.execute("DELETE FROM entries WHERE shop_id = ? AND currency = 'CLICK' AND account = 'swap_received'", [swapper])
+    problems, result = compare(con)
+    con.close()
+    sql = {(r["shop_id"], r["currency"]): r for r in result.balances}
+    owed, received = sql[(merchant, "CNY")]["owed"], sql[(swapper, "CLICK")]["owed"]
+    assert owed != 0 and received != 0
+    said = set(problems)
+    assert (f"shop {merchant} CNY", f"owed: the fold has 0, SQL recomputes {owed:,}") in said
+    assert (f"shop {swapper} CLICK", f"swap_received: the fold has 0, SQL recomputes {received:,}") in said
+    assert result.sql_seconds > 0 and result.decode_seconds > 0  # what bench/pipeline.py reports
