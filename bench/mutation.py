@@ -249,12 +249,12 @@ m.create_mutants(int(sys.argv[1]))
 """
 
 
-def mutant_names(scratch: Path) -> list[str]:
-    """Every mutant mutmut made in ``scratch`` (run or not)."""
-    names = []
+def exit_codes(scratch: Path) -> dict[str, int | None]:
+    """Every mutant mutmut made in ``scratch`` and its test run's exit code (None: not run)."""
+    codes = {}
     for meta in sorted((scratch / "mutants").rglob("*.py.meta")):
-        names.extend(json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}))
-    return sorted(names)
+        codes.update(json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}))
+    return codes
 
 
 def in_sample(name: str, one_in: int) -> bool:
@@ -264,13 +264,18 @@ def in_sample(name: str, one_in: int) -> bool:
     return int.from_bytes(digest, "big") % one_in == 0
 
 
-def sample_of(target: Target, scratch: Path, one_in: int, children: int, log) -> list[str]:
+def make_mutants(target: Target, scratch: Path, children: int, log) -> None:
+    """mutmut's mutants of the scratch copy's code, none run (the mutants of changed functions anew)."""
     (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
     made = subprocess.run([sys.executable, "-c", GENERATE, str(children)], cwd=scratch, stdout=log,
                           stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     if made.returncode != 0:
         raise SystemExit(f"mutmut could not make the mutants of {target.name}; see {log.name}")
-    everyone = mutant_names(scratch)
+
+
+def sample_of(target: Target, scratch: Path, one_in: int, children: int, log) -> list[str]:
+    make_mutants(target, scratch, children, log)
+    everyone = sorted(exit_codes(scratch))
     drawn = [name for name in everyone if in_sample(name, one_in)]
     log.write(f"--- sample 1 in {one_in}: {len(drawn)} of {len(everyone)} mutants\n")
     return drawn
@@ -315,12 +320,8 @@ def survivors_of(scratch: Path) -> list[str]:
     """The mutants a finished mutmut run recorded as survivors (or run by no test)."""
     from mutmut.stats import status_by_exit_code
 
-    names = []
-    for meta in sorted((scratch / "mutants").rglob("*.py.meta")):
-        for name, code in json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}).items():
-            if status_by_exit_code[code] in ("survived", "no tests", "suspicious"):
-                names.append(name)
-    return names
+    return [name for name, code in exit_codes(scratch).items()
+            if status_by_exit_code[code] in ("survived", "no tests", "suspicious")]
 
 
 def refresh_checkout(scratch: Path) -> None:
@@ -435,6 +436,12 @@ def main(argv=None) -> int:
                 if args.survivors:  # every survivor again, against the checkout's code and tests
                     again = survivors_of(scratch)
                     refresh_checkout(scratch)
+                    if args.sample > 1:  # and the sample's mutants of functions changed since
+                        make_mutants(target, scratch, args.max_children, log)
+                        codes = exit_codes(scratch)
+                        again = sorted({name for name in again if name in codes}
+                                       | {name for name, code in codes.items()
+                                          if code is None and in_sample(name, args.sample)})
                     log.write(f"--- {len(again)} survivors run again\n")
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=bool(again), names=again)
                 elif args.sample > 1 and not (args.resume or args.report_only):
