@@ -181,7 +181,7 @@ TARGETS = {
         "tests/test_codec.py", "tests/test_schemas.py", "tests/test_traffic_reader.py", "tests/test_archive.py",
         "tests/test_canonical_bytes.py", "tests/test_signature_vectors.py", "tests/test_money_and_time.py",
         "tests/test_personal_data.py", "tests/test_readers_agree.py", "tests/test_damaged_container.py",
-        "tests/test_deep_json.py", "tests/test_times.py"]),
+        "tests/test_deep_json.py", "tests/test_times.py", "tests/test_conform.py"]),
     "bulk-rules": Target("bulk-rules", rules=BULK_RULES, tests=[BOUNDARIES, "tests/test_bulk.py"]),
     "ledger-rules": Target("ledger-rules", rules=LEDGER_RULES, tests=[
         BOUNDARIES, "tests/test_chain_vectors.py", "tests/test_entries_as_read.py", "tests/test_ledger_rules.py",

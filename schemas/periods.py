@@ -93,10 +93,10 @@ def parse_moment(text: str, zone: ZoneInfo) -> int:
     if not match:
         raise PeriodError(f"expected a time like 2026-12-15, 2026-12-15T08:30 or 2026-12-15T00:30:00Z, got {text!r}")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if hour is None and offset:
+        raise PeriodError(f"a date has no offset: {text!r}")
     try:
         if hour is None:
-            if offset:
-                raise PeriodError(f"a date has no offset: {text!r}")
             following = datetime(int(year), int(month), int(day)) + timedelta(days=1)
             return _millis(following.replace(tzinfo=zone)) - 1
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),

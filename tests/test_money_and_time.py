@@ -70,3 +70,44 @@ def test_periods_are_yyyy_mm_and_shift_across_years():
     for bad in ("2026-13", "2026-1", "26-11", "", "2026-11-01"):
         with pytest.raises(PeriodError, match="YYYY-MM"):
             month_bounds(bad, alliance_zone("UTC"))
+
+
+SHANGHAI_MIDNIGHT_DEC_15 = 1_765_728_000_000  # 2025-12-15T00:00:00+08:00 = 2025-12-14T16:00:00Z
+
+
+@pytest.mark.parametrize("given, millis", [
+    ("2025-12-15T00:00", SHANGHAI_MIDNIGHT_DEC_15),                       # no offset: Shanghai's time
+    ("2025-12-15 08:30", SHANGHAI_MIDNIGHT_DEC_15 + 8 * 3_600_000 + 30 * 60_000),
+    ("2025-12-15T00:00:00Z", SHANGHAI_MIDNIGHT_DEC_15 + 8 * 3_600_000),    # that instant in UTC
+    ("2025-12-15T08:00:00+08:00", SHANGHAI_MIDNIGHT_DEC_15 + 8 * 3_600_000),
+    ("2025-12-14T19:30:00-04:30", SHANGHAI_MIDNIGHT_DEC_15 + 8 * 3_600_000),
+    ("2025-12-15T00:00:01.5", SHANGHAI_MIDNIGHT_DEC_15 + 1_500),           # .5 is 500 ms
+    ("2025-12-15T00:00:01.25Z", SHANGHAI_MIDNIGHT_DEC_15 + 8 * 3_600_000 + 1_250),
+    ("2025-12-15", SHANGHAI_MIDNIGHT_DEC_15 + 86_400_000 - 1),             # a date: all of the 15th
+    (" 2025-12-14 ", SHANGHAI_MIDNIGHT_DEC_15 - 1),
+])
+def test_an_operator_gives_a_moment_as_a_date_a_local_time_or_an_instant(given, millis):
+    """`--at`: a date alone takes in its whole day in the alliance's zone; a time without an offset is
+    the alliance's clock; with Z or an offset it is that instant."""
+    from refledger.schemas.periods import parse_moment, show_date
+
+    shanghai = alliance_zone("Asia/Shanghai")
+    assert parse_moment(given, shanghai) == millis
+    assert show_date(SHANGHAI_MIDNIGHT_DEC_15, shanghai) == "2025-12-15"
+    assert show_date(SHANGHAI_MIDNIGHT_DEC_15 - 1, shanghai) == "2025-12-14"
+
+
+@pytest.mark.parametrize("given, says", [
+    ("15/12/2025", "expected a time like 2026-12-15, 2026-12-15T08:30 or 2026-12-15T00:30:00Z, got '15/12/2025'"),
+    ("", "expected a time like 2026-12-15, 2026-12-15T08:30 or 2026-12-15T00:30:00Z, got ''"),
+    (None, "expected a time like 2026-12-15, 2026-12-15T08:30 or 2026-12-15T00:30:00Z, got None"),
+    ("2025-12-15Z", "a date has no offset: '2025-12-15Z'"),
+    ("2025-02-30", "not a valid date and time: '2025-02-30' (day is out of range for month)"),
+    ("2025-12-15T24:00", "not a valid date and time: '2025-12-15T24:00' (hour must be in 0..23)"),
+])
+def test_a_moment_that_is_not_one_is_refused_saying_what_is_expected(given, says):
+    from refledger.schemas.periods import parse_moment
+
+    with pytest.raises(PeriodError) as refused:
+        parse_moment(given, alliance_zone("Asia/Shanghai"))
+    assert str(refused.value) == says
