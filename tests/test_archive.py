@@ -26,8 +26,9 @@ from refledger.schemas.messages import AVRO, Message
 from refledger.producers.kafka_admin import admin_client
 from refledger.replay.archive import archive_topic
 from refledger.schemas.archive import (
-    META_FROM_OFFSET, META_PARTITION, META_TOPIC, ArchiveError, archive_partitions, archive_schema,
-    iter_partition, partition_segments, read_archive, segment_name)
+    META_FROM_OFFSET, META_PARTITION, META_TOPIC, ArchiveError, SegmentWriter, archive_partitions, archive_schema,
+    archived_record, iter_partition, partition_dir, partition_segments, read_archive, remove_leftovers,
+    resume_offset, segment_name, topic_dir)
 from refledger.cli_archive import archive as archive_command
 
 def verify_archive(out_dir, topic: str) -> dict[int, int]:
@@ -348,3 +349,53 @@ def test_a_truncated_segment_names_the_file(tmp_path):
 
     with pytest.raises(ArchiveError, match=bad.name):
         verify_archive(tmp_path, "t")
+
+
+class _Record:
+    """What kafka-python hands the archiver for one message."""
+
+    def __init__(self, partition, offset, value, key=None, headers=None):
+        self.partition, self.offset, self.timestamp = partition, offset, 1_750_000_000_000 + offset
+        self.key, self.value, self.headers = key, value, headers
+
+
+def test_segments_written_offline_read_back_as_the_messages_kafka_gave(tmp_path):
+    """The archiver's own writer, without a broker: two segments of partition 3 (the second one
+    resuming after a gap), a leftover half-written segment and one discarded; the archive reads back
+    every message with its position, value and time, and says where to resume."""
+    root = topic_dir(tmp_path, "orders")
+    directory = partition_dir(root, 3)
+    directory.mkdir(parents=True)
+    assert resume_offset(directory) is None
+    given = [_Record(3, 0, b"first", key=b"k", headers=[("source", b"shop")]), _Record(3, 1, None),
+             _Record(3, 5, b"after a gap")]
+    for first, records, from_offset in ((0, given[:2], 0), (5, given[2:], 2)):
+        writer = SegmentWriter(directory, "orders", 3, first, from_offset, "deflate")
+        for record in records:
+            writer.append(archived_record(record))
+        assert writer.records == len(records)
+        assert writer.publish() == writer.path.stat().st_size > 0
+    abandoned = SegmentWriter(directory, "orders", 3, 6, 6, "null")
+    abandoned.append(archived_record(_Record(3, 6, b"never published")))
+    abandoned.discard()
+    abandoned.discard()  # twice: nothing left to remove
+    (directory / (segment_name(6) + ".tmp")).write_bytes(b"half a segment")
+    remove_leftovers(root)
+    assert sorted(p.name for p in directory.iterdir()) == [segment_name(0), segment_name(5)]
+    assert resume_offset(directory) == 6
+    with pytest.raises(ArchiveError, match="already exists"):
+        SegmentWriter(directory, "orders", 3, 5, 5, "null")
+    [datum, *_] = iter_partition(tmp_path, "orders", 3)
+    assert datum["headers"] == [{"key": "source", "value": b"shop"}] and datum["key"] == b"k"
+    messages = list(read_archive(tmp_path, "orders")[3])
+    assert [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.position) for m in messages] == [
+        ("orders", 3, 0, b"first", 1_750_000_000_000, "orders:3:0"),
+        ("orders", 3, 1, b"", 1_750_000_000_001, "orders:3:1"),
+        ("orders", 3, 5, b"after a gap", 1_750_000_000_005, "orders:3:5")]
+    assert [m.kind for m in messages] == [AVRO] * 3
+
+
+@pytest.mark.parametrize("topic", ["", ".", "..", "a/b"])
+def test_a_topic_that_would_escape_the_archive_directory_is_refused(tmp_path, topic):
+    with pytest.raises(ArchiveError):
+        topic_dir(tmp_path, topic)

@@ -805,3 +805,126 @@ def test_an_agreement_with_unsorted_rates_is_stored_in_key_order():
     assert canonical != message
     assert canonical == codec.canonical_message(decoded)
     assert list(codec.decode(canonical)["agreement"]["category_rates_bp"]) == ["apparel", "care", "toys"]
+
+
+# ---------------------------------------------------------------- what each refusal says
+
+
+def test_trailing_bytes_are_counted_in_the_message():
+    message = encode(record_from_json(CLICK_LINE))
+    assert _undecodable(message + b"\x00\x00\x00").endswith("3 trailing bytes after the Avro body")
+
+
+def test_the_current_schema_handed_out_is_a_copy_its_reader_may_change():
+    schema = codec.current_schema()
+    schema["fields"][0]["name"] = "changed"
+    schema["fields"].clear()
+    again = codec.current_schema()
+    assert again["fields"] and again["fields"][0]["name"] != "changed"
+
+
+def test_a_signed_event_and_the_same_event_unsigned_have_one_content_digest():
+    """SPEC §4a: the duplicate comparison ignores the signature, whatever its length (an Ed25519
+    signature's 88 characters need a two-byte Avro length)."""
+    record = record_from_json(CLICK_LINE)
+    unsigned = codec.content_digest(codec.canonical_message(record), None)
+    for signature in ("s", "A" * 63, "A" * 64, "B" * 88, "C" * 300):
+        signed = {**record, "signature": signature}
+        assert codec.content_digest(codec.canonical_message(signed), signature) == unsigned, len(signature)
+    other = {**record, "event_id": "c-2"}
+    assert codec.content_digest(codec.canonical_message(other), None) != unsigned
+    assert len(unsigned) == 16
+
+
+def test_a_container_event_with_an_int_beyond_32_bits_is_unreadable_with_the_rest_of_its_block(tmp_path):
+    """An agreement whose category rate passes 32 bits, in a `.avro` file written by another tool (fastavro
+    reads an Avro int as any varint): it is never taken for an event; its block and what follows are
+    kept as the file's unreadable rest, from the block's first byte."""
+    record = record_from_json(AGREEMENT_LINE)
+    path = tmp_path / "rates.avro"
+    write_container(path, [{**record, "agreement": {**record["agreement"], "category_rates_bp": {"toys": 2**30}}}],
+                    codec="null")
+    two_to_the_30, two_to_the_33 = b"\x80\x80\x80\x80\x08", b"\x80\x80\x80\x80\x40"  # zigzag varints
+    data = path.read_bytes()
+    assert data.count(two_to_the_30) == 1
+    path.write_bytes(data.replace(two_to_the_30, two_to_the_33))
+    [event] = list(iter_container(path))
+    assert event.record is None and isinstance(event.error, Undecodable)
+    assert (event.offset, event.rest) == (0, path.read_bytes())
+    assert str(event.error).startswith("unreadable Avro container from byte 0 (")
+    assert "8589934592" in str(event.error)
+
+
+def test_a_container_is_written_with_the_codec_asked_for(tmp_path):
+    for name in ("deflate", "null"):
+        path = tmp_path / f"{name}.avro"
+        assert write_container(path, [record_from_json(CLICK_LINE)], codec=name) == 1
+        with open(path, "rb") as stream:
+            assert fastavro.reader(stream).codec == name
+        assert list(read_container(path)) == [record_from_json(CLICK_LINE)]
+
+
+def test_a_message_naming_a_field_that_is_not_valid_unicode_still_prints():
+    from refledger.schemas.errors import invalid
+
+    error = invalid("order.\ud800", "bad \udfff")
+    assert str(error) == "order.\\ud800: bad \\udfff" and error.field == "order.\\ud800"
+    str(error).encode("utf-8")
+
+
+@pytest.mark.parametrize("kind, change, says", [
+    ("adjustment", {"amount_minor": -(10**12)}, None),
+    ("adjustment", {"amount_minor": -(10**12) - 1}, "adjustment.amount_minor: "),
+    ("adjustment", {"merchant_shop_id": "alliance"}, None),
+    ("adjustment", {"referrer_shop_id": "alliance"}, None),
+    ("adjustment", {"merchant_shop_id": "alliance", "referrer_shop_id": "alliance"},
+     "adjustment.referrer_shop_id: an adjustment between the alliance's fund and itself"),
+    ("payout", {"merchant_shop_id": "alliance", "referrer_shop_id": "alliance"},
+     "payout.referrer_shop_id: a payout between the alliance's fund and itself"),
+])
+def test_transfers_reach_minus_a_trillion_fen_and_the_fund_pays_or_is_paid_by_a_shop(kind, change, says):
+    payload = {f"{kind}_id": f"{kind}-1", "merchant_shop_id": "wang-bath", "referrer_shop_id": "li-kids",
+               "currency": "CNY", "amount_minor": 100, **({"reason": "correction"} if kind == "adjustment" else {})}
+    record = {"event_id": f"{kind}-1", "type": kind, "occurred_at": NOV_1_10H, "alliance_id": "baby-care",
+              "shop_id": "alliance", "visitor_id": None, kind: {**payload, **change}}
+    if says is None:
+        assert decode(encode(record))[kind]["amount_minor"] == record[kind]["amount_minor"]
+    else:
+        with pytest.raises(SchemaInvalid) as refused:
+            encode(record)
+        assert str(refused.value).startswith(says)
+
+
+def test_an_agreement_and_a_close_say_which_field_is_wrong():
+    agreement = _json(AGREEMENT_LINE)
+    del agreement["agreement"]["rate_bp"]
+    with pytest.raises(SchemaInvalid, match=r"^agreement\.rate_bp: required when model is cps$"):
+        record_from_json(agreement)
+    close = {"event_id": "close-1", "type": "close", "occurred_at": "2026-12-01T00:00:00.000Z",
+             "alliance_id": "baby-care", "shop_id": "alliance", "visitor_id": None,
+             "close": {"close_id": "2026-11", "closed_through": 10**16}}
+    with pytest.raises(SchemaInvalid, match=r"^close\.closed_through: "):
+        encode({**close, "occurred_at": NOV_1_10H})
+
+
+def test_a_time_that_is_no_calendar_date_says_so():
+    from refledger.schemas.timestamps import parse_utc_millis
+
+    with pytest.raises(ValueError) as refused:
+        parse_utc_millis("2026-02-30T00:00:00.000Z")
+    assert str(refused.value) == "not a valid calendar date and time: '2026-02-30T00:00:00.000Z'"
+
+
+def test_a_message_in_non_canonical_bytes_is_kept_as_received():
+    """An encoder that pads a varint (0x86 0x00 for a length of 3): the event reads the same, and its
+    bytes are kept as they came, so a re-delivery in other bytes is a conflicting duplicate, never a
+    silently different event."""
+    member = {"event_id": "m-1", "type": "member", "occurred_at": NOV_1_10H, "alliance_id": "baby-care",
+              "shop_id": "alliance", "visitor_id": None,
+              "member": {"member_shop_id": "li-kids", "status": "active"}}
+    message = encode(member)
+    assert message[10:11] == b"\x06"
+    padded = message[:10] + b"\x86\x00" + message[11:]
+    record, kept = codec.decode_canonical(padded)
+    assert record == decode(message) and kept == padded
+    assert codec.decode_canonical(message) == (record, message)

@@ -155,3 +155,17 @@ def test_no_field_of_any_schema_version_invites_personal_data():
     for version in load_versions():
         for name in set(names(version.schema())) - allowed:
             assert not any(word in name.lower() for word in invites), f"{version.name}: field {name!r}"
+
+
+def test_a_mobile_number_inside_an_email_address_is_one_piece_of_personal_data():
+    from refledger.schemas.personal_data import matches
+
+    assert matches("13812345678@qq.com") == [(0, 18)]
+    assert matches("ask 13812345678@qq.com or 13912345678") == [(4, 22), (26, 37)]
+
+
+def test_a_record_whose_type_is_not_a_name_offers_only_its_visitor_to_the_check():
+    from refledger.schemas.personal_data import checked_fields
+
+    fields = list(checked_fields({"type": ["click"], "visitor_id": "v1", "click": {"placement_id": "p"}}))
+    assert [(path, value) for path, value, _set in fields] == [("visitor_id", "v1")]

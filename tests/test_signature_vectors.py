@@ -157,3 +157,26 @@ def test_the_docs_openssl_commands_verify_a_vector(tmp_path):
     (tmp_path / "canonical.json").write_bytes(canonical.replace("o1", "o2").encode("utf-8"))
     done = subprocess.run(["sh", "-c", commands], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode != 0
+
+
+def test_a_key_file_is_pem_its_owner_alone_reads_and_it_reads_back_as_the_same_key(tmp_path):
+    import os
+
+    from refledger.schemas.keys import SigningKeyError, derived_key, public_key_text, read_key_file, write_key_file
+    from refledger.schemas.signing import public_key_bytes
+
+    key = derived_key(7, "wang-bath")
+    path = write_key_file(str(tmp_path / "wang-bath.pem"), key)
+    assert path == tmp_path / "wang-bath.pem" and oct(os.stat(path).st_mode & 0o777) == "0o600"
+    lines = path.read_bytes().split(b"\n")
+    assert lines[0] == b"-----BEGIN PRIVATE KEY-----" and lines[2:] == [b"-----END PRIVATE KEY-----", b""]
+    assert base64.b64decode(lines[1])[-32:] == bytes(key)
+    assert bytes(read_key_file(path)) == bytes(key)
+    with pytest.raises(SigningKeyError, match="never overwritten"):
+        write_key_file(path, derived_key(8, "wang-bath"))
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(SigningKeyError, match="holds no Ed25519 private key"):
+        read_key_file(path)
+    public = public_key_text(key)
+    assert public_key_bytes(public) == bytes(key.verify_key)
+    assert [public_key_bytes(t) for t in (public[:-4], public + "AAAA", public.rstrip("=") , None)] == [None] * 4

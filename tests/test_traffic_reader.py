@@ -149,3 +149,50 @@ def test_the_simulated_alliances_orders_and_refunds_take_the_fixed_layout_path()
     for record in purchases:
         data = codec.encode(record)
         assert read_purchase(data, codec.CURRENT_FINGERPRINT) == codec.decode(data)
+
+
+def test_a_click_without_an_event_id_is_refused_by_the_codec_and_declined_by_the_fast_reader():
+    """The fast reader takes a view or click as it is only when the codec would: an empty event id is
+    SPEC §2's schema_invalid, which only the codec can say."""
+    from refledger.schemas.traffic import read_traffic_fields
+
+    click = codec.record_from_json({
+        "event_id": "c-1", "type": "click", "occurred_at": "2026-11-01T10:00:00.000Z", "alliance_id": "baby-care",
+        "shop_id": "li-kids", "visitor_id": "v1",
+        "click": {"referrer_shop_id": "li-kids", "merchant_shop_id": "wang-bath", "placement_id": "p"}})
+    assert read_traffic_fields(codec.encode(click), codec.CURRENT_FINGERPRINT)[1] == "c-1"
+    nameless = encode_unchecked({**click, "event_id": ""})
+    assert read_traffic_fields(nameless, codec.CURRENT_FINGERPRINT) is None
+    try:
+        codec.decode(nameless)
+    except CodecError as error:
+        assert error.reason == "schema_invalid" and str(error).startswith("event_id: ")
+    else:
+        raise AssertionError("the codec took a click without an event id")
+
+
+def test_a_schemas_canonical_form_follows_nested_types_and_names_a_type_once():
+    from refledger.schemas.fingerprint import parsing_canonical_form
+
+    assert parsing_canonical_form({"type": {"type": "map", "values": "int"}}) == '{"type":"map","values":"int"}'
+    schema = {"type": "record", "name": "R", "namespace": "n", "doc": "dropped", "fields": [
+        {"name": "a", "type": {"type": "map", "values": {"type": "record", "name": "V",
+                                                       "fields": [{"name": "x", "type": "int", "default": 1}]}}},
+        {"name": "b", "type": {"type": "array", "items": "V"}}]}
+    assert parsing_canonical_form(schema) == (
+        '{"name":"n.R","type":"record","fields":[{"name":"a","type":{"type":"map","values":'
+        '{"name":"n.V","type":"record","fields":[{"name":"x","type":"int"}]}}},'
+        '{"name":"b","type":{"type":"array","items":"n.V"}}]}')
+
+
+def test_the_byte_reader_refuses_a_negative_length_and_one_past_the_end_saying_which():
+    import pytest
+
+    from refledger.schemas.binary import read_bytes
+
+    assert read_bytes(b"\x06abcd", 0) == (b"abc", 4)
+    assert read_bytes(b"\x80\x01" + b"x" * 64, 0) == (b"x" * 64, 66)  # a two-byte length
+    with pytest.raises(ValueError, match="^negative length$"):
+        read_bytes(b"\x81\x01" + b"x" * 70, 0)
+    with pytest.raises(ValueError, match="^length runs past the message$"):
+        read_bytes(b"\x08abc", 0)
