@@ -339,6 +339,35 @@ def refresh_checkout(scratch: Path) -> None:
             conftest.write(FASTEST_FIRST)
 
 
+def apply_and_test(target: Target, scratch: Path, mutants: list[dict], equivalent: dict[str, str], log) -> None:
+    """Each survivor written into the source of a throwaway copy (`mutmut apply`) and the target's
+    tests run on it: a survivor they fail on is "killed when applied". mutmut chooses a mutant when
+    a function is called, after the tests' imports, so code that runs at import (schemas compiled
+    into checkers, tables built once) keeps its original behaviour under its runner."""
+    for mutant in mutants:
+        if mutant["status"] not in ("survived", "suspicious", "no tests") or mutant["name"] in equivalent:
+            continue
+        copy = scratch.parent / f"{target.name}-applied"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(scratch, copy, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        try:
+            env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+            applied = subprocess.run([sys.executable, "-m", "mutmut", "apply", mutant["name"]], cwd=copy, env=env,
+                                     capture_output=True, text=True)
+            if applied.returncode != 0:
+                log.write(f"--- {mutant['name']}: mutmut apply failed\n{applied.stdout}{applied.stderr}\n")
+                continue
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *NOT_KAFKA, *UNDER_MUTATION,
+                                   *target.tests], cwd=copy, capture_output=True, text=True,
+                                  env={**env, "REFLEDGER_EXAMPLES_SCALE": EXAMPLES_SCALE})
+            log.write(f"--- {mutant['name']} applied: pytest exit {done.returncode}\n{done.stdout[-1500:]}\n")
+            if done.returncode == 1:
+                mutant["status"] = "killed when applied"
+            print(f"  applied {mutant['name']}: {mutant['status']}", flush=True)
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+
+
 def run_rules(target: Target, scratch: Path, children: int, log) -> list[dict]:
     (scratch / "pyproject.toml").write_text(pyproject(target), encoding="utf-8")
     clean = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *NOT_KAFKA, *target.tests], cwd=scratch,
@@ -386,7 +415,8 @@ def equivalent_mutants() -> dict[str, str]:
 def score(mutants: list[dict], equivalent: dict[str, str]) -> dict:
     # a mutant no test of the subset runs ("no tests") counts as a survivor: nothing would notice it
     counted = [m for m in mutants if m["status"] not in ("skipped", "not checked", "check was interrupted by user")]
-    killed = [m for m in counted if m["status"] in ("killed", "timeout", "caught by type check")]
+    killed = [m for m in counted if m["status"] in ("killed", "timeout", "caught by type check",
+                                                    "killed when applied")]
     judged = [m for m in counted if m not in killed and m["name"] in equivalent]
     survivors = [m for m in counted if m not in killed and m["name"] not in equivalent]
     denominator = len(counted) - len(judged)
@@ -410,6 +440,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, metavar="N", default=1,
                         help="mutmut targets: test a fixed 1-in-N sample of the mutants (drawn by a hash of "
                              "each name), and report the score with its 95 %% interval")
+    parser.add_argument("--apply-survivors", action="store_true",
+                        help="mutmut targets: write each survivor into the source of a copy and run the tests "
+                             "there (reaches code that runs at import, which mutmut's runner cannot)")
     parser.add_argument("--report-only", action="store_true",
                         help="report what the last mutmut run of each target recorded, running nothing")
     args = parser.parse_args(argv)
@@ -449,7 +482,11 @@ def main(argv=None) -> int:
                     mutants = run_mutmut(target, scratch, args.max_children, log, names=drawn)
                 else:
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
+        if args.apply_survivors and not target.rules:
+            with open(WORK / f"{name}.log", "a", encoding="utf-8") as log:
+                apply_and_test(target, scratch, mutants, equivalent, log)
         result = score(mutants, equivalent)
+        result["applied"] = sum(m["status"] == "killed when applied" for m in mutants)
         result["minutes"] = round((time.perf_counter() - started) / 60, 1)
         counted = result["killed"] + result["survived"]
         if result["not run"] and counted:  # a sample, or an interrupted run: the score of those run
@@ -459,7 +496,8 @@ def main(argv=None) -> int:
                if result["not run"] else f"{result['mutants']} mutants")
         interval = (f", 95 % interval {result['interval'][0]}–{result['interval'][1]} %"
                     if "interval" in result else "")
-        print(f"{name}: {run}: {result['killed']} killed, {result['equivalent']} equivalent, "
+        applied = f" ({result['applied']} of them when applied to the source)" if result["applied"] else ""
+        print(f"{name}: {run}: {result['killed']} killed{applied}, {result['equivalent']} equivalent, "
               f"{result['survived']} survived (no test of the subset runs {result['no tests']} of them): "
               f"score {result['score']} %{interval} ({result['minutes']} min)", flush=True)
         for m in result["survivors"]:

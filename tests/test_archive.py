@@ -329,8 +329,41 @@ def test_a_missing_segment_names_the_file_after_the_hole(tmp_path):
 def test_a_record_of_another_partition_names_the_file(tmp_path):
     bad = write_segment(tmp_path / "t" / "partition-0001", 0, [0, 1], partition=0)
 
-    with pytest.raises(ArchiveError, match=bad.name):
+    with pytest.raises(ArchiveError, match=bad.name) as refused:
         verify_archive(tmp_path, "t")
+    assert str(refused.value).endswith("segment of partition 0, not 1")
+
+
+def test_a_segment_of_another_topic_or_starting_before_its_promise_names_the_file(tmp_path):
+    bad = write_segment(tmp_path / "t" / "partition-0000", 0, [0, 1], topic="u")
+    with pytest.raises(ArchiveError) as refused:
+        verify_archive(tmp_path, "t")
+    assert str(refused.value) == f"{bad}: segment of topic 'u', not 't'"
+    bad.unlink()
+    early = write_segment(tmp_path / "t" / "partition-0000", 0, [0, 1], from_offset=1)
+    with pytest.raises(ArchiveError) as refused:
+        verify_archive(tmp_path, "t")
+    assert str(refused.value) == (f"{early}: first record has offset 0, before 1 where the segment says it "
+                                  "continues from")
+    early.unlink()
+    moved = write_segment(tmp_path / "t" / "partition-0000", 0, [0, 1])
+    records = list(fastavro.reader(open(moved, "rb")))
+    with open(moved, "wb") as stream:
+        fastavro.writer(stream, archive_schema(), [records[0], {**records[1], "partition": 2}],
+                        metadata={META_TOPIC: "t", META_PARTITION: "0", META_FROM_OFFSET: "0"})
+    with pytest.raises(ArchiveError) as refused:
+        verify_archive(tmp_path, "t")
+    assert str(refused.value) == f"{moved}: offset 1 belongs to partition 2"
+
+
+def test_a_segment_without_records_names_the_file(tmp_path):
+    empty = write_segment(tmp_path / "t" / "partition-0000", 0, [])
+    with pytest.raises(ArchiveError) as refused:
+        verify_archive(tmp_path, "t")
+    assert str(refused.value) == f"{empty}: segment holds no records"
+    with pytest.raises(ArchiveError) as refused:
+        resume_offset(empty.parent)
+    assert str(refused.value) == f"{empty}: segment holds no records"
 
 
 def test_temporary_files_are_not_read(tmp_path):
@@ -399,3 +432,14 @@ def test_segments_written_offline_read_back_as_the_messages_kafka_gave(tmp_path)
 def test_a_topic_that_would_escape_the_archive_directory_is_refused(tmp_path, topic):
     with pytest.raises(ArchiveError):
         topic_dir(tmp_path, topic)
+
+
+def test_a_segment_whose_header_names_no_topic_is_read_as_the_directorys(tmp_path):
+    """Segments record their topic in the header; one without it (written by hand, or by an older
+    archiver) belongs to the topic whose directory holds it."""
+    part = tmp_path / "t" / "partition-0000"
+    part.mkdir(parents=True)
+    with open(part / segment_name(0), "wb") as stream:
+        fastavro.writer(stream, archive_schema(), [{"partition": 0, "offset": 0, "timestamp": 1, "key": None,
+                                                    "value": b"v", "headers": []}], metadata={META_PARTITION: "0"})
+    assert verify_archive(tmp_path, "t") == {0: 1}

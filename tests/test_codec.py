@@ -928,3 +928,17 @@ def test_a_message_in_non_canonical_bytes_is_kept_as_received():
     record, kept = codec.decode_canonical(padded)
     assert record == decode(message) and kept == padded
     assert codec.decode_canonical(message) == (record, message)
+
+
+def test_a_container_event_that_breaks_a_shape_rule_keeps_its_place_in_the_file(tmp_path):
+    good = record_from_json(CLICK_LINE)
+    datum = {name: None for name in PAYLOAD_TYPES} | {"signature": None} | {**good, "occurred_at": NOV_1_10H}
+    path = tmp_path / "clicks.avro"
+    with open(path, "wb") as out:
+        fastavro.writer(out, codec.current_schema(), [datum, {**datum, "event_id": ""}, {**datum, "event_id": "c-3"}],
+                        validator=False)
+    events = list(iter_container(path))
+    assert [e.index for e in events] == [0, 1, 2]
+    assert [type(e.error).__name__ if e.error else e.record["event_id"] for e in events] == [
+        "c-1", "SchemaInvalid", "c-3"]
+    assert str(events[1].error).startswith("event_id: ") and decode(events[0].message) == good

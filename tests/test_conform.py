@@ -33,6 +33,14 @@ VISIT = {
         {"name": "more_lines", "type": {"type": "array", "items": "Line"}, "default": []},
         {"name": "rates", "type": {"type": "map", "values": "int"}, "default": {}},
         {"name": "tags", "type": {"type": "array", "items": "string"}, "default": ["new"]},
+        {"name": "wrapped", "type": {"type": {"type": "array", "items": "int"}}, "default": []},
+        {"name": "seen_at", "type": {"type": "array", "items": {"type": "long", "logicalType": "timestamp-millis"}},
+         "default": []},
+        {"name": "rate_sets", "type": {"type": "array", "items": {"type": "map", "values": "int"}}, "default": []},
+        {"name": "kind_again", "type": ["null", "shop.test.Kind"], "default": None},
+        {"name": "gift", "default": None, "type": ["null", {
+            "type": "record", "name": "Gift", "namespace": "shop.gifts", "fields": [{"name": "code", "type": "string"}]}]},
+        {"name": "more_gifts", "type": {"type": "array", "items": "shop.gifts.Gift"}, "default": []},
     ],
 }
 AT_TEXT, AT_MILLIS = "2026-11-01T10:00:00.000Z", 1_793_527_200_000
@@ -55,7 +63,8 @@ def canonical(value):
 def test_a_visit_gets_its_times_in_milliseconds_and_every_default_filled_in():
     assert from_json(A_VISIT) == {
         "id": "v-1", "at": AT_MILLIS, "count": 2, "total": 0, "paid": False, "kind": "CLICK", "again": None,
-        "note": None, "either": 0, "nothing": None, "lines": [], "more_lines": [], "rates": {}, "tags": ["new"]}
+        "note": None, "either": 0, "nothing": None, "lines": [], "more_lines": [], "rates": {}, "tags": ["new"],
+        "wrapped": [], "seen_at": [], "rate_sets": [], "kind_again": None, "gift": None, "more_gifts": []}
     assert from_record({**A_VISIT, "at": AT_MILLIS})["at"] == AT_MILLIS
 
 
@@ -63,9 +72,24 @@ def test_every_field_given_is_kept_as_given():
     given = {**A_VISIT, "total": -(2**63), "paid": True, "again": "VIEW", "note": "gift", "either": "many",
              "lines": [{"sku": "s-1", "qty": 2**31 - 1}], "more_lines": ({"sku": "s-2", "qty": -(2**31)},),
              "rates": {"toys": 500}, "tags": []}
-    assert from_json(given) == {**given, "at": AT_MILLIS, "nothing": None, "more_lines": [{"sku": "s-2",
-                                                                                           "qty": -(2**31)}]}
+    defaults = {"wrapped": [], "seen_at": [], "rate_sets": [], "kind_again": None, "gift": None, "more_gifts": []}
+    assert from_json(given) == {**given, **defaults, "at": AT_MILLIS, "nothing": None,
+                                "more_lines": [{"sku": "s-2", "qty": -(2**31)}]}
     assert from_json({**A_VISIT, "either": 7})["either"] == 7
+    assert from_json({**A_VISIT, "note": None, "again": None})["note"] is None
+
+
+def test_nested_types_named_types_of_other_namespaces_and_times_in_arrays_are_followed():
+    given = {**A_VISIT, "wrapped": [1, 2], "seen_at": [AT_TEXT], "rate_sets": [{"b": 1, "a": 2}],
+             "kind_again": "VIEW", "gift": {"code": "G-1"}, "more_gifts": [{"code": "G-2"}]}
+    converted = from_json(given)
+    assert converted["wrapped"] == [1, 2] and converted["seen_at"] == [AT_MILLIS]
+    assert converted["kind_again"] == "VIEW" and converted["more_gifts"] == [{"code": "G-2"}]
+    assert list(canonical({**given, "at": AT_MILLIS, "seen_at": [AT_MILLIS]})["rate_sets"][0]) == ["a", "b"]
+    with pytest.raises(SchemaInvalid, match=r"^more_gifts\[0\]\.code: expected a string, got integer$"):
+        from_json({**A_VISIT, "more_gifts": [{"code": 5}]})
+    with pytest.raises(SchemaInvalid, match=r"^seen_at\[0\]: expected a UTC time string, got integer$"):
+        from_json({**A_VISIT, "seen_at": [AT_MILLIS]})
 
 
 def test_a_default_list_is_a_fresh_one_each_time():
@@ -117,7 +141,7 @@ def test_a_value_that_does_not_fit_is_refused_naming_its_field(change, says):
 def test_a_missing_field_a_bad_time_and_a_value_that_is_no_record_are_named():
     with pytest.raises(SchemaInvalid, match=r"^id: required field is missing$"):
         from_json({k: v for k, v in A_VISIT.items() if k != "id"})
-    with pytest.raises(SchemaInvalid, match=r"^at: "):
+    with pytest.raises(SchemaInvalid, match=r"^at: expected a UTC time like 2026-11-01T10:00:00\.000Z, got 'yesterday'$"):
         from_json({**A_VISIT, "at": "yesterday"})
     with pytest.raises(SchemaInvalid, match=r"^at: expected an integer, got string$"):
         from_record(A_VISIT)
