@@ -361,7 +361,7 @@ def apply_and_test(target: Target, scratch: Path, mutants: list[dict], equivalen
                                    *target.tests], cwd=copy, capture_output=True, text=True,
                                   env={**env, "REFLEDGER_EXAMPLES_SCALE": EXAMPLES_SCALE})
             log.write(f"--- {mutant['name']} applied: pytest exit {done.returncode}\n{done.stdout[-1500:]}\n")
-            if done.returncode == 1:
+            if done.returncode not in (0, 5):  # failed, or could not even import the code (5: no tests ran)
                 mutant["status"] = "killed when applied"
             print(f"  applied {mutant['name']}: {mutant['status']}", flush=True)
         finally:
