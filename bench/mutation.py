@@ -331,12 +331,23 @@ def refresh_checkout(scratch: Path) -> None:
     shutil.copytree(ROOT / "refledger", scratch / "refledger", ignore=ignore, dirs_exist_ok=True)
     for layer in LAYERS:
         shutil.copytree(ROOT / layer, scratch / "refledger" / layer, ignore=ignore, dirs_exist_ok=True)
+    (scratch / APPLIED).unlink(missing_ok=True)  # found on the code before
     for where in (scratch, scratch / "mutants"):
         for extra in ("tests", "docs"):
             shutil.rmtree(where / extra, ignore_errors=True)
             shutil.copytree(ROOT / extra, where / extra, ignore=ignore)
         with open(where / "tests" / "conftest.py", "a", encoding="utf-8") as conftest:
             conftest.write(FASTEST_FIRST)
+
+
+APPLIED = "killed-when-applied.json"  # in a scratch copy: what --apply-survivors found, for --report-only
+
+
+def _applied_kills(scratch: Path) -> set[str]:
+    try:
+        return set(json.loads((scratch / APPLIED).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return set()
 
 
 def apply_and_test(target: Target, scratch: Path, mutants: list[dict], equivalent: dict[str, str], log) -> None:
@@ -363,6 +374,9 @@ def apply_and_test(target: Target, scratch: Path, mutants: list[dict], equivalen
             log.write(f"--- {mutant['name']} applied: pytest exit {done.returncode}\n{done.stdout[-1500:]}\n")
             if done.returncode not in (0, 5):  # failed, or could not even import the code (5: no tests ran)
                 mutant["status"] = "killed when applied"
+                applied_kills = _applied_kills(scratch)
+                applied_kills.add(mutant["name"])
+                (scratch / APPLIED).write_text(json.dumps(sorted(applied_kills)), encoding="utf-8")
             print(f"  applied {mutant['name']}: {mutant['status']}", flush=True)
         finally:
             shutil.rmtree(copy, ignore_errors=True)
@@ -482,6 +496,10 @@ def main(argv=None) -> int:
                     mutants = run_mutmut(target, scratch, args.max_children, log, names=drawn)
                 else:
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
+        if not target.rules:  # what an earlier --apply-survivors found, while the copy's code is the same
+            for mutant in mutants:
+                if mutant["status"] in ("survived", "suspicious") and mutant["name"] in _applied_kills(scratch):
+                    mutant["status"] = "killed when applied"
         if args.apply_survivors and not target.rules:
             with open(WORK / f"{name}.log", "a", encoding="utf-8") as log:
                 apply_and_test(target, scratch, mutants, equivalent, log)
