@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from refledger.store import queries
 from refledger.store.lake import BATCHES_PER_EPOCH, LakeLedger
@@ -17,7 +18,9 @@ def consume_process(bootstrap: str, topic: str, db, group: str, log, until_idle:
             "--group", group, "--until-idle", str(until_idle), "--format", "json", "--db", str(db)]
     if isinstance(db, LakeLedger):
         args += ["--data-path", db.data_path, "--compact-every", str(compact_every)]
-    return subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    proc.started_at = time.monotonic()
+    return proc
 
 
 def events_read(db) -> int:

@@ -59,13 +59,18 @@ def finish(procs, timeout: float = 600) -> None:
                 proc.wait()
 
 
+STARTED_S = 20  # a consumer this old has opened its ledger and taken SIGTERM as "finish and exit 0"
+
+
 def stop_once_all_read(procs, lake, sent: int) -> None:
     """Once the lake has read the whole topic, stop the consumers as an operator does (SIGTERM: each
-    finishes its batch, commits and exits 0) rather than waiting out their idle time."""
+    finishes its batch, commits and exits 0) rather than waiting out their idle time. One started
+    moments ago is given time to start first: before that, SIGTERM ends a process the default way."""
     try:
         wait_for(lambda: events_read(lake) >= sent, 600, "the whole topic in the lake")
     finally:
         for proc in procs:
+            time.sleep(max(0.0, proc.started_at + STARTED_S - time.monotonic()))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         finish(procs)
