@@ -143,13 +143,19 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name
     return LogFold(fold, folded)
 
 
-def snapshot_loads(blob: bytes) -> bool:
-    """Whether this version can start a fold from the snapshot (its container and its layout)."""
+def snapshot_rows(blob: bytes) -> dict[str, list[tuple]] | None:
+    """The snapshot's rows, if this version can start a fold from them (its container and its
+    layout); None for a snapshot another version wrote."""
     try:
         rows = decode_snapshot(blob)
     except SnapshotFileError:
-        return False
-    return len(rows["fold"]) == 1 and rows["fold"][0][0] == SNAPSHOT_FORMAT
+        return None
+    return rows if len(rows.get("fold", ())) == 1 and rows["fold"][0][0] == SNAPSHOT_FORMAT else None
+
+
+def snapshot_loads(blob: bytes) -> bool:
+    """Whether this version can start a fold from the snapshot."""
+    return snapshot_rows(blob) is not None
 
 
 # Events after which a log's chain head is recorded (SPEC §9 settlements, §9a closes).

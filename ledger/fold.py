@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from hashlib import blake2b
 
 from refledger.ledger.agreements import AgreementBook
 from refledger.ledger.clicks import ClickBook, ClickRef, click_ref
 from refledger.ledger.decisions import AttributionDecision
+from refledger.ledger.digests import DIGEST_SIZE, digest, text_digest
 from refledger.ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
 from refledger.ledger.events import (
     BAD_SIGNATURE, CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, PAYOUT_EXCEEDS_PAYABLE,
@@ -67,7 +67,7 @@ def content_digest(ev: Event) -> bytes:
     signature, so the comparison ignores it, SPEC §4a): equal digests, equal content. Callers that
     hold a stable digest of the event's content already (the consumer digests its canonical bytes)
     pass theirs instead."""
-    return blake2b(repr(ev).encode("utf-8"), digest_size=16).digest()
+    return digest(repr(ev).encode("utf-8"))
 
 
 # What the fold remembers of every event it folded (SPEC §4 duplicates), compactly (the open
@@ -76,22 +76,21 @@ def content_digest(ev: Event) -> bytes:
 # lets the fold forget. Two event ids are taken for one only when their BLAKE2b-128 digests are
 # equal: the bound the content comparison rests on already.
 _AT = struct.Struct(">q")
-DIGEST_SIZE = 16
 
 
 def id_key(event_id: str) -> bytes:
     """An event id as the fold remembers it."""
-    return blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=DIGEST_SIZE).digest()
+    return text_digest(event_id)
 
 
 def _remembered(ev: Event, content: bytes | None) -> bytes:
     """What is remembered of a folded event to tell a re-delivery from a conflict: a digest of its
     content, and its time if it is of a dated kind (log-order events are never forgotten)."""
     if content is None:
-        digest = content_digest(ev)
+        kept = content_digest(ev)
     else:  # a caller's digest of another size is digested again: what follows it must stay at DIGEST_SIZE
-        digest = content if len(content) == DIGEST_SIZE else blake2b(content, digest_size=DIGEST_SIZE).digest()
-    return digest + _AT.pack(ev.occurred_at) if ev.type in DATED_TYPES else digest
+        kept = content if len(content) == DIGEST_SIZE else digest(content)
+    return kept + _AT.pack(ev.occurred_at) if ev.type in DATED_TYPES else kept
 
 
 def remembered_at(remembered: bytes) -> int | None:

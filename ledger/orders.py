@@ -8,13 +8,13 @@ before their order are parked here until it arrives.
 
 from __future__ import annotations
 
-from hashlib import blake2b
 from typing import Iterable
 
 from refledger.ledger.agreements import AgreementBook
 from refledger.ledger.attribution import attribute_order
 from refledger.ledger.clicks import ClickBook
 from refledger.ledger.decisions import AttributionDecision
+from refledger.ledger.digests import text_digest
 from refledger.ledger.entries import Entry
 from refledger.ledger.events import ANY, CURRENCY_MISMATCH, REFUND_EXCEEDS_ORDER, Order, Problem, Refund
 from refledger.ledger.membership import Membership
@@ -175,7 +175,7 @@ def order_key(merchant: str, order_id: str) -> bytes:
     """A closed order as the fold remembers it: the BLAKE2b-128 digest of its merchant and id (two
     orders are taken for one only when their digests are equal, the bound of every digest the fold
     compares)."""
-    return blake2b(f"{len(merchant)}:{merchant}{order_id}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return text_digest(f"{len(merchant)}:{merchant}{order_id}")
 
 
 def _order_key(o: OrderSubject):

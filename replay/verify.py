@@ -177,12 +177,12 @@ def check_bulk(con) -> list[Problem]:
 
 
 def check_snapshots(con) -> list[Problem]:
-    from refledger.consumers.folding import snapshot_loads
+    from refledger.consumers.folding import snapshot_rows
     from refledger.consumers.verification import signed_fold
     from refledger.ledger.snapshot import SnapshotError, restore_state
     from refledger.schemas import codec
     from refledger.store.ledger_file import snapshot_state
-    from refledger.store.snapshots import SnapshotFileError, decode_snapshot, digest
+    from refledger.store.snapshots import digest
 
     problems = []
     rows = con.execute(
@@ -205,15 +205,16 @@ def check_snapshots(con) -> list[Problem]:
             continue
         if (topic, partition) in latest_checked:
             continue
-        if not snapshot_loads(bytes(state)):
+        decoded = snapshot_rows(bytes(state))
+        if decoded is None:
             # its bytes are the ones recorded, of a layout another version wrote: a restart and a replay
             # fold past it from an older snapshot or the start, and so does this check
             continue
         latest_checked.add((topic, partition))
         fold = signed_fold()
         try:
-            restore_state(fold, decode_snapshot(bytes(state)))
-        except (SnapshotError, SnapshotFileError) as exc:
+            restore_state(fold, decoded)
+        except SnapshotError as exc:
             problems.append(Problem("snapshot", where, f"cannot be loaded: {exc}"))
             continue
         if (fold.journal.seq, fold.chain_head) != (entries, head):

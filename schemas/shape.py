@@ -57,8 +57,7 @@ def _check_money_payload(kind: str, payload: Mapping) -> None:
 def _check_transfer(kind: str, payload: Mapping) -> None:
     _check_money_payload(kind, payload)
     if payload["merchant_shop_id"] == ALLIANCE and payload["referrer_shop_id"] == ALLIANCE:
-        article = "an" if kind == "adjustment" else "a"
-        raise invalid(f"{kind}.referrer_shop_id", f"{article} {kind} between the alliance's fund and itself")
+        raise invalid(f"{kind}.referrer_shop_id", "merchant and referrer are both the alliance's fund")
 
 
 def _check_order(kind: str, payload: Mapping) -> None:

@@ -878,9 +878,9 @@ def test_a_message_naming_a_field_that_is_not_valid_unicode_still_prints():
     ("adjustment", {"merchant_shop_id": "alliance"}, None),
     ("adjustment", {"referrer_shop_id": "alliance"}, None),
     ("adjustment", {"merchant_shop_id": "alliance", "referrer_shop_id": "alliance"},
-     "adjustment.referrer_shop_id: an adjustment between the alliance's fund and itself"),
+     "adjustment.referrer_shop_id: merchant and referrer are both the alliance's fund"),
     ("payout", {"merchant_shop_id": "alliance", "referrer_shop_id": "alliance"},
-     "payout.referrer_shop_id: a payout between the alliance's fund and itself"),
+     "payout.referrer_shop_id: merchant and referrer are both the alliance's fund"),
 ])
 def test_transfers_reach_minus_a_trillion_fen_and_the_fund_pays_or_is_paid_by_a_shop(kind, change, says):
     payload = {f"{kind}_id": f"{kind}-1", "merchant_shop_id": "wang-bath", "referrer_shop_id": "li-kids",
