@@ -50,16 +50,21 @@ def say(msg: str) -> None:
 
 
 class PeakMemory(threading.Thread):
-    """The peak of a process's resident memory plus its children's, sampled every 50 ms."""
+    """The peak of a process's resident memory plus its children's, sampled every 50 ms; and, to
+    tell where it grows, the peaks of the process alone and of its children alone."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak_kb, self._done = pid, 0, threading.Event()
+        self.own_peak_kb = self.children_peak_kb = 0
 
     def run(self) -> None:
         while not self._done.wait(0.05):
-            total = rss_kb(self.pid) + sum(rss_kb(c) for c in children(self.pid))
-            self.peak_kb = max(self.peak_kb, total)
+            own = rss_kb(self.pid)
+            kids = sum(rss_kb(c) for c in children(self.pid))
+            self.peak_kb = max(self.peak_kb, own + kids)
+            self.own_peak_kb = max(self.own_peak_kb, own)
+            self.children_peak_kb = max(self.children_peak_kb, kids)
 
     def stop(self) -> int:
         self._done.set()
@@ -111,7 +116,8 @@ def measure(bootstrap: str, work: Path, days: int, visitors: int, seed: int, ext
             raise SystemExit(f"consume failed, see {work}/consume-{days}.log")
         summary = json.loads(out)
         say(f"{days} days: {summary['events_read']:,} events at {summary['events_per_second']:,}/s, "
-            f"peak RSS {peak_kb / 1024:,.0f} MB ({time.perf_counter() - started:.0f} s)")
+            f"peak RSS {peak_kb / 1024:,.0f} MB (consumer {peak.own_peak_kb / 1024:,.0f}, fold process "
+            f"{peak.children_peak_kb / 1024:,.0f}) ({time.perf_counter() - started:.0f} s)")
 
         published, _messages = publish_records(later, bootstrap, topic)
         target = summary["events_read"] + _messages
@@ -124,7 +130,8 @@ def measure(bootstrap: str, work: Path, days: int, visitors: int, seed: int, ext
         proc.communicate()
     fold_state = query(db, stats)["fold_state"]
     return {"days": days, "events": summary["events_read"], "events_per_s": summary["events_per_second"],
-            "peak_rss_mb": round(peak_kb / 1024), "restart_s": round(restart_s, 2),
+            "peak_rss_mb": round(peak_kb / 1024), "consumer_peak_mb": round(peak.own_peak_kb / 1024),
+            "fold_process_peak_mb": round(peak.children_peak_kb / 1024), "restart_s": round(restart_s, 2),
             "new_events": published, "fold_state": fold_state}
 
 
@@ -174,9 +181,11 @@ def main() -> None:
     result = {"rows": rows,
               "ratio_peak_rss_last_over_first": round(last["peak_rss_mb"] / first["peak_rss_mb"], 3),
               "ratio_restart_last_over_first": round(last["restart_s"] / first["restart_s"], 3)}
-    print(f"{'days':>5} {'events':>10} {'events/s':>9} {'peak RSS MB':>12} {'restart s':>10}")
+    print(f"{'days':>5} {'events':>10} {'events/s':>9} {'peak RSS MB':>12} {'consumer':>9} {'fold':>6} "
+          f"{'restart s':>10}")
     for r in rows:
-        print(f"{r['days']:>5} {r['events']:>10,} {r['events_per_s']:>9,} {r['peak_rss_mb']:>12,} {r['restart_s']:>10}")
+        print(f"{r['days']:>5} {r['events']:>10,} {r['events_per_s']:>9,} {r['peak_rss_mb']:>12,} "
+              f"{r['consumer_peak_mb']:>9,} {r['fold_process_peak_mb']:>6,} {r['restart_s']:>10}")
     print(f"peak RSS {last['events']:,} / {first['events']:,} events: {result['ratio_peak_rss_last_over_first']} "
           f"(target ≤ 1.3); restart: {result['ratio_restart_last_over_first']} (target ≤ 2)")
     chart(rows, args.chart)

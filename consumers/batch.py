@@ -40,6 +40,7 @@ from refledger.schemas.personal_data import checked_fields, may_hold, personal_f
 from refledger.schemas.traffic import read_traffic_fields
 
 from refledger.consumers.folding import SNAPSHOT_EVERY, FoldBackend, FoldItem, InProcessFolds, snapshot_loads
+from refledger.consumers.heap import give_back_freed_memory
 from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
@@ -304,6 +305,7 @@ class LogProcessor:
             pending.ticket = pending.items = pending.raws = None
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
+        give_back_freed_memory()  # what the batch and its transaction freed (consumers.heap)
         return batch_id
 
 
