@@ -305,7 +305,7 @@ class LogProcessor:
             pending.ticket = pending.items = pending.raws = None
         batch_id = self.store.write_batch(batch)
         self.positions.update(batch.positions)
-        give_back_freed_memory()  # what the batch and its transaction freed (consumers.heap)
+        give_back_freed_memory()  # what the batches and their transactions freed (consumers.heap)
         return batch_id
 
 

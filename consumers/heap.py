@@ -7,12 +7,15 @@ heaps held 100–180 MB that nothing used (``mallinfo2``), and that free
 memory grew with the ledger, since DuckDB's checkpoints of a larger file
 allocate more. ``malloc_trim`` hands the free pages back (those inside a
 heap as well as its top). Elsewhere than glibc there is nothing to call and
-nothing is done.
+nothing is done. A call costs 1–20 ms, and `ingest` or a small topic can
+commit batches much faster than `consume` on a busy one (about four a
+second), so the pages go back at most once a second.
 """
 
 from __future__ import annotations
 
 import ctypes
+from time import monotonic
 
 
 def _malloc_trim():
@@ -26,8 +29,16 @@ def _malloc_trim():
 
 
 _TRIM = _malloc_trim()
+EVERY_S = 1.0
+_last = float("-inf")
 
 
-def give_back_freed_memory() -> bool:
-    """Return the C heap's free pages to the system; True when some were."""
-    return bool(_TRIM(0)) if _TRIM is not None else False
+def give_back_freed_memory(every_s: float = EVERY_S) -> bool:
+    """Return the C heap's free pages to the system, unless that was done less than ``every_s``
+    seconds ago; True when some went back."""
+    global _last
+    now = monotonic()
+    if _TRIM is None or now - _last < every_s:
+        return False
+    _last = now
+    return bool(_TRIM(0))

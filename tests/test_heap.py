@@ -23,7 +23,7 @@ def test_memory_freed_inside_the_heap_goes_back_to_the_system():
     del blocks
     gc.collect()
     before = _rss_mb()
-    assert heap.give_back_freed_memory() is True
+    assert heap.give_back_freed_memory(every_s=0) is True
     after = _rss_mb()
     assert before - after > 100, f"RSS {before:.0f} MB before, {after:.0f} MB after"
     assert len(kept) == 625
@@ -31,4 +31,14 @@ def test_memory_freed_inside_the_heap_goes_back_to_the_system():
 
 def test_without_glibc_there_is_nothing_to_give_back(monkeypatch):
     monkeypatch.setattr(heap, "_TRIM", None)
-    assert heap.give_back_freed_memory() is False
+    assert heap.give_back_freed_memory(every_s=0) is False
+
+
+def test_pages_go_back_at_most_once_a_second(monkeypatch):
+    calls = []
+    monkeypatch.setattr(heap, "_TRIM", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(heap, "_last", float("-inf"))
+    clock = iter([100.0, 100.4, 100.99, 101.0, 101.5, 102.2])
+    monkeypatch.setattr(heap, "monotonic", lambda: next(clock))
+    assert [heap.give_back_freed_memory() for _ in range(6)] == [True, False, False, True, False, True]
+    assert calls == [0, 0, 0]
