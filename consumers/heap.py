@@ -1,11 +1,10 @@
-"""Freed memory given back to the system after each batch.
+"""Freed memory given back to the system as batches are committed.
 
 glibc's malloc keeps what a process frees in its heaps for the next
 allocation, and a consumer frees a batch's worth of messages, rows and Arrow
-columns a few times a second, from several threads: on 1.9M events its
-heaps held 100–180 MB that nothing used (``mallinfo2``), and that free
-memory grew with the ledger, since DuckDB's checkpoints of a larger file
-allocate more. ``malloc_trim`` hands the free pages back (those inside a
+columns a few times a second, from several threads: consuming 1.9M events,
+its heaps held 100–180 MB that nothing used (``mallinfo2``).
+``malloc_trim`` hands the free pages back (those inside a
 heap as well as its top). Elsewhere than glibc there is nothing to call and
 nothing is done. A call costs 1–20 ms, and `ingest` or a small topic can
 commit batches much faster than `consume` on a busy one (about four a

@@ -15,17 +15,19 @@ def _rss_mb() -> float:
 
 def test_memory_freed_inside_the_heap_goes_back_to_the_system():
     # 160 MB of 4 KB blocks (above pymalloc's 512 bytes, so from malloc), every 64th kept: the free
-    # runs between the kept ones lie inside the heap, where freeing alone never shrinks it
+    # runs between the kept ones lie inside the heap, where freeing alone does not shrink it (in
+    # most runs: now and then the allocator has given them back by itself before the call)
+    start = _rss_mb()
     blocks = [bytearray(4000) for _ in range(40_000)]
     for block in blocks:
         block[::512] = b"x" * len(block[::512])  # touched, so resident
+    assert _rss_mb() - start > 150
     kept = blocks[::64]
     del blocks
     gc.collect()
-    before = _rss_mb()
-    assert heap.give_back_freed_memory(every_s=0) is True
+    heap.give_back_freed_memory(every_s=0)
     after = _rss_mb()
-    assert before - after > 100, f"RSS {before:.0f} MB before, {after:.0f} MB after"
+    assert after - start < 40, f"RSS {start:.0f} MB at the start, {after:.0f} MB after giving back"
     assert len(kept) == 625
 
 
