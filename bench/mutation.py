@@ -497,8 +497,9 @@ def main(argv=None) -> int:
                 else:
                     mutants = run_mutmut(target, scratch, args.max_children, log, run=not args.report_only)
         if not target.rules:  # what an earlier --apply-survivors found, while the copy's code is the same
+            applied_kills = _applied_kills(scratch)
             for mutant in mutants:
-                if mutant["status"] in ("survived", "suspicious") and mutant["name"] in _applied_kills(scratch):
+                if mutant["status"] in ("survived", "suspicious") and mutant["name"] in applied_kills:
                     mutant["status"] = "killed when applied"
         if args.apply_survivors and not target.rules:
             with open(WORK / f"{name}.log", "a", encoding="utf-8") as log:
