@@ -36,6 +36,7 @@ from sys import intern as _intern
 from refledger.consumers.folding import (
     COLLECTOR_THRESHOLD, SNAPSHOT_EVERY, FoldItem, FoldResult, StoredEvent, fold_items, rebuilt_fold,
 )
+from refledger.consumers.heap import keep_large_blocks_apart
 from refledger.ledger.events import Click, View
 
 
@@ -211,6 +212,7 @@ def main() -> None:
     """The child: jobs on stdin, answers on stdout (print goes to stderr, not into the answers)."""
     results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    keep_large_blocks_apart()  # the jobs' pickles, megabytes each, in mappings of their own (consumers.heap)
     _serve(sys.stdin.buffer, results, _load_factory(sys.argv[1]), int(sys.argv[2]))
 
 

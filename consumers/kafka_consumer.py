@@ -50,6 +50,7 @@ from kafka.structs import OffsetAndMetadata
 
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
+from refledger.consumers.heap import keep_large_blocks_apart
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 from refledger.store.lake import FencedOut
@@ -390,6 +391,7 @@ def consume(
     sys.setswitchinterval(0.001)
     previous_threshold = gc.get_threshold()
     gc.set_threshold(*COLLECTOR_THRESHOLD)
+    keep_large_blocks_apart()  # for the life of the process: the fetches and jobs of every batch (consumers.heap)
     try:
         return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                         members=members, max_records=max_records, handle_signals=handle_signals,

@@ -236,8 +236,10 @@ CHECKPOINT_BYTES = 128 * 1024 * 1024
 # that limit: one that runs out of memory leaves DuckDB refusing every later write, so the writer
 # checkpoints itself (DuckDB's own checkpoint, which would run under the limit, is set far off) and
 # lifts the limit for that moment. Measured on 1.9M events (``bench/growth.py``): the consumer's own
-# process peaked at 0.8 GB with this against 1.5 GB without, and ran no slower.
-WRITER_MEMORY = "256MB"
+# process peaked at 0.8 GB with this against 1.5 GB without, and ran no slower. Later, on the same
+# 1.9M events, 128 MB against 256: the consumer's peak 643 against 668 MB (587 against 620 with
+# consumers.heap's fixed threshold for large blocks), as fast within the noise.
+WRITER_MEMORY = "128MB"
 # At each checkpoint DuckDB writes a table's last row group again, reading every value in it: the
 # snapshots of a long history (a few hundred rows, megabytes each) all sat in one row group, so
 # each checkpoint after a snapshot read them all back (about 3 × 93 MB on 1.9M events, and growing

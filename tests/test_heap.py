@@ -1,5 +1,6 @@
 """A consumer gives back what a batch freed: glibc keeps freed memory in its heaps otherwise."""
 
+import ctypes
 import gc
 
 from refledger.consumers import heap
@@ -45,3 +46,37 @@ def test_pages_go_back_at_most_once_a_second(monkeypatch):
     monkeypatch.setattr(heap, "monotonic", lambda: next(clock))
     assert [heap.give_back_freed_memory() for _ in range(6)] == [True, False, False, True, False, True]
     assert calls == [0, 0, 0]
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _mapped_blocks() -> int:
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _Mallinfo2
+    return mallinfo2().hblks
+
+
+def test_a_batch_sized_block_gets_a_mapping_of_its_own_after_a_larger_one_was_freed():
+    # Unfixed, glibc raises its threshold to the size of a freed mapped block: after a 4 MB
+    # fetch is freed, a 256 KB block would come from the heap, among long-lived small objects.
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert heap.keep_large_blocks_apart() is True
+    libc.free(libc.malloc(4 * 1024 * 1024))
+    before = _mapped_blocks()
+    block = libc.malloc(256 * 1024)
+    try:
+        assert _mapped_blocks() == before + 1
+    finally:
+        libc.free(block)
+    assert _mapped_blocks() == before
+
+
+def test_without_mallopt_large_blocks_are_left_as_they_are(monkeypatch):
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: object())
+    assert heap.keep_large_blocks_apart() is False
