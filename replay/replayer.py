@@ -39,6 +39,8 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +61,10 @@ from refledger.store.lake import is_lake
 
 EVENTS, KAFKA = "events", "kafka"
 BATCH_SIZE = 5000
+# A history at least this long (messages up to the live ledger's positions) is folded in a child
+# process while the next batch is read, as `consume` folds; a shorter one in this process, where
+# starting a process (half a second) would cost more than it saves.
+FOLD_PROCESS_FROM = 100_000
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,8 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
             rebuilt = keep_path or Path(scratch) / "rebuilt.duckdb"
             fold_started = time.monotonic()
             counts, positions = fold_history(reads, rebuilt, batch_size=batch_size, on_progress=on_progress,
-                                             starts={log: state for log, (_o, _n, state) in starts.items()})
+                                             starts={log: state for log, (_o, _n, state) in starts.items()},
+                                             fold_process=_long(snapshot))
             fold_seconds = time.monotonic() - fold_started
             balances, quarantined = _read_rebuilt(rebuilt, what_if.positions() if what_if else set())
             comparison = compare(con, rebuilt, topics, cut=until_ms is not None,
@@ -187,9 +194,11 @@ def rebuild(db: str | Path, source: str = EVENTS, *, bootstrap_servers: str | No
 
 def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int = BATCH_SIZE,
                  on_progress: Callable[[int], None] | None = None, starts: dict | None = None,
-                 ) -> tuple[BatchCounts, tuple[tuple[str, int, int], ...]]:
+                 fold_process: bool = False) -> tuple[BatchCounts, tuple[tuple[str, int, int], ...]]:
     """Fold the reads into a new ledger at `path` with `consume`'s batch code, one transaction per batch;
-    ``starts``: per log, a snapshot to start that log's fold from.
+    ``starts``: per log, a snapshot to start that log's fold from; ``fold_process``: fold in a child
+    process, as `consume` does, while this one reads the next batch and writes the last (the same
+    code folds either way, so the ledger is the same).
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
     from refledger.consumers.verification import signed_fold
@@ -200,22 +209,38 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
     counts = BatchCounts()
+    processor = None
     try:
-        processor = LogProcessor(store, signed_fold, source="replay")
+        processor = LogProcessor(store, signed_fold, source="replay", fold_worker=fold_process)
         for (topic, partition), state in (starts or {}).items():
             processor.folds.load(topic, partition, [], state)
-        with folding_collector() as settle:
+
+        def written(commit: Future, batch) -> None:
+            commit.result()
+            counts.add(batch.write)
+            if on_progress:
+                on_progress(counts.events_read)
+
+        # With a fold process, as in `consume`: a writer thread takes each batch's answer from it and
+        # writes the batch, while this thread reads the next one and hands it on (a thread, since
+        # the fold process waits to hand over one answer before it takes the next job).
+        with folding_collector() as settle, ThreadPoolExecutor(1, thread_name_prefix="replay-writer") as writer:
+            in_flight: deque[tuple[Future, object]] = deque()
             for chunk in _chunks((read.message for read in reads), batch_size):
                 batch = processor.process(chunk)
-                processor.commit(batch)
-                counts.add(batch.write)
-                settle()
-                if on_progress:
-                    on_progress(counts.events_read)
+                in_flight.append((writer.submit(processor.commit, batch), batch))
+                while len(in_flight) > (1 if fold_process else 0):
+                    written(*in_flight.popleft())
+                if not fold_process:
+                    settle()
+            while in_flight:
+                written(*in_flight.popleft())
         positions = tuple((t, p, o) for (t, p), o in sorted(processor.positions.items()))
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
     finally:
+        if processor is not None:
+            processor.close()
         store.close()
     return counts, positions
 
@@ -234,6 +259,10 @@ def _fold_snapshots(db, wait: float) -> dict[tuple[str, int], tuple[int, int, by
         raise ReplayError(str(exc)) from exc
     states = {(r["topic"], r["partition"]): (r["offset"], r["entries"], bytes.fromhex(r["state"])) for r in rows}
     return {log: start for log, start in states.items() if snapshot_loads(start[2])}
+
+
+def _long(snapshot: SnapshotInfo) -> bool:
+    return sum(offset for _t, _p, offset in snapshot.positions) >= FOLD_PROCESS_FROM
 
 
 def _chunks(messages: Iterator, size: int) -> Iterator[list]:

@@ -149,6 +149,27 @@ def test_replay_from_the_stored_events_replays_the_quarantined_messages_too(alli
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("from_", [0, 10**12])
+def test_a_long_history_is_folded_in_a_process_of_its_own_and_replays_the_same(alliance, monkeypatch, from_):
+    from refledger.consumers import fold_worker
+    from refledger.replay import replayer
+
+    started = []
+    real = fold_worker.ChildProcessFolds.__init__
+
+    def spy(self, *args, **kwargs):
+        started.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(fold_worker.ChildProcessFolds, "__init__", spy)
+    monkeypatch.setattr(replayer, "FOLD_PROCESS_FROM", from_)  # a history of any length counts as long, or none
+    report = replay_json("--db", alliance["db"])
+    assert_identical(report, alliance["db"])
+    assert len(started) == (1 if from_ == 0 else 0)
+    assert replay_json("--db", alliance["db"], "--from-snapshot")["identical"] is True
+
+
+@pytest.mark.kafka
 def test_ingesting_the_archive_directory_gives_the_live_ledger(alliance, tmp_path):
     copy = tmp_path / "from-archive.duckdb"
     run("ingest", alliance["archive"], "--db", copy)
