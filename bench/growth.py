@@ -146,7 +146,11 @@ def chart(rows: list[dict], path: Path) -> None:
     for ax, key, label in zip(axes, ("peak_rss_mb", "restart_s", "events_per_s"),
                               ("peak RSS, consumer + fold process (MB)", "restart with new events (s)",
                                "consume (events/s)")):
-        ax.plot(x, [r[key] for r in rows], marker="o")
+        ax.plot(x, [r[key] for r in rows], marker="o", label="both" if key == "peak_rss_mb" else None)
+        if key == "peak_rss_mb":  # where it grows: each process's own peak
+            ax.plot(x, [r["consumer_peak_mb"] for r in rows], marker=".", linestyle="--", label="consumer")
+            ax.plot(x, [r["fold_process_peak_mb"] for r in rows], marker=".", linestyle=":", label="fold process")
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_xlabel("events of history (millions)")
         ax.set_title(label, fontsize=10)
         ax.set_ylim(bottom=0)
