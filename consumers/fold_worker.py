@@ -212,7 +212,7 @@ def main() -> None:
     """The child: jobs on stdin, answers on stdout (print goes to stderr, not into the answers)."""
     results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    keep_large_blocks_apart()  # the jobs' pickles, megabytes each, in mappings of their own (consumers.heap)
+    keep_large_blocks_apart()  # the jobs' pickles, megabytes each, kept from growing the heap (consumers.heap)
     _serve(sys.stdin.buffer, results, _load_factory(sys.argv[1]), int(sys.argv[2]))
 
 

@@ -10,12 +10,13 @@ nothing is done. A call costs 1–20 ms, and `ingest` or a small topic can
 commit batches much faster than `consume` on a busy one (about four a
 second), so the pages go back at most once a second.
 
-Large blocks are kept apart from the start: glibc serves a block of 128 KiB
-or more with a mapping of its own, given back when it is freed, but after
-freeing such a block it raises that threshold (up to 32 MiB), so the
-fetched messages and pickled jobs of later batches, megabytes each, land in
-the heaps among small long-lived objects and keep pages there. The consumer
-and its fold process fix the threshold at 128 KiB (``keep_large_blocks_apart``).
+Large blocks are kept apart from the start: a block of 128 KiB or more that
+the heap has no free room for gets a mapping of its own from glibc, given
+back when it is freed, but once such a block is freed glibc raises that
+threshold (up to 32 MiB), and from then on the fetched messages and pickled
+jobs of later batches, megabytes each, grow the heap instead, among small
+long-lived objects that keep its pages. The consumer and its fold process
+fix the threshold at 128 KiB (``keep_large_blocks_apart``).
 Consuming 1.9M events (`bench/growth.py`'s 240 days), the consumer's own
 process peaked at 620 MB against 668 with that alone.
 """
@@ -42,8 +43,9 @@ LARGE_BLOCK = 128 * 1024
 
 
 def keep_large_blocks_apart(threshold: int = LARGE_BLOCK) -> bool:
-    """Serve every block of ``threshold`` bytes or more with its own mapping, whatever was freed
-    before (glibc's threshold stops moving); True when the C library took it."""
+    """Give a block of ``threshold`` bytes or more that the heap has no free room for a mapping of
+    its own, whatever was freed before (glibc's threshold stops moving); True when the C library
+    took it."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError):
@@ -51,6 +53,8 @@ def keep_large_blocks_apart(threshold: int = LARGE_BLOCK) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return mallopt(_M_MMAP_THRESHOLD, threshold) == 1
+
+
 EVERY_S = 1.0
 _last = float("-inf")
 

@@ -391,7 +391,7 @@ def consume(
     sys.setswitchinterval(0.001)
     previous_threshold = gc.get_threshold()
     gc.set_threshold(*COLLECTOR_THRESHOLD)
-    keep_large_blocks_apart()  # for the life of the process: the fetches and jobs of every batch (consumers.heap)
+    keep_large_blocks_apart()  # for the life of the process: no batch's fetches and jobs grow the heap (consumers.heap)
     try:
         return _consume(bootstrap_servers, processor, topic=topic, group=group, until_idle=until_idle,
                         members=members, max_records=max_records, handle_signals=handle_signals,

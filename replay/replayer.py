@@ -201,6 +201,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
     code folds either way, so the ledger is the same).
 
     Returns the counters (as `consume` and `ingest` report them) and the next offset reached per log."""
+    from refledger.consumers.fold_worker import FoldWorkerError
     from refledger.consumers.verification import signed_fold
     from refledger.store.ledger_file import LedgerStore, StoreError
 
@@ -236,7 +237,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
             while in_flight:
                 written(*in_flight.popleft())
         positions = tuple((t, p, o) for (t, p), o in sorted(processor.positions.items()))
-    except StoreError as exc:
+    except (StoreError, FoldWorkerError) as exc:
         raise ReplayError(str(exc)) from exc
     finally:
         if processor is not None:

@@ -54,27 +54,33 @@ class _Mallinfo2(ctypes.Structure):
                  "keepcost")]
 
 
-def _mapped_blocks() -> int:
+def _mallinfo2() -> _Mallinfo2:
     mallinfo2 = ctypes.CDLL(None).mallinfo2
     mallinfo2.restype = _Mallinfo2
-    return mallinfo2().hblks
+    return mallinfo2()
 
 
-def test_a_batch_sized_block_gets_a_mapping_of_its_own_after_a_larger_one_was_freed():
-    # Unfixed, glibc raises its threshold to the size of a freed mapped block: after a 4 MB
-    # fetch is freed, a 256 KB block would come from the heap, among long-lived small objects.
+def test_a_batch_sized_block_the_heap_has_no_room_for_gets_a_mapping_not_more_heap():
+    # Unfixed, glibc raises its threshold to the size of a mapped block once it is freed: after a
+    # 31 MB block is freed, a block of a few megabytes that the heap has no free room for would grow
+    # the heap, among long-lived small objects, instead of getting a mapping given back when freed.
     libc = ctypes.CDLL(None)
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
+    heap.give_back_freed_memory(every_s=0)  # the heap's free room down to what it cannot give back
     assert heap.keep_large_blocks_apart() is True
-    libc.free(libc.malloc(4 * 1024 * 1024))
-    before = _mapped_blocks()
-    block = libc.malloc(256 * 1024)
+    libc.free(libc.malloc(31 * 1024 * 1024))
+    request = _mallinfo2().fordblks + 1024 * 1024  # more than all the heap's free room together
+    assert request < 31 * 1024 * 1024
+    before = _mallinfo2()
+    block = libc.malloc(request)
     try:
-        assert _mapped_blocks() == before + 1
+        after = _mallinfo2()
+        assert after.hblks == before.hblks + 1
+        assert after.arena == before.arena
     finally:
         libc.free(block)
-    assert _mapped_blocks() == before
+    assert _mallinfo2().hblks == before.hblks
 
 
 def test_without_mallopt_large_blocks_are_left_as_they_are(monkeypatch):

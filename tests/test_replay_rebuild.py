@@ -170,6 +170,21 @@ def test_a_long_history_is_folded_in_a_process_of_its_own_and_replays_the_same(a
 
 
 @pytest.mark.kafka
+def test_a_fold_process_that_dies_ends_the_replay_with_one_line(alliance, monkeypatch):
+    from refledger.consumers import fold_worker
+    from refledger.replay import replayer
+
+    def gone(self, job_id):
+        self._process.kill()
+        raise fold_worker.FoldWorkerError("the fold process ended (exit code -9)")
+
+    monkeypatch.setattr(fold_worker.ChildProcessFolds, "result", gone)
+    monkeypatch.setattr(replayer, "FOLD_PROCESS_FROM", 0)
+    shown = replay("--db", alliance["db"], code=2).output
+    assert "the fold process ended" in shown and "Traceback" not in shown
+
+
+@pytest.mark.kafka
 def test_ingesting_the_archive_directory_gives_the_live_ledger(alliance, tmp_path):
     copy = tmp_path / "from-archive.duckdb"
     run("ingest", alliance["archive"], "--db", copy)
