@@ -2,6 +2,9 @@
 
 import ctypes
 import gc
+import subprocess
+import sys
+from pathlib import Path
 
 from refledger.consumers import heap
 
@@ -60,27 +63,39 @@ def _mallinfo2() -> _Mallinfo2:
     return mallinfo2()
 
 
+_LARGE_BLOCK_AFTER_A_LARGER_ONE = """
+import ctypes, sys
+from refledger.consumers import heap
+from tests.test_heap import _mallinfo2
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    assert heap.keep_large_blocks_apart() is True
+libc.free(libc.malloc(31 * 1024 * 1024))
+request = _mallinfo2().fordblks + 1024 * 1024  # more than all the heap's free room together
+assert request < 31 * 1024 * 1024, request
+before = _mallinfo2()
+block = libc.malloc(request)
+after = _mallinfo2()
+print(after.hblks - before.hblks, after.arena > before.arena)
+"""
+
+
+def _large_block_after_a_larger_one(how: str) -> tuple[int, bool]:
+    """In a fresh process (a small heap): free a 31 MB block, then ask for more than the heap has
+    free; (mappings added, whether the heap grew instead)."""
+    out = subprocess.run([sys.executable, "-c", _LARGE_BLOCK_AFTER_A_LARGER_ONE, how], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    return int(out[0]), out[1] == "True"
+
+
 def test_a_batch_sized_block_the_heap_has_no_room_for_gets_a_mapping_not_more_heap():
     # Unfixed, glibc raises its threshold to the size of a mapped block once it is freed: after a
-    # 31 MB block is freed, a block of a few megabytes that the heap has no free room for would grow
-    # the heap, among long-lived small objects, instead of getting a mapping given back when freed.
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    heap.give_back_freed_memory(every_s=0)  # the heap's free room down to what it cannot give back
-    assert heap.keep_large_blocks_apart() is True
-    libc.free(libc.malloc(31 * 1024 * 1024))
-    request = _mallinfo2().fordblks + 1024 * 1024  # more than all the heap's free room together
-    assert request < 31 * 1024 * 1024
-    before = _mallinfo2()
-    block = libc.malloc(request)
-    try:
-        after = _mallinfo2()
-        assert after.hblks == before.hblks + 1
-        assert after.arena == before.arena
-    finally:
-        libc.free(block)
-    assert _mallinfo2().hblks == before.hblks
+    # 31 MB block is freed, a block of a few megabytes that the heap has no free room for grows the
+    # heap, among long-lived small objects, instead of getting a mapping given back when freed.
+    assert _large_block_after_a_larger_one("unfixed") == (0, True)
+    assert _large_block_after_a_larger_one("fixed") == (1, False)
 
 
 def test_without_mallopt_large_blocks_are_left_as_they_are(monkeypatch):
