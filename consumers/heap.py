@@ -27,17 +27,18 @@ import ctypes
 from time import monotonic
 
 
-def _malloc_trim():
+def _glibc(name: str, *argtypes):
+    """The C library's function ``name`` (returning an int), or None where there is none."""
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function = getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function
 
 
-_TRIM = _malloc_trim()
+_TRIM = _glibc("malloc_trim", ctypes.c_size_t)
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE_BLOCK = 128 * 1024
 
@@ -46,13 +47,8 @@ def keep_large_blocks_apart(threshold: int = LARGE_BLOCK) -> bool:
     """Give a block of ``threshold`` bytes or more that the heap has no free room for a mapping of
     its own, whatever was freed before (glibc's threshold stops moving); True when the C library
     took it."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt(_M_MMAP_THRESHOLD, threshold) == 1
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and mallopt(_M_MMAP_THRESHOLD, threshold) == 1
 
 
 EVERY_S = 1.0
