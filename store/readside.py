@@ -100,9 +100,17 @@ def socket_dir() -> Path:
     return path
 
 
+# A Unix socket's path holds at most this many bytes on Linux (sun_path: 108, with its final NUL).
+SOCKET_PATH_MAX = 107
+
+
 def socket_path(db: str | Path) -> str:
     digest = hashlib.sha256(str(Path(db).resolve()).encode()).hexdigest()[:16]
-    return str(socket_dir() / f"{digest}.sock")
+    path = str(socket_dir() / f"{digest}.sock")
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise ReadError(f"the read socket's path {path} is too long for a Unix socket ({len(os.fsencode(path))} "
+                        f"bytes, at most {SOCKET_PATH_MAX}): set TMPDIR to a shorter directory of your own")
+    return path
 
 
 def peer_uid(sock: socket.socket) -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import socketserver
 import stat
@@ -36,11 +37,12 @@ FORGED = [{"shop_id": "mallory", "currency": "CNY", "earned_pending": 0, "earned
 
 @pytest.fixture(autouse=True)
 def own_temp_dir(tmp_path, monkeypatch):
-    """Sockets go under this test's own temp dir, not the machine's /tmp."""
-    base = tmp_path / "tmp"
-    base.mkdir()
+    """Sockets go under this test's own temp dir, not the machine's shared one: a short path beside
+    it (pytest's own directories can be too long for a Unix socket's path)."""
+    base = Path(tempfile.mkdtemp(prefix="rl-"))  # (after tmp_path, which is made under the machine's)
     monkeypatch.setattr(tempfile, "tempdir", str(base))
-    return base
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 OTHER_USER = os.getuid() + 4242
@@ -169,3 +171,15 @@ def _baby_care_ledger(folder: Path):
     store = LedgerStore(folder / "baby-care.duckdb")
     ingest_files([SCENARIOS / "baby-care.jsonl"], LogProcessor(store, PartitionFold, source="ingest"))
     return store
+
+
+def test_a_temp_dir_too_long_for_a_socket_is_named_with_the_way_out(own_temp_dir, tmp_path):
+    """A Unix socket's path holds at most 107 bytes: with TMPDIR deeper than that, the consumer
+    and the reader say so and what to do, instead of failing on the socket call."""
+    deep = own_temp_dir / ("d" * 100)
+    deep.mkdir()
+    tempfile.tempdir = str(deep)
+    with pytest.raises(ReadError, match="too long for a Unix socket.*TMPDIR"):
+        ReadServer(tmp_path / "ledger.duckdb", duckdb.connect(), [balances])
+    with pytest.raises(ReadError, match="too long for a Unix socket.*TMPDIR"):
+        socket_path(tmp_path / "ledger.duckdb")
