@@ -23,6 +23,7 @@ millions of clicks in memory.
 from __future__ import annotations
 
 from bisect import bisect_right, insort
+from itertools import chain
 from typing import Callable, Sequence
 
 from refledger.ledger.attribution import ClickRef
@@ -225,7 +226,7 @@ class ClickBook:
     def rows(self) -> list[tuple[ClickRef, bool]]:
         """Every remembered click with its validity, in (occurred_at, event_id) order."""
         flags = self._valid
-        return sorted((click, flags[click.event_id]) for bucket in self._by_mv.values() for click in bucket)
+        return [(click, flags[click.event_id]) for click in sorted(chain.from_iterable(self._by_mv.values()))]
 
     def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[str, Subject],
                 closed_through: int | None) -> None:
