@@ -107,9 +107,10 @@ SOCKET_PATH_MAX = 107
 def socket_path(db: str | Path) -> str:
     digest = hashlib.sha256(str(Path(db).resolve()).encode()).hexdigest()[:16]
     path = str(socket_dir() / f"{digest}.sock")
-    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-        raise ReadError(f"the read socket's path {path} is too long for a Unix socket ({len(os.fsencode(path))} "
-                        f"bytes, at most {SOCKET_PATH_MAX}): set TMPDIR to a shorter directory of your own")
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX:
+        raise ReadError(f"the read socket's path {path} is too long for a Unix socket ({size} bytes, at most "
+                        f"{SOCKET_PATH_MAX}): set TMPDIR to a shorter directory of your own")
     return path
 
 
