@@ -10,6 +10,14 @@ policy requiring signatures, every event signed by its emitter), published
 to its own topic, with the engine, and reports its rate against the
 unsigned `consume` with the engine (``ratio_consume_signed_over_engine``).
 
+It also reports the CPU an event costs (both of `consume`'s processes, all
+their threads; the bare loop's process) and the ceiling that alone sets:
+``consume_engine_cpu_ceiling_events_per_s`` is the rate `consume` would reach
+with every core of the machine busy with it and nothing else, not even the
+broker; ``ratio_cpu_ceiling_over_bare`` that rate against the bare loop's. A
+ratio target above it cannot be met on this machine by overlapping work
+better, only by spending less CPU on an event.
+
 Uses $KAFKA_BOOTSTRAP_SERVERS or starts a local broker on a free port.
 Prints a table, then one JSON line with every figure.
 """
@@ -40,6 +48,9 @@ from refledger.render import emit
 from refledger.store.ledger_file import LedgerStore
 
 
+CORES = len(os.sched_getaffinity(0))
+
+
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -56,7 +67,7 @@ def produce(bootstrap: str, topic: str, records) -> tuple[int, float]:
     return sent, time.perf_counter() - started
 
 
-def bare_consume_decode(bootstrap: str, topic: str, total: int) -> float:
+def bare_consume_decode(bootstrap: str, topic: str, total: int, cpu: dict | None = None) -> float:
     """The ceiling, with no project code: a kafka-python poll loop and fastavro.schemaless_reader,
     the writer schema of each message looked up by the fingerprint in its single-object header
     (older versions resolved to the newest), as anyone would write it from the .avsc files."""
@@ -78,17 +89,19 @@ def bare_consume_decode(bootstrap: str, topic: str, total: int) -> float:
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     seen = 0
-    first = None
+    first = first_cpu = None
     while seen < total:
         for records in consumer.poll(timeout_ms=500, max_records=5000).values():
             if first is None:
-                first = time.perf_counter()
+                first, first_cpu = time.perf_counter(), time.process_time()
             for r in records:
                 value = r.value
                 writer = writers[value[2:10]]
                 schemaless_reader(BytesIO(value[10:]), writer, None if writer is newest else newest)
             seen += len(records)
     elapsed = time.perf_counter() - first
+    if cpu is not None:  # this process's CPU, all its threads (kafka-python's network thread among them)
+        cpu["seconds"] = time.process_time() - first_cpu
     consumer.close()
     return elapsed
 
@@ -123,7 +136,8 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
             handle_signals=False, on_batch=on_batch)
     processor.close()
     if cpu is not None:
-        cpu["cores"] = round((marks["last_cpu"] - marks["first_cpu"]) / (marks["last"] - marks["first"]), 2)
+        cpu["seconds"] = marks["last_cpu"] - marks["first_cpu"]
+        cpu["cores"] = round(cpu["seconds"] / (marks["last"] - marks["first"]), 2)
     started = time.perf_counter()
     store.close()  # folds what the idle checkpoint left in the write-ahead log into the file
     return marks["last"] - marks["first"], store.checkpoint_seconds + time.perf_counter() - started
@@ -201,8 +215,10 @@ def main() -> None:
                                                        args.seed))
 
         say("bare loop: kafka-python + fastavro.schemaless_reader, no project code")
-        bare_s = bare_consume_decode(bootstrap, topic, sent)
+        bare_cpu: dict = {}
+        bare_s = bare_consume_decode(bootstrap, topic, sent, bare_cpu)
         results["bare_consume_decode_events_per_s"] = int(sent / bare_s)
+        results["bare_cpu_us_per_event"] = round(bare_cpu["seconds"] / sent * 1e6, 1)
 
         if not args.no_engine:
             say("refledger consume into DuckDB with the commission engine")
@@ -213,6 +229,13 @@ def main() -> None:
             results["consume_engine_checkpoint_after_s"] = round(close_s, 2)
             results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
             results["consume_engine_cores_busy"] = engine_cpu["cores"]
+            # The ceiling CPU alone sets on this machine: every core busy with `consume` and nothing
+            # else (not even the broker), at the CPU an event cost in this run.
+            engine_us = engine_cpu["seconds"] / sent * 1e6
+            results["consume_engine_cpu_us_per_event"] = round(engine_us, 1)
+            ceiling = CORES / engine_us * 1e6
+            results["consume_engine_cpu_ceiling_events_per_s"] = int(ceiling)
+            results["ratio_cpu_ceiling_over_bare"] = round(ceiling * bare_s / sent, 3)
 
             if not args.no_signed:
                 say("refledger consume with the engine, signatures required: the same alliance signed")
@@ -223,6 +246,10 @@ def main() -> None:
                 results["consume_signed_events_per_s"] = int(signed_sent / signed_s)
                 results["ratio_consume_signed_over_engine"] = round(engine_s * signed_sent / (signed_s * sent), 3)
                 results["consume_signed_cores_busy"] = signed_cpu["cores"]
+                signed_us = signed_cpu["seconds"] / signed_sent * 1e6
+                results["consume_signed_cpu_us_per_event"] = round(signed_us, 1)
+                # the signed rate with every core busy with it, against the unsigned rate measured
+                results["ratio_signed_cpu_ceiling_over_engine"] = round(CORES / signed_us * 1e6 * engine_s / sent, 3)
 
             from refledger.replay.replayer import rebuild
 

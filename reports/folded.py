@@ -57,7 +57,7 @@ ORDERS = f"""(
         GROUP BY ALL),
     attributed AS (
         SELECT topic, partition, merchant_shop_id, order_id,
-               arg_max(decision ->> 'referrer_shop_id', rowid) AS referrer_shop_id
+               arg_max(decision, rowid) ->> 'referrer_shop_id' AS referrer_shop_id
         FROM decisions SEMI JOIN placed USING (topic, partition, merchant_shop_id, order_id)
         GROUP BY ALL)
     SELECT o.*, o.total_minor - coalesce(r.refunded, 0) AS gmv, a.referrer_shop_id
@@ -91,12 +91,14 @@ COMMISSION = f"""(
 CAUSED_BY_T = """AND (topic, partition, event_id) IN (
         SELECT topic, partition, event_id FROM events WHERE occurred_at <= $as_of)"""
 
-# Member events, once each (an alliance event is stored in every partition) and folded in at least
-# one partition: their event id and canonical Avro bytes (status and member live in the payload).
+# Member events folded in at least one partition, once each (an alliance event is stored in every
+# partition; a re-delivery skipped as an identical duplicate may carry another signature): their
+# event id and canonical Avro bytes (status and member live in the payload). An event is its id and
+# its time: an id used again after a close (SPEC §9a) is another event, dated after the first.
 MEMBER_EVENTS = f"""(
-    SELECT event_id, any_value(avro) AS avro FROM events
-    WHERE type = 'member' AND event_id IN (SELECT event_id FROM {FOLDED_EVENTS} WHERE type = 'member')
-    GROUP BY event_id
+    SELECT event_id, any_value(avro) AS avro FROM {FOLDED_EVENTS}
+    WHERE type = 'member'
+    GROUP BY event_id, occurred_at
 )"""
 
 

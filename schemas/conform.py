@@ -244,7 +244,8 @@ def _record(node: Mapping, namespace: str, named: dict[str, Converter], options:
             raise _Mismatch(sorted(map(str, unknown))[0], "unknown field")
         out = {}
         for field_name, field_converter, default in fields:
-            if field_name in value:
+            # SPEC §4a: null and absent are the same; a field written as null takes its default
+            if field_name in value and (value[field_name] is not None or default is _NO_DEFAULT):
                 try:
                     out[field_name] = field_converter(value[field_name])
                 except _Mismatch as mismatch:

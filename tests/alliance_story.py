@@ -59,8 +59,11 @@ class Alliance:
 
     # -- the operator -----------------------------------------------------
 
-    def member(self, shop: str, at, status: str = "active") -> str:
-        return self._add("member", at, "alliance", None, {"member_shop_id": shop, "status": status})
+    def member(self, shop: str, at, status: str = "active", event_id: str | None = None) -> str:
+        return self._add("member", at, "alliance", None, {"member_shop_id": shop, "status": status}, event_id)
+
+    def close(self, at, closed_through, close_id: str = "close-1") -> str:
+        return self._add("close", at, "alliance", None, {"close_id": close_id, "closed_through": iso(closed_through)})
 
     def agreement(self, at, rate_bp: int = 1000, window_days: int = 15, hold_days: int = 15) -> str:
         """Everyone pays everyone ``rate_bp`` (cps) from ``at`` on."""

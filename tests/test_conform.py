@@ -114,14 +114,12 @@ def test_maps_keep_their_order_unless_made_canonical():
     ({"count": -(2**31) - 1}, "count: integer out of range [-2147483648, 2147483647]: -2147483649"),
     ({"total": 2**63}, "total: integer out of range [-9223372036854775808, 9223372036854775807]: "
                        "9223372036854775808"),
-    ({"paid": None}, "paid: expected a boolean, got null"),
     ({"paid": 1}, "paid: expected a boolean, got integer"),
     ({"kind": "SWAP"}, "kind: expected one of VIEW, CLICK, got 'SWAP'"),
     ({"kind": 1}, "kind: expected one of VIEW, CLICK, got 1"),
     ({"again": "SWAP"}, "again: expected one of VIEW, CLICK, got 'SWAP'"),
     ({"note": 5}, "note: expected a string, got integer"),
     ({"either": 1.5}, "either: no branch of the union accepts a number"),
-    ({"either": None}, "either: no branch of the union accepts a null"),
     ({"nothing": 0}, "nothing: expected null, got integer"),
     ({"lines": {"sku": "s-1"}}, "lines: expected an array, got object"),
     ({"lines": [{"sku": "s-1", "qty": 1}, {"sku": "s-2", "qty": "2"}]}, "lines[1].qty: expected an integer, got string"),
@@ -136,6 +134,16 @@ def test_a_value_that_does_not_fit_is_refused_naming_its_field(change, says):
     with pytest.raises(SchemaInvalid) as refused:
         from_json({**A_VISIT, **change})
     assert str(refused.value) == says
+
+
+def test_a_field_written_as_null_is_a_field_left_out():
+    # SPEC §4a: null and absent are the same. A field with a default takes it; one without is missing.
+    written_null = from_json({**A_VISIT, "total": None, "paid": None, "either": None, "note": None, "rates": None})
+    left_out = from_json({k: v for k, v in A_VISIT.items() if k not in ("total", "paid", "either", "note", "rates")})
+    assert written_null == left_out
+    assert (written_null["total"], written_null["paid"], written_null["either"], written_null["rates"]) == (0, False, 0, {})
+    with pytest.raises(SchemaInvalid, match=r"^id: expected a string, got null$"):
+        from_json({**A_VISIT, "id": None})
 
 
 def test_a_missing_field_a_bad_time_and_a_value_that_is_no_record_are_named():

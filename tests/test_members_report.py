@@ -91,6 +91,40 @@ def test_status_and_the_dates_it_changed(tmp_path):
     assert [r["shop_id"] for r in pq.read_table(out).to_pylist()] == ["a-tea", "b-cups"]
 
 
+def test_an_order_whose_referrer_turns_out_suspended_is_nobody_s_referral(tmp_path):
+    # a-tea's click sent v-1 to b-cups, who bought; a late member event then says a-tea was suspended
+    # since the day before: the order is unattributed (no commission), and no report credits a-tea
+    story = Alliance()
+    for shop in ("a-tea", "b-cups"):
+        story.member(shop, "2026-10-01T00:00:00Z")
+    story.agreement("2026-10-01T00:00:00Z")
+    story.click("a-tea", "b-cups", "2026-11-05T00:00:00Z", visitor="v-1")
+    story.order("b-cups", "2026-11-05T01:00:00Z", 10_000, visitor="v-1")
+    story.member("a-tea", "2026-11-04T00:00:00Z", "suspended")
+    db = story.ledger(tmp_path)
+    november = cards(db, "--period", "2026-11")
+    assert (november["a-tea"]["orders_referred"], november["a-tea"]["gmv_referred"]) == (0, 0)
+    assert (november["b-cups"]["gmv_total"], november["b-cups"]["gmv_via_alliance"]) == (10_000, 0)
+    [pair] = as_json("traffic", "--db", db, "--period", "2026-11")
+    assert (pair["referrer_shop_id"], pair["clicks"], pair["orders"], pair["gmv_minor"]) == ("a-tea", 1, 0, 0)
+
+
+def test_a_member_event_that_reuses_an_id_after_a_close_is_an_event_of_its_own(tmp_path):
+    # SPEC §9a: the id of b-cups' joining (1 October) is forgotten at the close through 15 October;
+    # the operator's later event under the same id suspends b-cups, and the reports see both
+    story = Alliance()
+    story.member("a-tea", "2026-10-01T00:00:00Z")
+    story.member("b-cups", "2026-10-01T00:00:00Z", event_id="m-b")
+    story.close("2026-10-16T00:00:00Z", "2026-10-15T00:00:00Z")
+    story.member("b-cups", "2026-10-20T00:00:00Z", "suspended", event_id="m-b")
+    story.view("a-tea", "b-cups", "2026-10-25T00:00:00Z")
+    db = story.ledger(tmp_path)
+    card = cards(db, "--at", "2026-10-25")["b-cups"]
+    assert (card["status"], card["status_since"]) == ("suspended", "2026-10-20T00:00:00.000Z")
+    assert [c["status"] for c in card["status_changes"]] == ["active", "suspended"]
+    assert run("health", "--db", db, "--format", "json").output.strip() == "[]"  # suspended: not inactive
+
+
 def test_rank_is_by_gmv_referred_within_each_currency_ties_by_shop_id(tmp_path):
     story = Alliance()
     for shop in ("c-snacks", "a-tea", "b-cups"):
