@@ -90,7 +90,8 @@ class ClickBook:
 
     Clicks are kept per (merchant, visitor), sorted: attribution reads one such
     list, and the clicks of a (visitor, referrer, merchant) chain are the ones
-    of its referrer in that list. Validity is a flag per click id.
+    of its referrer in that list. Validity is a flag per click (not per click id:
+    an id may come back on a new click after a close, SPEC §9a).
     """
 
     __slots__ = ("_by_mv", "_by_referrer", "_valid", "_subjects", "closed_through")
@@ -98,13 +99,14 @@ class ClickBook:
     def __init__(self):
         self._by_mv: dict[tuple[str, str | None], tuple[ClickRef, ...] | list[ClickRef]] = {}
         self._by_referrer: dict[str, list[ClickRef]] = {}
-        self._valid: dict[str, bool] = {}
-        self._subjects: dict[str, Subject] = {}
+        # keyed by the click itself, not its id: after a close an id may come back on a new click (SPEC §9a)
+        self._valid: dict[ClickRef, bool] = {}
+        self._subjects: dict[ClickRef, Subject] = {}
         self.closed_through: int | None = None  # clicks at or before it are final (SPEC §9a)
 
     def add(self, click: ClickRef, base_ok: BaseOk) -> list[tuple[ClickRef, bool]]:
         """Index the click; return (click, validity) for it and every click whose validity flipped."""
-        at, event_id, referrer, merchant, visitor = click
+        at, _event_id, referrer, merchant, visitor = click
         by_referrer = self._by_referrer.get(referrer)
         if by_referrer is None:
             self._by_referrer[referrer] = [click]
@@ -114,7 +116,7 @@ class ClickBook:
         bucket = self._by_mv.get(mv)
         if bucket is None:
             self._by_mv[mv] = (click,)
-            valid = self._valid[event_id] = base_ok(click)
+            valid = self._valid[click] = base_ok(click)
             return [(click, valid)]
         in_order = click > bucket[-1]
         bucket = self._by_mv[mv] = _with_click(bucket, click)
@@ -127,10 +129,10 @@ class ClickBook:
             for c in reversed(bucket):
                 if c.occurred_at <= since:
                     break
-                if c.referrer_shop_id == referrer and c is not click and flags.get(c.event_id):
+                if c.referrer_shop_id == referrer and c is not click and flags.get(c):
                     valid = False
                     break
-        self._valid[event_id] = valid
+        self._valid[click] = valid
         return [(click, valid)]
 
     def _recheck_chain(self, bucket: Sequence[ClickRef], referrer: str, base_ok: BaseOk,
@@ -146,15 +148,15 @@ class ClickBook:
             for c in chain:
                 if c.occurred_at > closed:
                     break
-                if flags.get(c.event_id):
+                if flags.get(c):
                     last = c.occurred_at
                 done += 1
             chain = chain[done:]
         flags = counted_flags(chain, [base_ok(c) for c in chain], last)
         changed = []
         for c, valid in zip(chain, flags):
-            if c is new or self._valid.get(c.event_id) is not valid:
-                self._valid[c.event_id] = valid
+            if c is new or self._valid.get(c) is not valid:
+                self._valid[c] = valid
                 changed.append((c, valid))
         return changed
 
@@ -184,7 +186,7 @@ class ClickBook:
         referrers = self._by_referrer.values() if referrer == ANY else [self._by_referrer.get(referrer, ())]
         flags = self._valid
         return [c for group in referrers for c in group
-                if c.occurred_at >= since and (merchant == ANY or c.merchant_shop_id == merchant) and flags.get(c.event_id)]
+                if c.occurred_at >= since and (merchant == ANY or c.merchant_shop_id == merchant) and flags.get(c)]
 
     def close_through(self, closed_through: int, keep_from: int) -> None:
         """The books are closed through ``closed_through``: clicks at or before it keep their validity
@@ -212,8 +214,8 @@ class ClickBook:
             else:
                 del self._by_referrer[referrer]
         for c in gone:
-            self._valid.pop(c.event_id, None)
-            self._subjects.pop(c.event_id, None)
+            self._valid.pop(c, None)
+            self._subjects.pop(c, None)
 
     def size(self) -> int:
         """How many clicks are remembered."""
@@ -226,27 +228,30 @@ class ClickBook:
     def rows(self) -> list[tuple[ClickRef, bool]]:
         """Every remembered click with its validity, in (occurred_at, event_id) order."""
         flags = self._valid
-        return [(click, flags[click.event_id]) for click in sorted(chain.from_iterable(self._by_mv.values()))]
+        return [(click, flags[click]) for click in sorted(chain.from_iterable(self._by_mv.values()))]
 
-    def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[str, Subject],
+    def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[tuple[str, int], Subject],
                 closed_through: int | None) -> None:
-        """Load a snapshot's clicks (in order, with validity) and click subjects into an empty book."""
+        """Load a snapshot's clicks (in order, with validity) and click subjects (by the click's event id
+        and time) into an empty book."""
         for click, valid in clicks:
             self._by_referrer.setdefault(click.referrer_shop_id, []).append(click)
             mv = (click.merchant_shop_id, click.visitor_id)
             bucket = self._by_mv.get(mv)
             self._by_mv[mv] = (click,) if bucket is None else _with_click(bucket, click)
-            self._valid[click.event_id] = valid
-        self._subjects.update(subjects)
+            self._valid[click] = valid
+            subject = subjects.get((click.event_id, click.occurred_at))
+            if subject is not None:
+                self._subjects[click] = subject
         self.closed_through = closed_through
 
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
                 event_id: str, out: list[Entry]) -> None:
         """Post the difference between what the click earns now and what was posted for it."""
         terms = click_terms(click, valid, agreement)
-        subject = self._subjects.get(click.event_id)
+        subject = self._subjects.get(click)
         if subject is None:
             if terms is None:
                 return
-            subject = self._subjects[click.event_id] = Subject(f"click:{click.event_id}", click.occurred_at)
+            subject = self._subjects[click] = Subject(f"click:{click.event_id}", click.occurred_at)
         postings.set_terms(subject, terms, event_id, out)

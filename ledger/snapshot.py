@@ -78,18 +78,21 @@ def export_state(fold) -> dict[str, list[tuple]]:
                                    a.merchant_shop_id, a.referrer_shop_id, a.model, a.rate_bp, a.amount_minor,
                                    a.currency, a.attribution_window_days, a.hold_days))
         rows["agreement_rates"].extend((a.event_id, category, rate) for category, rate in a.category_rates_bp)
-    subjects: dict[str, tuple[str | None, Subject]] = {}
+    # by the subject itself: two clicks may share a name (an id used again after a close, SPEC §9a); a
+    # subject is its name and time (orders have unique names, and only orders have category rates)
+    subjects: dict[Subject, str | None] = {}
     for subject in orders.open_subjects():
-        subjects[subject.subject_id] = ("order", subject)
+        subjects[subject] = "order"
     for subject in clicks.subjects():
-        subjects[subject.subject_id] = ("click", subject)
-    pending = {s.subject_id for s in postings.pending_subjects()}
-    for subject in postings.pending_subjects():
-        subjects.setdefault(subject.subject_id, (None, subject))
-    for subject_id in sorted(subjects):
-        book, subject = subjects[subject_id]
-        rows["subjects"].append((subject_id, book, subject.occurred_at, subject.net, subject.settled,
-                                 subject_id in pending) + _terms_row(subject.terms))
+        subjects[subject] = "click"
+    pending = postings.pending_subjects()
+    for subject in pending:
+        subjects.setdefault(subject, None)
+    pending = set(pending)
+    for subject in sorted(subjects, key=lambda s: (s.subject_id, s.occurred_at)):
+        subject_id = subject.subject_id
+        rows["subjects"].append((subject_id, subjects[subject], subject.occurred_at, subject.net, subject.settled,
+                                 subject in pending) + _terms_row(subject.terms))
         if subject.terms is not None:
             rows["subject_rates"].extend((subject_id, c, r) for c, r in subject.terms.category_rates_bp)
     for subject in sorted(orders.open_subjects(), key=lambda s: s.subject_id):
@@ -148,7 +151,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     subject_rates = _grouped(rows["subject_rates"])
     lines = _grouped(rows["order_lines"])
     orders = {row[0]: row for row in rows["orders"]}
-    click_subjects: dict[str, Subject] = {}
+    click_subjects: dict[tuple[str, int], Subject] = {}
     order_subjects: list[OrderSubject] = []
     for row in rows["subjects"]:
         subject_id, where, at, net, settled, pending = row[:6]
@@ -165,7 +168,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
         else:
             subject = Subject(subject_id, at)
             if where == "click":
-                click_subjects[subject_id.removeprefix("click:")] = subject
+                click_subjects[(subject_id.removeprefix("click:"), at)] = subject
         subject.terms, subject.net, subject.settled = terms, net, settled
         if pending:
             fold.postings.track(subject)

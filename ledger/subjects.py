@@ -65,7 +65,8 @@ class Postings:
 
     def __init__(self, journal: Journal):
         self.journal = journal
-        self._unsettled: dict[str, Subject] = {}
+        # by the subject itself: two clicks may share an id, and so a name (an id used again after a close)
+        self._unsettled: dict[Subject, Subject] = {}
 
     def post(self, subject: Subject, terms: Terms, event_id: str, role: str, amount: int, basis: Basis,
              out: list[Entry], qualifier: str | None = None) -> None:
@@ -96,9 +97,9 @@ class Postings:
     def track(self, subject: Subject) -> None:
         """Keep the subject among those a settlement may move, while it has money pending."""
         if subject.settles:
-            self._unsettled[subject.subject_id] = subject
+            self._unsettled[subject] = subject
         else:
-            self._unsettled.pop(subject.subject_id, None)
+            self._unsettled.pop(subject, None)
 
     def pending_subjects(self) -> list[Subject]:
         return list(self._unsettled.values())

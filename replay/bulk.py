@@ -466,7 +466,9 @@ WITH fold AS (
     WHERE account IN ('earned_pending', 'earned_payable', 'swap_given')
       AND (subject LIKE 'order:%' OR subject LIKE 'click:%')
     GROUP BY ALL HAVING sum(amount) <> 0),
-sql AS (SELECT topic, partition, subject, referrer, currency, net FROM b_subjects)
+sql AS (  -- two clicks may share a name: an id used again after a close (SPEC §9a)
+    SELECT topic, partition, subject, referrer, currency, CAST(sum(net) AS HUGEINT) AS net FROM b_subjects
+    GROUP BY ALL HAVING sum(net) <> 0)
 SELECT coalesce(f.topic, s.topic), coalesce(f.partition, s.partition), coalesce(f.subject, s.subject),
        coalesce(f.referrer, s.referrer), coalesce(f.currency, s.currency), f.net, s.net
 FROM fold f FULL OUTER JOIN sql s USING (topic, partition, subject, referrer, currency)

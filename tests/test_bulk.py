@@ -193,3 +193,15 @@ def test_a_shop_missing_from_the_folds_entries_is_named_with_each_sum_sql_finds(
     assert (f"shop {merchant} CNY", f"owed: the fold has 0, SQL recomputes {owed:,}") in said
     assert (f"shop {swapper} CLICK", f"swap_received: the fold has 0, SQL recomputes {received:,}") in said
     assert result.sql_seconds > 0 and result.decode_seconds > 0  # what bench/pipeline.py reports
+
+
+def test_two_cpc_clicks_sharing_an_id_across_a_close_recompute_alike(tmp_path):
+    # SPEC §9a: after the close, c-h comes back on a new click; both earn, and the SQL agrees entry for entry
+    from tests.test_closing import cpc_story
+
+    a = Alliance("harbor-fair")
+    db = ingest(cpc_story(a), tmp_path / "ledger.duckdb")
+    problems, result = recompute(db)
+    assert problems == []
+    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100}
+    assert run("replay", "--db", db).exit_code == 0

@@ -365,3 +365,52 @@ def test_what_the_fold_remembers_is_counted_per_kind():
     assert fold.state_size() == {"event_ids": 3, "clicks": 1, "open_orders": 1, "closed_orders": 0,
                                  "parked_refunds": 1, "pending_subjects": 1, "agreements": 2, "members": 3,
                                  "signing_keys": 0}
+
+
+def cpc_story(a, *later):
+    """h-hats is paid 50 a click by the shop it sends a visitor to (hold 0); its click c-h of 3 October is
+    settled and closed; then the same id comes back on a new click, to j-jade, after the close."""
+    log = [a.member(s, at="2026-09-30T00:00") for s in SHOPS]
+    log += [a.agreement(at="2026-09-30T00:00", effective_from="2026-09-30T00:00", model="cpc", amount_minor=50,
+                        currency="CNY", hold=0),
+            a.click("2026-10-03T10:00", "h-hats", "i-ink", "v1", event_id="c-h"),
+            a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10"),
+            a.close("2026-11-01T00:00:01", MID_OCTOBER, "through-10-15", event_id="close-1"),
+            a.click("2026-10-20T11:00", "h-hats", "j-jade", "v2", event_id="c-h"),
+            *later]
+    return log
+
+
+def test_a_cpc_click_that_reuses_a_forgotten_id_earns_as_a_click_of_its_own():
+    a = Alliance("harbor-fair")
+    fold, outcomes = fold_all(cpc_story(a))
+    assert outcomes[-1].quarantine is None and not outcomes[-1].skipped
+    assert moved(outcomes, "h-hats") == {"earned_payable": 50, "earned_pending": 50}
+    assert moved(outcomes, "i-ink") == {"owed_payable": 50}  # the closed click is left alone
+    assert moved(outcomes, "j-jade") == {"owed_pending": 50}
+    # November's settlement moves the new click to payable, the old one being settled already
+    fold, outcomes = fold_all(cpc_story(a, a.settlement("2026-12-01T00:00", "2026-11-30T23:59:59.999Z", "2026-11")))
+    assert moved(outcomes, "h-hats") == {"earned_payable": 100}
+    assert moved(outcomes, "j-jade") == {"owed_payable": 50}
+
+
+def moved(outcomes, shop: str) -> dict:
+    return {account: amount for account, amount in balance_of(outcomes, shop).items() if amount}
+
+
+def test_two_clicks_sharing_an_id_survive_a_snapshot():
+    from refledger.ledger.fold import PartitionFold
+    from refledger.ledger.snapshot import export_state, restore_state
+
+    a = Alliance("harbor-fair")
+    fold, _ = fold_all(cpc_story(a))
+    restored = PartitionFold()
+    restore_state(restored, export_state(fold))
+    assert export_state(restored) == export_state(fold)
+    assert restored.clicks.size() == 2 and len(restored.postings.pending_subjects()) == 1
+    # and the restored fold settles the new click as the live one does
+    november = a.settlement("2026-12-01T00:00", "2026-11-30T23:59:59.999Z", "2026-11")
+    live, copy = fold.apply(november), restored.apply(november)
+    assert live.entries == copy.entries
+    assert [(e.account, e.amount) for e in live.entries if e.shop_id == "h-hats"] == [
+        ("earned_pending", -50), ("earned_payable", 50)]
