@@ -125,13 +125,13 @@ def _order_lines_table(orders: pa.Table) -> pa.Table:
 def _alliance_tables(con) -> dict[str, pa.Table]:
     """Members, agreement versions (and their category rates), payouts and adjustments."""
     members = {k: [] for k in ("topic", "partition", "shop", "t", "event_id", "status")}
-    agreements = {k: [] for k in ("topic", "partition", "event_id", "agreement_id", "version", "effective_from",
+    agreements = {k: [] for k in ("topic", "partition", "offset", "event_id", "agreement_id", "version", "effective_from",
                                   "m", "r", "model", "rate_bp", "amount_minor", "currency", "window_days")}
-    rates = {k: [] for k in ("topic", "partition", "event_id", "category", "rate_bp")}
+    rates = {k: [] for k in ("topic", "partition", "offset", "category", "rate_bp")}
     moves = {k: [] for k in ("topic", "partition", "kind", "merchant", "referrer", "currency", "amount")}
-    rows = con.execute(f"SELECT topic, partition, type, t, event_id, avro FROM b_ev WHERE type IN {ALLIANCE}"
-                       ).fetchall()
-    for topic, partition, kind, t, event_id, avro in rows:
+    rows = con.execute(f"""SELECT topic, partition, "offset", type, t, event_id, avro FROM b_open
+                           WHERE type IN {ALLIANCE}""").fetchall()
+    for topic, partition, offset, kind, t, event_id, avro in rows:
         p = codec.decode(avro)[kind]
         if kind == "member":
             for key, value in (("topic", topic), ("partition", partition), ("shop", p["member_shop_id"]),
@@ -139,7 +139,7 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
                 members[key].append(value)
         elif kind == "agreement":
             window = p.get("attribution_window_days")  # no hold: the sums need no pending/payable split
-            row = {"topic": topic, "partition": partition, "event_id": event_id,
+            row = {"topic": topic, "partition": partition, "offset": offset, "event_id": event_id,
                    "agreement_id": p["agreement_id"], "version": p["version"],
                    "effective_from": p["effective_from"], "m": p["merchant_shop_id"],
                    "r": p["referrer_shop_id"], "model": p["model"], "rate_bp": p.get("rate_bp"),
@@ -148,7 +148,7 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
             for key, value in row.items():
                 agreements[key].append(value)
             for category, rate in (p.get("category_rates_bp") or {}).items():
-                for key, value in (("topic", topic), ("partition", partition), ("event_id", event_id),
+                for key, value in (("topic", topic), ("partition", partition), ("offset", offset),
                                    ("category", category), ("rate_bp", rate)):
                     rates[key].append(value)
         else:
@@ -156,7 +156,7 @@ def _alliance_tables(con) -> dict[str, pa.Table]:
                                ("merchant", p["merchant_shop_id"]), ("referrer", p["referrer_shop_id"]),
                                ("currency", p["currency"]), ("amount", p["amount_minor"])):
                 moves[key].append(value)
-    ints = {"partition", "t", "version", "effective_from", "rate_bp", "amount_minor", "window_days", "amount"}
+    ints = {"partition", "offset", "t", "version", "effective_from", "rate_bp", "amount_minor", "window_days", "amount"}
     return {"b_members": _table(members, ints), "b_agreements": _table(agreements, ints),
             "b_rates": _table(rates, ints), "b_moves": _table(moves, ints)}
 
@@ -169,12 +169,18 @@ CREATE OR REPLACE TEMP TABLE b_stored AS
 SELECT e.topic, e.partition, e."offset", e.event_id, e.type, epoch_ms(e.occurred_at) AS t, e.shop_id,
        e.visitor_id, e.merchant_shop_id, e.order_id, e.amount_minor, e.currency, e.avro
 FROM events e
-WHERE NOT EXISTS (
-    SELECT 1 FROM quarantine q
-    WHERE q.topic = e.topic AND q.partition = e.partition AND q.stage = 'fold'
-      AND q.reason NOT IN ('period_closed', 'future_close')
-      AND ((NOT q.late AND q."offset" = e."offset")
-           OR (q.late AND e.type = 'refund' AND q.event_id = e.event_id AND q."offset" > e."offset")));
+ANTI JOIN (
+    -- a late row (a parked refund given up when its order came) names the refund by id at the order's
+    -- position: the latest refund of that id before it (an earlier one, closed and forgotten, stays)
+    SELECT topic, partition, "offset" FROM quarantine
+    WHERE stage = 'fold' AND NOT late AND reason NOT IN ('period_closed', 'future_close')
+    UNION ALL
+    SELECT q.topic, q.partition, max(r."offset") FROM quarantine q
+    JOIN events r ON r.topic = q.topic AND r.partition = q.partition AND r.event_id = q.event_id
+                 AND r.type = 'refund' AND r."offset" < q."offset"
+    WHERE q.stage = 'fold' AND q.late AND q.reason NOT IN ('period_closed', 'future_close')
+    GROUP BY q.topic, q.partition, q."offset", q.event_id) gone
+  ON gone.topic = e.topic AND gone.partition = e.partition AND gone."offset" = e."offset";
 
 CREATE OR REPLACE TEMP TABLE b_close_at AS
 SELECT topic, partition, "offset",
@@ -252,7 +258,7 @@ def _resolve(source: str, into: str) -> str:
 CREATE OR REPLACE TEMP TABLE {into} AS
 WITH q AS (SELECT * FROM {source}),
 scoped AS (
-    SELECT q.*, a1.event_id AS k1, a2.event_id AS k2, a3.event_id AS k3, a4.event_id AS k4
+    SELECT q.*, a1."offset" AS k1, a2."offset" AS k2, a3."offset" AS k3, a4."offset" AS k4
     FROM q
     ASOF LEFT JOIN b_agr a1 ON a1.topic = q.topic AND a1.partition = q.partition
                            AND a1.m = q.merchant AND a1.r = q.referrer AND q.t >= a1.effective_from
@@ -263,11 +269,12 @@ scoped AS (
     ASOF LEFT JOIN b_agr_any a4 ON a4.topic = q.topic AND a4.partition = q.partition
                                AND q.t >= a4.effective_from)
 SELECT s.* EXCLUDE (k1, k2, k3, k4),
-       a.event_id AS a_event_id, a.agreement_id AS a_id, a.model AS a_model, a.rate_bp AS a_rate_bp,
+       a."offset" AS a_offset, a.agreement_id AS a_id, a.model AS a_model, a.rate_bp AS a_rate_bp,
        a.amount_minor AS a_amount, a.currency AS a_currency, a.window_days AS a_window_days
 FROM scoped s
 LEFT JOIN b_agr a ON a.topic = s.topic AND a.partition = s.partition
-                 AND a.event_id = coalesce(s.k1, s.k2, s.k3, s.k4)
+                 AND a."offset" = coalesce(s.k1, s.k2, s.k3, s.k4)  -- the version's own row: an event id
+                                                                     -- may come back after a close
 """
 
 
@@ -303,7 +310,7 @@ WITH pairs AS (
                    AND c.visitor = o.visitor AND c.t <= o.t AND c.base_ok
                    AND o.t - c.t <= (SELECT max(window_days) FROM b_agr) * {DAY_MS}),
 priced AS (
-    SELECT p.*, tl.a_event_id, tl.a_model, tl.a_rate_bp, tl.a_amount, tl.a_currency, tl.a_window_days
+    SELECT p.*, tl.a_offset, tl.a_model, tl.a_rate_bp, tl.a_amount, tl.a_currency, tl.a_window_days
     FROM pairs p {_at_timeline('p')})
 SELECT * FROM priced
 WHERE a_model IN ('cps', 'cpa') AND t - click_t <= a_window_days * {DAY_MS}
@@ -321,7 +328,7 @@ WITH cps AS (
     FROM b_winners w
     JOIN b_lines l ON l.topic = w.topic AND l.partition = w.partition AND l.merchant = w.merchant
                   AND l.order_id = w.order_id
-    LEFT JOIN b_rates cr ON cr.topic = w.topic AND cr.partition = w.partition AND cr.event_id = w.a_event_id
+    LEFT JOIN b_rates cr ON cr.topic = w.topic AND cr.partition = w.partition AND cr."offset" = w.a_offset
                         AND cr.category = l.category
     WHERE w.a_model = 'cps'
     GROUP BY ALL),

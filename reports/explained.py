@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from refledger.reports.money import DEFAULT_LOCALE, format_money
-from refledger.reports.words import amount, label, party, say
+from refledger.reports.words import amount, click_reason, label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
 
@@ -33,7 +33,8 @@ def explained_lines(item: dict, locale: str = DEFAULT_LOCALE, tz: str | None = N
         body = order["order"]
         yield "  " + say("order_line", locale, time=when(order["occurred_at"]), visitor=order["visitor_id"] or "-",
                          total=format_money(body["total_minor"], body["currency"], locale), event=order["event_id"])
-    clicks = [{**c, "occurred_at": when(c["occurred_at"]), "eligible": label("yes" if c["eligible"] else "no", locale)}
+    clicks = [{**c, "occurred_at": when(c["occurred_at"]), "eligible": label("yes" if c["eligible"] else "no", locale),
+               "reason": click_reason(c["reason"], locale)}
               for c in decision.get("clicks") or []]
     yield (label("clicks_considered", locale), clicks,
            ("click_event_id", "referrer_shop_id", "occurred_at", "eligible", "reason"), ())
@@ -55,6 +56,8 @@ def _verdict(decision: dict, locale: str) -> str:
         return say("unattributed", locale)
     rate = decision.get("rate_bp")
     terms = decision["model"] + (f", {rate} bp" if rate is not None else "")
+    for category, category_rate in sorted((decision.get("category_rates_bp") or {}).items()):
+        terms += f", {category} {category_rate} bp"  # the rate of that category's lines (SPEC §6)
     return say("attributed", locale, click=decision["winning_click_event_id"], referrer=decision["referrer_shop_id"],
                agreement=decision["agreement_id"], version=decision["agreement_version"], terms=terms,
                commission=("—" if decision["commission"] is None

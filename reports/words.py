@@ -9,6 +9,8 @@ printing them as plain text is the renderer's job.
 
 from __future__ import annotations
 
+import re
+
 from refledger.ledger.entries import CLICK
 from refledger.reports.money import DEFAULT_LOCALE, format_count, format_money
 
@@ -233,6 +235,31 @@ def label(key: str, locale: str = DEFAULT_LOCALE, **values) -> str:
     if pair is None:
         return key
     return (pair[0] if chinese(locale) else pair[1]).format(**values)
+
+
+# Why a click did or did not win an order, as the fold writes it (ledger.attribution), in Chinese.
+_CLICK_REASONS = (
+    (re.compile(r"last eligible click: wins"), "最后一次符合条件的点击：胜出"),
+    (re.compile(r"eligible, but a later click wins"), "符合条件，但更晚的点击胜出"),
+    (re.compile(r"after the order"), "点击晚于订单"),
+    (re.compile(r"self-referral"), "自我推荐"),
+    (re.compile(r"referrer not yet a member at the click"), "点击时推荐方尚未入盟"),
+    (re.compile(r"referrer (\S+) at the click"), "点击时推荐方状态为 {0}"),
+    (re.compile(r"no agreement in effect \(model none\)"), "没有生效的协议（模式 none）"),
+    (re.compile(r"agreement model (\S+)"), "协议模式 {0} 不按订单计佣"),
+    (re.compile(r"outside (\d+)-day window"), "超出 {0} 天归因窗口"),
+)
+
+
+def click_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
+    """The fold's reason for a click considered, in the locale's language (as written when unknown)."""
+    if not chinese(locale):
+        return reason
+    for pattern, words in _CLICK_REASONS:
+        match = pattern.fullmatch(reason)
+        if match:
+            return words.format(*match.groups())
+    return reason
 
 
 def party(shop_id: str, locale: str = DEFAULT_LOCALE) -> str:

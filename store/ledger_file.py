@@ -211,18 +211,22 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 # The events the fold folded: stored events without a quarantine row of their own, and without a
-# late one (a parked refund given up when its order came or the books closed). Reports count these.
+# late one (a parked refund given up when its order came or the books closed). A late row names the
+# refund by event id at the position of the event that gave it up: it is the latest stored refund of
+# that id before that position (while it waited, its id was remembered, so no other event took it; an
+# earlier refund of the same id, closed and forgotten before, stays folded). Reports count these.
 FOLDED_EVENTS_VIEW = """
 CREATE OR REPLACE VIEW folded_events AS
 SELECT e.* FROM events e
-ANTI JOIN (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late) own
-     ON own.topic = e.topic AND own.partition = e.partition AND own."offset" = e."offset"
-ANTI JOIN (SELECT topic, partition, event_id, "offset" AS given_up_at FROM quarantine
-           WHERE stage = 'fold' AND late) given_up
-     ON given_up.topic = e.topic AND given_up.partition = e.partition AND given_up.event_id = e.event_id
-    AND e.type = 'refund' AND given_up.given_up_at > e."offset";
+ANTI JOIN (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late
+           UNION ALL
+           SELECT q.topic, q.partition, max(r."offset") FROM quarantine q
+           JOIN events r ON r.topic = q.topic AND r.partition = q.partition AND r.event_id = q.event_id
+                        AND r.type = 'refund' AND r."offset" < q."offset"
+           WHERE q.stage = 'fold' AND q.late GROUP BY q.topic, q.partition, q."offset", q.event_id) gone
+     ON gone.topic = e.topic AND gone.partition = e.partition AND gone."offset" = e."offset";
 """
-# (Anti-joins, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and
+# (An anti-join, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and
 # streams the events past them, ten times faster on a million events.)
 
 REDACTION_KEY_VARIABLE = "REFLEDGER_REDACTION_KEY"

@@ -205,3 +205,51 @@ def test_two_cpc_clicks_sharing_an_id_across_a_close_recompute_alike(tmp_path):
     assert problems == []
     assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100}
     assert run("replay", "--db", db).exit_code == 0
+
+
+def test_an_agreement_whose_id_comes_back_after_a_close_prices_once_at_its_own_rates(tmp_path):
+    # SPEC §9a: the alliance's default terms (10%, toys 30%) are closed with October's first half; the same
+    # event id then carries version 2 (20%, toys 50%). An order of toys 1000 + care 1000 earns 500 + 200,
+    # and the SQL recomputation prices it once, at version 2's rates, as the fold does.
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000, category_rates_bp={"toys": 3000}, event_id="ag"),
+            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+            a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00", rate_bp=2000,
+                        category_rates_bp={"toys": 5000}, event_id="ag"),
+            a.click("2026-11-01T00:00", "h-hats", "i-ink", "v1"),
+            a.order("2026-11-01T01:00", "i-ink", "v1", "O1", [(1, 1000, "toys"), (1, 1000, "care")])]
+    db = ingest(log, tmp_path / "ledger.duckdb")
+    problems, result = recompute(db)
+    assert problems == []
+    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 700}
+    assert run("verify", "--db", db).exit_code == 0
+
+
+def test_a_refund_id_that_comes_back_after_a_close_and_is_given_up_leaves_the_first_refund_counted(tmp_path):
+    # SPEC §9a: refund rf of O0 (half of a 2000 order) is closed with October's first half; the id then comes
+    # back on a refund of 5000 for O2, which waits for its order and is given up when O2 turns out to be 1000
+    # (refund_exceeds_order). O0's refund still halves its commission, in the fold and in the SQL alike.
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
+            a.click("2026-10-03T00:00", "h-hats", "i-ink", "v1"),
+            a.order("2026-10-03T01:00", "i-ink", "v1", "O0", [(1, 2000, "toys")]),
+            a.refund("2026-10-04T00:00", "i-ink", "O0", 1000, event_id="rf"),
+            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+            a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
+            a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
+            a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
+    db = ingest(log, tmp_path / "ledger.duckdb")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        given_up = con.execute("SELECT event_id, reason FROM quarantine WHERE late").fetchall()
+        refunds_folded = con.execute("SELECT count(*) FROM folded_events WHERE type = 'refund'").fetchone()[0]
+    finally:
+        con.close()
+    assert given_up == [("rf", "refund_exceeds_order")]
+    assert refunds_folded == 1  # O0's
+    problems, result = recompute(db)
+    assert problems == []
+    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100 + 100}
+    assert run("verify", "--db", db).exit_code == 0

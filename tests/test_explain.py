@@ -91,3 +91,50 @@ def test_parked_lists_a_refund_waiting_for_its_order_until_the_order_arrives(tmp
     assert json.loads(CliRunner().invoke(cli, ["parked", "--db", db, "--format", "json"]).output) == []
     [explained] = query(db, explain, order_id="o2")
     assert [(r["event_id"], r["status"]) for r in explained["refunds"]] == [("r-2", "applied")]
+
+
+def test_explain_tells_a_chinese_reader_why_each_click_did_or_did_not_win(tmp_path):
+    # every reason the fold can give a click, and the category rate that priced the order, read in Chinese
+    from refledger.reports.explained import explained_lines
+
+    a, head = baby_care()
+    db = ledger_of(tmp_path, head + [
+        a.member("zhao-photo", at="2026-10-20T00:00", status="suspended", event_id="m-zhao-off"),
+        a.agreement(at="2026-10-01T00:00", agreement_id="none-for-toys", merchant="wang-bath",
+                    referrer="zhang-toys", model="none", event_id="ag-none"),
+        a.agreement(at="2026-10-01T00:00", agreement_id="photo", merchant="wang-bath", referrer="zhao-photo",
+                    rate_bp=500, category_rates_bp={"care": 1200}, event_id="ag-photo"),
+        a.click("2026-10-01T09:00", "li-kids", "wang-bath", "v1", event_id="c-old"),
+        a.click("2026-11-01T08:00", "wang-bath", "wang-bath", "v1", event_id="c-self"),
+        a.click("2026-11-01T08:30", "zhang-toys", "wang-bath", "v1", event_id="c-none"),
+        a.click("2026-11-01T09:00", "zhao-photo", "wang-bath", "v1", event_id="c-off"),
+        a.click("2026-11-01T09:30", "li-kids", "wang-bath", "v1", event_id="c-1"),
+        a.click("2026-11-01T09:45", "wang-bath", "wang-bath", "v1", event_id="c-self-2"),
+        a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1", event_id="c-2"),
+        a.click("2026-11-01T11:00", "li-kids", "wang-bath", "v1", event_id="c-late"),
+        a.order("2026-11-01T10:05", "wang-bath", "v1", "o1", [(1, 10000, "care")]),
+    ])
+    [explained] = query(db, explain, order_id="o1")
+    tables = [part for part in explained_lines(explained, "zh_CN") if not isinstance(part, str)]
+    reasons = {row["click_event_id"]: row["reason"] for row in tables[0][1]}
+    assert reasons == {"c-old": "超出 15 天归因窗口", "c-self": "自我推荐", "c-self-2": "自我推荐",
+                       "c-none": "没有生效的协议（模式 none）", "c-off": "点击时推荐方状态为 suspended",
+                       "c-1": "符合条件，但更晚的点击胜出", "c-2": "最后一次符合条件的点击：胜出",
+                       "c-late": "点击晚于订单"}
+    english = {row["click_event_id"]: row["reason"]
+               for row in [p for p in explained_lines(explained, "en_US") if not isinstance(p, str)][0][1]}
+    assert english["c-2"] == "last eligible click: wins"
+
+
+def test_explain_names_the_category_rates_that_priced_the_order(tmp_path):
+    # 8% by default, toys at 30%: a toy of ¥100 and a cream of ¥100 earn ¥30 + ¥8, and the verdict says why
+    from refledger.reports.explained import explained_lines
+
+    a = Alliance("baby-care")
+    db = ledger_of(tmp_path, [a.member(shop) for shop in SHOPS] + [
+        a.agreement(rate_bp=800, category_rates_bp={"toys": 3000}),
+        a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1", event_id="c-1"),
+        a.order("2026-11-01T10:05", "wang-bath", "v1", "o1", [(1, 10000, "toys"), (1, 10000, "care")])])
+    [explained] = query(db, explain, order_id="o1")
+    verdict = [line for line in explained_lines(explained, "zh_CN") if isinstance(line, str) and "胜出点击" in line]
+    assert verdict == ["  胜出点击 c-1，推荐方 li-kids，协议 default v1（cps, 800 bp, toys 3000 bp），佣金 ¥38.00"]
