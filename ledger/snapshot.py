@@ -25,7 +25,7 @@ from refledger.ledger.subjects import Subject, Terms
 
 # the layout of the rows below; a snapshot of another layout is not loaded (the fold is rebuilt
 # from the events instead). 3: closed orders and remembered event ids as digests; 2: signing.
-FORMAT = 3
+FORMAT = 4
 
 _TERMS = ("t_referrer", "t_merchant", "t_currency", "t_commission", "t_agreement_id", "t_agreement_version",
           "t_agreement_event_id", "t_model", "t_rate_bp", "t_click_event_id", "t_hold_days")
@@ -36,7 +36,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "agreements": ("event_id", "occurred_at", "shop_id", "agreement_id", "version", "effective_from",
                    "merchant_shop_id", "referrer_shop_id", "model", "rate_bp", "amount_minor", "currency",
                    "attribution_window_days", "hold_days"),
-    "agreement_rates": ("event_id", "category", "rate_bp"),
+    # a version's category rates, by its event id and time (an id may come back after a close, SPEC §9a)
+    "agreement_rates": ("event_id", "occurred_at", "version", "category", "rate_bp"),
     # every subject: where it lives (an open order, a remembered click, or only its pending amount)
     "subjects": ("subject_id", "book", "occurred_at", "net", "settled", "pending") + _TERMS,
     "subject_rates": ("subject_id", "category", "rate_bp"),
@@ -77,7 +78,8 @@ def export_state(fold) -> dict[str, list[tuple]]:
         rows["agreements"].append((a.event_id, a.occurred_at, a.shop_id, a.agreement_id, a.version, a.effective_from,
                                    a.merchant_shop_id, a.referrer_shop_id, a.model, a.rate_bp, a.amount_minor,
                                    a.currency, a.attribution_window_days, a.hold_days))
-        rows["agreement_rates"].extend((a.event_id, category, rate) for category, rate in a.category_rates_bp)
+        rows["agreement_rates"].extend((a.event_id, a.occurred_at, a.version, category, rate)
+                                       for category, rate in a.category_rates_bp)
     # by the subject itself: two clicks may share a name (an id used again after a close, SPEC §9a); a
     # subject is its name and time (orders have unique names, and only orders have category rates)
     subjects: dict[Subject, str | None] = {}
@@ -139,13 +141,15 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     fold.closed_through = closed_through
     fold.journal.head, fold.journal.seq = head, seq
     fold.membership.restore(rows["members"])
-    rates = _grouped(rows["agreement_rates"])
+    rates: dict[tuple, list[tuple[str, int]]] = {}
+    for event_id, at, version_, category, rate in rows["agreement_rates"]:
+        rates.setdefault((event_id, at, version_), []).append((category, rate))
     book = AgreementBook()
     for row in rows["agreements"]:
         (event_id, at, shop, agreement_id, version_, effective_from, merchant, referrer, model, rate_bp, amount,
          currency, window, hold) = row
         book.add(Agreement(event_id, at, shop, agreement_id, version_, effective_from, merchant, referrer, model,
-                           rate_bp, tuple((c, r) for _e, c, r in rates.get(event_id, ())), amount, currency,
+                           rate_bp, tuple(rates.get((event_id, at, version_), ())), amount, currency,
                            window, hold))
     fold.agreements = book
     subject_rates = _grouped(rows["subject_rates"])

@@ -170,14 +170,17 @@ SELECT e.topic, e.partition, e."offset", e.event_id, e.type, epoch_ms(e.occurred
        e.visitor_id, e.merchant_shop_id, e.order_id, e.amount_minor, e.currency, e.avro
 FROM events e
 ANTI JOIN (
-    -- a late row (a parked refund given up when its order came) names the refund by id at the order's
-    -- position: the latest refund of that id before it (an earlier one, closed and forgotten, stays)
     SELECT topic, partition, "offset" FROM quarantine
     WHERE stage = 'fold' AND NOT late AND reason NOT IN ('period_closed', 'future_close')
     UNION ALL
+    -- a late row (a parked refund given up when its order came) names the refund by id at the order's
+    -- position: the latest refund of that id before it that the fold took (an earlier one, closed and
+    -- forgotten, stays; one refused meanwhile was never the one waiting)
     SELECT q.topic, q.partition, max(r."offset") FROM quarantine q
     JOIN events r ON r.topic = q.topic AND r.partition = q.partition AND r.event_id = q.event_id
                  AND r.type = 'refund' AND r."offset" < q."offset"
+    ANTI JOIN (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late) own
+           ON own.topic = r.topic AND own.partition = r.partition AND own."offset" = r."offset"
     WHERE q.stage = 'fold' AND q.late AND q.reason NOT IN ('period_closed', 'future_close')
     GROUP BY q.topic, q.partition, q."offset", q.event_id) gone
   ON gone.topic = e.topic AND gone.partition = e.partition AND gone."offset" = e."offset";
@@ -243,7 +246,7 @@ ASOF LEFT JOIN b_status s
 CREATE OR REPLACE TEMP TABLE b_agr AS
 SELECT * FROM (
     SELECT *, row_number() OVER (PARTITION BY topic, partition, m, r, effective_from
-                                 ORDER BY version DESC, agreement_id DESC, event_id DESC) AS pick
+                                 ORDER BY version DESC, agreement_id DESC, event_id DESC, "offset" DESC) AS pick
     FROM b_agreements) WHERE pick = 1;
 CREATE OR REPLACE TEMP VIEW b_agr_m AS SELECT * FROM b_agr WHERE r = '*';
 CREATE OR REPLACE TEMP VIEW b_agr_r AS SELECT * FROM b_agr WHERE m = '*';

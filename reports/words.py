@@ -258,7 +258,7 @@ def click_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
     for pattern, words in _CLICK_REASONS:
         match = pattern.fullmatch(reason)
         if match:
-            return words.format(*match.groups())
+            return words.format(*(label(value, locale) for value in match.groups()))  # a status: 暂停
     return reason
 
 

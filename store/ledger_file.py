@@ -212,18 +212,23 @@ CREATE TABLE IF NOT EXISTS decisions (
 
 # The events the fold folded: stored events without a quarantine row of their own, and without a
 # late one (a parked refund given up when its order came or the books closed). A late row names the
-# refund by event id at the position of the event that gave it up: it is the latest stored refund of
-# that id before that position (while it waited, its id was remembered, so no other event took it; an
-# earlier refund of the same id, closed and forgotten before, stays folded). Reports count these.
+# refund by event id, at the position of the event that gave it up: it is the latest refund of that
+# id before that position among those the fold took (while it waited, an event reusing its id was
+# refused or skipped; an earlier refund of the same id, closed and forgotten, stays folded).
+# Reports count these.
 FOLDED_EVENTS_VIEW = """
 CREATE OR REPLACE VIEW folded_events AS
+WITH own AS (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late),
+given_up AS (
+    SELECT q.topic, q.partition, max(r."offset") AS "offset"
+    FROM quarantine q
+    JOIN events r ON r.topic = q.topic AND r.partition = q.partition AND r.event_id = q.event_id
+                 AND r.type = 'refund' AND r."offset" < q."offset"
+    ANTI JOIN own ON own.topic = r.topic AND own.partition = r.partition AND own."offset" = r."offset"
+    WHERE q.stage = 'fold' AND q.late
+    GROUP BY q.topic, q.partition, q."offset", q.event_id)
 SELECT e.* FROM events e
-ANTI JOIN (SELECT topic, partition, "offset" FROM quarantine WHERE stage = 'fold' AND NOT late
-           UNION ALL
-           SELECT q.topic, q.partition, max(r."offset") FROM quarantine q
-           JOIN events r ON r.topic = q.topic AND r.partition = q.partition AND r.event_id = q.event_id
-                        AND r.type = 'refund' AND r."offset" < q."offset"
-           WHERE q.stage = 'fold' AND q.late GROUP BY q.topic, q.partition, q."offset", q.event_id) gone
+ANTI JOIN (SELECT * FROM own UNION ALL SELECT * FROM given_up) gone
      ON gone.topic = e.topic AND gone.partition = e.partition AND gone."offset" = e."offset";
 """
 # (An anti-join, not a correlated NOT EXISTS with an OR: DuckDB hashes the few quarantine rows and

@@ -138,6 +138,30 @@ ENTRY_FIELDS = ("seq", "entry_id", "txn_id", "event_id", "shop_id", "account", "
                 "rate_bp", "click_event_id", "refund_id", "reason", "hash")
 
 
+def _refund_status(cur, topic: str, partition: int, offset: int, event_id: str) -> str:
+    """What became of a stored refund: its own quarantine row, or a late one given to it when its
+    order came or the books closed. A late row names the refund by event id at a later position: it
+    is this refund unless a refund of the same id that the fold took lies between (an id used again
+    after a close). The events are looked at only when such a late row exists (rarely)."""
+    rows = cur.execute("""SELECT late, reason, "offset" FROM quarantine
+                          WHERE topic = ? AND partition = ? AND stage = 'fold'
+                            AND ((NOT late AND "offset" = ?) OR (late AND event_id = ? AND "offset" > ?))""",
+                       [topic, partition, offset, event_id, offset]).fetchall()
+    reasons = []
+    for late, reason, given_up_at in rows:
+        if late and cur.execute(
+                """SELECT count(*) FROM events r
+                   WHERE r.topic = ? AND r.partition = ? AND r.type = 'refund' AND r.event_id = ?
+                     AND r."offset" > ? AND r."offset" < ?
+                     AND NOT EXISTS (SELECT 1 FROM quarantine o WHERE o.topic = r.topic
+                                     AND o.partition = r.partition AND o.stage = 'fold' AND NOT o.late
+                                     AND o."offset" = r."offset")""",
+                [topic, partition, event_id, offset, given_up_at]).fetchone()[0]:
+            continue  # another refund of this id waited and was given up
+        reasons.append(reason)
+    return f"quarantined: {min(reasons)}" if reasons else "applied"
+
+
 def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dict]:
     """Everything the ledger knows about an order: event, decisions, entries, refunds. Every lookup
     goes through an index (order_events, decisions, entries by subject) or a batch id, so it answers
@@ -168,11 +192,7 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
                 continue
             event_id, refund_id, amount, currency, occurred_at = _event_at(
                 cur, topic, partition, offset, batch_id, "event_id, refund_id, amount_minor, currency, occurred_at")
-            [(status,)] = cur.execute(
-                """SELECT coalesce(min('quarantined: ' || reason), 'applied') FROM quarantine
-                   WHERE topic = ? AND partition = ? AND stage = 'fold'
-                     AND ((NOT late AND "offset" = ?) OR (late AND event_id = ? AND "offset" > ?))""",
-                [topic, partition, offset, event_id, offset]).fetchall()
+            status = _refund_status(cur, topic, partition, offset, event_id)
             refunds.append({"event_id": event_id, "refund_id": refund_id, "amount_minor": amount, "currency": currency,
                             "occurred_at": occurred_at.isoformat(timespec="milliseconds") + "Z", "status": status})
         result.append({

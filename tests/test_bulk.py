@@ -253,3 +253,50 @@ def test_a_refund_id_that_comes_back_after_a_close_and_is_given_up_leaves_the_fi
     assert problems == []
     assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100 + 100}
     assert run("verify", "--db", db).exit_code == 0
+
+
+def test_a_refund_given_up_after_a_conflicting_copy_of_it_was_refused_is_the_one_left_out(tmp_path):
+    # refund rf of 5000 waits for O2; a second rf with other content is refused (conflicting_duplicate); O2
+    # comes at 1000 and gives the waiting refund up. Neither refund counts: O2 earns its full 100.
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
+            a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
+            a.refund("2026-10-20T00:00", "i-ink", "O2", 4000, event_id="rf"),
+            a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
+            a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
+    db = ingest(log, tmp_path / "ledger.duckdb")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        reasons = con.execute("SELECT reason, late FROM quarantine ORDER BY \"offset\"").fetchall()
+        refunds_folded = con.execute("SELECT count(*) FROM folded_events WHERE type = 'refund'").fetchone()[0]
+    finally:
+        con.close()
+    assert reasons == [("conflicting_duplicate", False), ("refund_exceeds_order", True)]
+    assert refunds_folded == 0
+    problems, result = recompute(db)
+    assert problems == []
+    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100}
+    assert run("verify", "--db", db).exit_code == 0
+    explained = json.loads(run("explain", "--db", db, "--order", "O2", "--format", "json").output)
+    assert [r["status"] for r in explained["refunds"]] == ["quarantined: refund_exceeds_order",
+                                                          "quarantined: conflicting_duplicate"]
+
+
+def test_explain_says_the_refund_of_a_closed_order_applied_though_its_id_came_back_and_was_given_up(tmp_path):
+    # the story of the refund id used again after a close: O0's refund applied, O2's was given up
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
+            a.click("2026-10-03T00:00", "h-hats", "i-ink", "v1"),
+            a.order("2026-10-03T01:00", "i-ink", "v1", "O0", [(1, 2000, "toys")]),
+            a.refund("2026-10-04T00:00", "i-ink", "O0", 1000, event_id="rf"),
+            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+            a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
+            a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
+            a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
+    db = ingest(log, tmp_path / "ledger.duckdb")
+    first = json.loads(run("explain", "--db", db, "--order", "O0", "--format", "json").output)
+    second = json.loads(run("explain", "--db", db, "--order", "O2", "--format", "json").output)
+    assert [r["status"] for r in first["refunds"]] == ["applied"]
+    assert [r["status"] for r in second["refunds"]] == ["quarantined: refund_exceeds_order"]

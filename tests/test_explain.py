@@ -108,6 +108,11 @@ def test_explain_tells_a_chinese_reader_why_each_click_did_or_did_not_win(tmp_pa
         a.click("2026-11-01T08:00", "wang-bath", "wang-bath", "v1", event_id="c-self"),
         a.click("2026-11-01T08:30", "zhang-toys", "wang-bath", "v1", event_id="c-none"),
         a.click("2026-11-01T09:00", "zhao-photo", "wang-bath", "v1", event_id="c-off"),
+        a.member("chen-shoes", at="2026-11-01T09:20", event_id="m-chen"),  # first in the log, dated later
+        a.click("2026-11-01T09:10", "chen-shoes", "wang-bath", "v1", event_id="c-new"),
+        a.agreement(at="2026-10-01T00:00", agreement_id="cpc-for-chen", merchant="wang-bath",
+                    referrer="chen-shoes", model="cpc", amount_minor=30, currency="CNY", event_id="ag-cpc"),
+        a.click("2026-11-01T09:25", "chen-shoes", "wang-bath", "v1", event_id="c-cpc"),
         a.click("2026-11-01T09:30", "li-kids", "wang-bath", "v1", event_id="c-1"),
         a.click("2026-11-01T09:45", "wang-bath", "wang-bath", "v1", event_id="c-self-2"),
         a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1", event_id="c-2"),
@@ -118,7 +123,8 @@ def test_explain_tells_a_chinese_reader_why_each_click_did_or_did_not_win(tmp_pa
     tables = [part for part in explained_lines(explained, "zh_CN") if not isinstance(part, str)]
     reasons = {row["click_event_id"]: row["reason"] for row in tables[0][1]}
     assert reasons == {"c-old": "超出 15 天归因窗口", "c-self": "自我推荐", "c-self-2": "自我推荐",
-                       "c-none": "没有生效的协议（模式 none）", "c-off": "点击时推荐方状态为 suspended",
+                       "c-none": "没有生效的协议（模式 none）", "c-off": "点击时推荐方状态为 暂停",
+                       "c-new": "点击时推荐方尚未入盟", "c-cpc": "协议模式 cpc 不按订单计佣",
                        "c-1": "符合条件，但更晚的点击胜出", "c-2": "最后一次符合条件的点击：胜出",
                        "c-late": "点击晚于订单"}
     english = {row["click_event_id"]: row["reason"]
