@@ -33,6 +33,10 @@ def explained_lines(item: dict, locale: str = DEFAULT_LOCALE, tz: str | None = N
         body = order["order"]
         yield "  " + say("order_line", locale, time=when(order["occurred_at"]), visitor=order["visitor_id"] or "-",
                          total=format_money(body["total_minor"], body["currency"], locale), event=order["event_id"])
+    for copy in item.get("refused") or ():
+        yield "  " + say("order_refused", locale, time=when(copy["occurred_at"]),
+                         total=format_money(copy["total_minor"], copy["currency"], locale), event=copy["event_id"],
+                         reason=copy["reason"], position=copy["position"])
     clicks = [{**c, "occurred_at": when(c["occurred_at"]), "eligible": label("yes" if c["eligible"] else "no", locale),
                "reason": click_reason(c["reason"], locale)}
               for c in decision.get("clicks") or []]

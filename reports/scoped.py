@@ -80,4 +80,5 @@ def _as_referrer(item: dict, shop: str) -> dict:
     hidden["history"] = [_hide_decision(d, shop) for d in item.get("history") or ()]
     hidden["winning_click"] = hidden["decision"].get("winning_click_event_id") if hidden["decision"] else None
     hidden["entries"] = [e for e in item["entries"] if e["shop_id"] == shop]
+    hidden["refused"] = []  # the merchant's own refused copies of its order are its business
     return hidden

@@ -56,6 +56,8 @@ _SENTENCES = {
     "statement_title": ("{shop} 的 {period} 对账单（{start} 至 {end}，{zone}）",
                         "Statement of {shop} for {period} ({start} to {end}, {zone})"),
     "order_title": ("订单 {order} · {merchant}（{log}）", "Order {order} at {merchant} ({log})"),
+    "order_refused": ("{time}  金额 {total}  事件 {event}  已隔离：{reason}（{position}），未计入",
+                      "{time}  total {total}  event {event}  quarantined: {reason} ({position}), not folded"),
     "order_line": ("{time}  访客 {visitor}  金额 {total}  事件 {event}",
                    "{time}  visitor {visitor}  total {total}  event {event}"),
     "unattributed": ("未归因：没有符合条件的点击，不产生佣金", "unattributed: no eligible click, no commission"),

@@ -180,7 +180,20 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
         at = [(offset, batch_id) for kind, offset, batch_id in rows if kind == "order"]
         if not at:
             continue  # refunds only: no order in this log (they wait for it; see `parked`)
-        order_rows = [_event_at(cur, topic, partition, offset, batch_id, "avro")[0] for offset, batch_id in at]
+        order_rows, refused = [], []
+        for offset, batch_id in at:  # the order folded, and the copies the fold refused (SPEC §4)
+            avro = _event_at(cur, topic, partition, offset, batch_id, "avro")[0]
+            quarantined = cur.execute("""SELECT reason, detail, position FROM quarantine WHERE topic = ?
+                                         AND partition = ? AND stage = 'fold' AND NOT late AND "offset" = ?""",
+                                      [topic, partition, offset]).fetchall()
+            if not quarantined:
+                order_rows.append(avro)
+                continue
+            record = codec.decode(avro)
+            [(reason, detail, position)] = quarantined
+            refused.append({"event_id": record["event_id"], "occurred_at": codec.format_time(record["occurred_at"]),
+                            "total_minor": record["order"]["total_minor"], "currency": record["order"]["currency"],
+                            "reason": reason, "detail": detail, "position": position})
         decisions = [_readable_times(json.loads(d)) for (d,) in decisions_of.get((merchant, topic, partition), ())]
         if merchant not in entries_of:
             entries_of[merchant] = _by_key(cur, "entries", "subject", f"order:{merchant}:{order_id}",
@@ -200,6 +213,7 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
             "merchant_shop_id": merchant,
             "log": f"{topic}:{partition}",
             "order": [codec.record_to_json(codec.decode(avro)) for avro in order_rows],
+            "refused": refused,
             "winning_click": decisions[-1].get("winning_click_event_id") if decisions else None,
             "decision": decisions[-1] if decisions else None,
             "history": decisions,

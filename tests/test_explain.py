@@ -144,3 +144,28 @@ def test_explain_names_the_category_rates_that_priced_the_order(tmp_path):
     [explained] = query(db, explain, order_id="o1")
     verdict = [line for line in explained_lines(explained, "zh_CN") if isinstance(line, str) and "胜出点击" in line]
     assert verdict == ["  胜出点击 c-1，推荐方 li-kids，协议 default v1（cps, 800 bp, toys 3000 bp），佣金 ¥38.00"]
+
+
+def test_explain_shows_the_order_that_was_folded_and_names_the_copies_that_were_refused(tmp_path):
+    # wang-bath sends o1 (¥10.00), then o1 again under another event id (duplicate_order) and the first
+    # event id again with another total (conflicting_duplicate): the order is the first, the others refused
+    from refledger.reports.explained import explained_lines
+
+    a, head = baby_care()
+    db = ledger_of(tmp_path, head + [
+        a.click("2026-11-01T10:00", "li-kids", "wang-bath", "v1", event_id="c-1"),
+        a.order("2026-11-01T10:05", "wang-bath", "v1", "o1", [(1, 1000, "care")], event_id="o-1"),
+        a.order("2026-11-01T11:05", "wang-bath", "v1", "o1", [(1, 99999, "care")], event_id="o-2"),
+        a.order("2026-11-01T10:05", "wang-bath", "v1", "o1", [(1, 5000, "care")], event_id="o-1"),
+    ])
+    [explained] = query(db, explain, order_id="o1")
+    assert [(o["event_id"], o["order"]["total_minor"]) for o in explained["order"]] == [("o-1", 1000)]
+    assert [(q["event_id"], q["total_minor"], q["reason"]) for q in explained["refused"]] == [
+        ("o-2", 99999, "duplicate_order"), ("o-1", 5000, "conflicting_duplicate")]
+    lines = [line for line in explained_lines(explained, "zh_CN") if isinstance(line, str)]
+    assert any("¥999.99" in line and "已隔离" in line and "duplicate_order" in line for line in lines)
+    assert sum("¥10.00" in line for line in lines) == 1
+    from refledger.reports.scoped import explained_as
+
+    [as_referrer] = explained_as([explained], "li-kids")
+    assert as_referrer["refused"] == [] and explained_as([explained], "wang-bath")[0]["refused"] == explained["refused"]
