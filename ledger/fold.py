@@ -35,7 +35,7 @@ from refledger.ledger.membership import Membership
 from refledger.ledger.orders import OrderBook, OrderSubject, apply_refunds, reprice
 from refledger.ledger.settlement import settle_period
 from refledger.ledger.signers import Signature, SignatureCheck, Signers
-from refledger.ledger.subjects import Postings
+from refledger.ledger.subjects import Postings, subject_name
 from refledger.ledger.times import iso
 
 # After a close through C, no open order can be attributed by a click older than C − 90 days (the
@@ -354,7 +354,7 @@ class PartitionFold:
                                                         f"payout is {payout.amount_minor}")
         if payout.amount_minor == 0:
             return NOTHING
-        entries = self.journal.post(payout.event_id, f"payout:{merchant}:{payout.payout_id}", "payout",
+        entries = self.journal.post(payout.event_id, subject_name("payout", merchant, payout.payout_id), "payout",
                                     payout_legs(referrer, merchant, currency, payout.amount_minor), NO_BASIS)
         return _posted(entries)
 
@@ -362,6 +362,6 @@ class PartitionFold:
         if adj.amount_minor == 0:
             return NOTHING
         legs = commission_legs(adj.referrer_shop_id, adj.merchant_shop_id, adj.currency, adj.amount_minor, True)
-        entries = self.journal.post(adj.event_id, f"adjustment:{adj.merchant_shop_id}:{adj.adjustment_id}",
+        entries = self.journal.post(adj.event_id, subject_name("adjustment", adj.merchant_shop_id, adj.adjustment_id),
                                     "adjust", legs, reason_basis(adj.reason))
         return _posted(entries)

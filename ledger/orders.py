@@ -20,7 +20,7 @@ from refledger.ledger.events import ANY, CURRENCY_MISMATCH, REFUND_EXCEEDS_ORDER
 from refledger.ledger.membership import Membership
 from refledger.ledger.pricing import price_order
 from refledger.ledger.refunds import reverse_for_refund
-from refledger.ledger.subjects import Postings, Subject, Terms
+from refledger.ledger.subjects import Postings, Subject, Terms, subject_name
 
 
 class OrderSubject(Subject):
@@ -29,7 +29,7 @@ class OrderSubject(Subject):
     __slots__ = ("order", "refunded", "applied")
 
     def __init__(self, order: Order):
-        super().__init__(f"order:{order.merchant_shop_id}:{order.order_id}", order.occurred_at)
+        super().__init__(subject_name("order", order.merchant_shop_id, order.order_id), order.occurred_at)
         self.order = order
         self.refunded = 0  # Σ accepted refunds (A_k)
         self.applied = 0   # the A at which the posted reversal was computed

@@ -1,7 +1,11 @@
 """Subjects — the things that earn — and how changes to them are posted.
 
 A subject is an order (``order:<merchant>:<order_id>``) or a click earning
-under ``cpc``/``swap`` (``click:<event_id>``). Its *terms* say who earns
+under ``cpc``/``swap`` (``click:<event_id>``); payouts and adjustments are
+named alike (``payout:<merchant>:<payout_id>``). In a name of two parts,
+``%`` and ``:`` inside a part are written ``%25`` and ``%3A``, so that
+merchant ``a:b``'s order ``c`` and merchant ``a``'s order ``b:c`` are two
+subjects (`subject_name`); a click's one part, its event id, is as it is. Its *terms* say who earns
 what from whom, priced by which agreement; its *net* is what is currently
 posted for those terms. Changing the terms posts a reversal of the old net and
 a posting of the new commission (never an edit). While a subject is
@@ -15,6 +19,17 @@ from dataclasses import dataclass
 
 from refledger.ledger.entries import CLICK, Basis, Entry, commission_legs, settle_legs
 from refledger.ledger.journal import Journal
+
+
+def _escaped(part: str) -> str:
+    if "%" in part or ":" in part:
+        return part.replace("%", "%25").replace(":", "%3A")
+    return part
+
+
+def subject_name(kind: str, merchant: str, key: str) -> str:
+    """The name of a merchant's order, payout or adjustment: ``kind:merchant:key``, unambiguous."""
+    return f"{kind}:{_escaped(merchant)}:{_escaped(key)}"
 
 
 @dataclass(frozen=True, slots=True)

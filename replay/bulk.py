@@ -348,7 +348,9 @@ LEFT JOIN cps USING (topic, partition, merchant, order_id)
 LEFT JOIN refunded rf USING (topic, partition, merchant, order_id);
 
 CREATE OR REPLACE TEMP TABLE b_order_net AS
-SELECT topic, partition, 'order:' || merchant || ':' || order_id AS subject, referrer, merchant, currency,
+SELECT topic, partition, 'order:' || replace(replace(merchant, '%', '%25'), ':', '%3A') || ':'
+       || replace(replace(order_id, '%', '%25'), ':', '%3A') AS subject,  -- '%', ':' escaped, as the fold names it
+       referrer, merchant, currency,
        CAST(c - CASE WHEN a <= 0 OR total <= 0 THEN 0
                      WHEN a >= total THEN c
                      ELSE {_half_up("c * a", "total")} END AS HUGEINT) AS net

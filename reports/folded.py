@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from refledger.schemas.timestamps import naive_utc, naive_utc_millis
+from refledger.store.columns import subject_sql
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, 999000)  # "as the ledger stands": every refund folded so far
 
@@ -71,7 +72,7 @@ ORDERS = f"""(
 # (Only cpc clicks earn money, so the click subjects are found from the entries, not the clicks.)
 COMMISSION = f"""(
     WITH subjects AS (
-        SELECT topic, partition, 'order:' || merchant_shop_id || ':' || order_id AS subject
+        SELECT topic, partition, {subject_sql("order", "merchant_shop_id", "order_id")} AS subject
         FROM {FOLDED_EVENTS} WHERE type = 'order' AND occurred_at BETWEEN $start AND $end
         UNION ALL
         SELECT topic, partition, subject

@@ -42,6 +42,7 @@ from refledger.reports.sheet import payable_by_pair, settlements, sheet_lines, s
 from refledger.reports.words import label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
+from refledger.store.columns import subject_sql
 
 DAY_MS = 86_400_000
 
@@ -53,7 +54,7 @@ WITH pending AS (
     GROUP BY ALL HAVING sum(amount) <> 0
 ),
 last_decision AS (
-    SELECT topic, partition, 'order:' || merchant_shop_id || ':' || order_id AS subject, decision,
+    SELECT topic, partition, {subject_sql("order", "merchant_shop_id", "order_id")} AS subject, decision,
            row_number() OVER (PARTITION BY topic, partition, merchant_shop_id, order_id
                               ORDER BY batch_id DESC, rowid DESC) AS latest
     FROM decisions

@@ -11,6 +11,14 @@ from typing import NamedTuple
 import pyarrow as pa
 
 
+def subject_sql(kind: str, merchant: str, key: str) -> str:
+    """SQL for the subject name of a merchant's order, payout or adjustment from two columns
+    (``ledger.subjects.subject_name``: '%' and ':' inside a part percent-escaped)."""
+    def escaped(column: str) -> str:
+        return f"replace(replace({column}, '%', '%25'), ':', '%3A')"
+    return f"'{kind}:' || {escaped(merchant)} || ':' || {escaped(key)}"
+
+
 class EventRow(NamedTuple):
     """One row of the `events` table: a stored event, its log position, the fields reports and
     queries filter on, and its canonical Avro bytes (the source of truth). Built with

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS
+from refledger.ledger.subjects import subject_name
 from refledger.store.lake import ALIAS
 from refledger.store.lake_files import data_files as lake_data_files
 
@@ -196,7 +197,7 @@ def explain(cur, order_id: str, merchant_shop_id: str | None = None) -> list[dic
                             "reason": reason, "detail": detail, "position": position})
         decisions = [_readable_times(json.loads(d)) for (d,) in decisions_of.get((merchant, topic, partition), ())]
         if merchant not in entries_of:
-            entries_of[merchant] = _by_key(cur, "entries", "subject", f"order:{merchant}:{order_id}",
+            entries_of[merchant] = _by_key(cur, "entries", "subject", subject_name("order", merchant, order_id),
                                            "topic, partition", ", ".join(ENTRY_FIELDS), "seq")
         entries = entries_of[merchant].get((topic, partition), ())
         refunds = []

@@ -300,3 +300,20 @@ def test_explain_says_the_refund_of_a_closed_order_applied_though_its_id_came_ba
     second = json.loads(run("explain", "--db", db, "--order", "O2", "--format", "json").output)
     assert [r["status"] for r in first["refunds"]] == ["applied"]
     assert [r["status"] for r in second["refunds"]] == ["quarantined: refund_exceeds_order"]
+
+
+def test_orders_whose_merchant_and_id_read_alike_joined_by_a_colon_are_explained_and_recomputed_apart(tmp_path):
+    a = Alliance("colons")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("a", "a:b", "r")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
+            a.click("2026-11-02T00:00", "r", "a:b", "v1"),
+            a.order("2026-11-02T01:00", "a:b", "v1", "c", [(1, 1000, "toys")]),
+            a.click("2026-11-02T00:00", "r", "a", "v2"),
+            a.order("2026-11-02T01:00", "a", "v2", "b:c", [(1, 3000, "toys")]),
+            a.member("r", at="2026-11-02T00:30", status="suspended")]  # late: c-… clicks still earlier
+    db = ingest(log, tmp_path / "ledger.duckdb")
+    assert run("verify", "--db", db).exit_code == 0
+    explained = json.loads(run("explain", "--db", db, "--order", "c", "--format", "json").output)
+    assert [(e["shop_id"], e["amount"]) for e in explained["entries"]] == [("r", 100), ("a:b", -100)]
+    members = json.loads(run("members", "--db", db, "--format", "json").output)
+    assert {m["shop_id"]: m["commission_earned"] for m in members if m["shop_id"] == "r"} == {"r": 400}

@@ -906,3 +906,21 @@ def test_an_order_without_a_visitor_is_never_attributed():
     order = a.order("2026-11-01T10:05", "wang-bath", None, "o1", [(1, 10000, "care")])
     _, outcomes = fold_all(head + [click, order])
     assert all_entries(outcomes) == []
+
+
+def test_two_orders_whose_ids_joined_by_a_colon_read_alike_stay_two_orders():
+    # shop "a:b" sells order "c" and shop "a" sells order "b:c", both referred by r; r's suspension from
+    # 1 November, arriving late, takes back both commissions (SPEC §8), not one of them
+    a = Alliance("colons")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("a", "a:b", "r")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000, hold=0),
+            a.click("2026-11-02T00:00", "r", "a:b", "v1"),
+            a.order("2026-11-02T01:00", "a:b", "v1", "c", [(1, 1000, "toys")]),
+            a.click("2026-11-02T00:00", "r", "a", "v2"),
+            a.order("2026-11-02T01:00", "a", "v2", "b:c", [(1, 3000, "toys")])]
+    fold, outcomes = fold_all(log)
+    assert earned(outcomes, "r") == 100 + 300
+    assert len({e.subject for e in all_entries(outcomes)}) == 2
+    fold, outcomes = fold_all(log + [a.member("r", at="2026-11-01T00:00", status="suspended")])
+    assert earned(outcomes, "r") == 0
+    assert {k: v for k, v in balance_of(outcomes, "r").items() if v} == {}
