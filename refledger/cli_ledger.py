@@ -101,13 +101,25 @@ def explain(db, order_id, merchant, as_shop, fmt, locale, zone):
 @db_option
 @click.option("--reason", default=None, help="Only this reason code.")
 @format_option()
-def quarantine(db, reason, fmt):
+@people_options
+def quarantine(db, reason, fmt, locale, zone):
     """Events that could not be folded, with their reason and source position.
+
+    The table says what each reason code means; the detail is the fold's own
+    words, amounts in minor units, as JSON and CSV give it.
 
     Example: refledger quarantine --db ledger.duckdb --format json
     """
     rows = _query(db, "quarantine", reason=reason)
-    emit(rows, fmt, ("event_id", "reason", "position", "stage", "detail"), title="quarantine")
+    columns = ("event_id", "reason", "position", "stage", "detail")
+    if fmt != "table":
+        emit(rows, fmt, columns)
+        return
+    from refledger.reports.words import label, quarantine_reason
+
+    shown = [{**r, "meaning": quarantine_reason(r["reason"], locale)} for r in rows]
+    columns = ("event_id", "reason", "meaning", "position", "stage", "detail")
+    emit(shown, "table", columns, title=label("quarantine", locale), headers=headers(columns, locale))
 
 
 @click.command()

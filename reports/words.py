@@ -125,6 +125,11 @@ _LABELS = {
     "agreement": ("协议", "agreement"),
     "rate_bp": ("费率(基点)", "rate (bp)"),
     "reason": ("原因", "reason"),
+    "meaning": ("说明", "meaning"),
+    "position": ("位置", "position"),
+    "detail": ("详情", "detail"),
+    "stage": ("阶段", "stage"),
+    "quarantine": ("隔离的事件", "quarantined events"),
     "they_owe_payable": ("对方应付", "they owe (payable)"),
     "we_owe_payable": ("本店应付", "we owe (payable)"),
     "says": ("结算", "settles as"),
@@ -251,6 +256,34 @@ _CLICK_REASONS = (
     (re.compile(r"agreement model (\S+)"), "协议模式 {0} 不按订单计佣"),
     (re.compile(r"outside (\d+)-day window"), "超出 {0} 天归因窗口"),
 )
+
+
+# What each quarantine reason code means (SPEC §4), for the quarantine table.
+_QUARANTINE_REASONS = {
+    "undecodable": ("无法解码", "cannot be decoded"),
+    "schema_invalid": ("不符合事件格式", "does not fit the event schema"),
+    "unknown_shop": ("店铺从未入盟", "a shop that was never a member"),
+    "shop_mismatch": ("发出方不是该类事件应有的一方", "sent by a party other than the one the type requires"),
+    "negative_amount": ("金额为负", "a negative amount"),
+    "total_mismatch": ("总额与明细不符", "total differs from its lines"),
+    "unknown_currency": ("未知币种", "an unknown currency"),
+    "currency_mismatch": ("币种与订单或协议不符", "currency differs from the order's or agreement's"),
+    "refund_exceeds_order": ("退款超过订单金额", "refunds exceed the order"),
+    "conflicting_duplicate": ("同一事件 id 内容不同", "same event id, different content"),
+    "duplicate_order": ("订单号已用于另一事件", "order id already folded under another event"),
+    "retroactive_agreement": ("协议生效早于发布", "agreement effective before it was sent"),
+    "payout_exceeds_payable": ("付款超过应付", "payout exceeds what is payable"),
+    "bad_signature": ("签名无效", "bad signature"),
+    "period_closed": ("账期已关闭", "period closed"),
+    "future_close": ("关闭到未来的日期", "closes a date still to come"),
+    "personal_data": ("含个人信息（已脱敏保存）", "personal data (kept redacted)"),
+}
+
+
+def quarantine_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
+    """What a quarantine reason code means, in the locale's language (the code itself when unknown)."""
+    pair = _QUARANTINE_REASONS.get(reason)
+    return reason if pair is None else pair[0 if chinese(locale) else 1]
 
 
 def click_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:

@@ -100,3 +100,27 @@ def test_an_unknown_locale_or_zone_is_a_clear_error(two_currencies):
     assert "unknown locale 'xx_YY'" in run("balances", "--db", two_currencies, "--locale", "xx_YY", code=2)
     assert "unknown time zone 'Mars/Olympus'" in run("explain", "--db", two_currencies, "--order", "o1", "--tz",
                                                      "Mars/Olympus", code=2)
+
+
+def test_the_quarantine_table_says_what_each_reason_means_in_chinese(tmp_path):
+    # SPEC §4's reason codes, each with words an operator reads; the JSON keeps the code alone
+    import re
+
+    from refledger.reports.words import quarantine_reason
+
+    spec_codes = ("undecodable schema_invalid unknown_shop shop_mismatch negative_amount total_mismatch "
+                  "unknown_currency currency_mismatch refund_exceeds_order conflicting_duplicate duplicate_order "
+                  "retroactive_agreement payout_exceeds_payable bad_signature period_closed future_close "
+                  "personal_data").split()
+    for code in spec_codes:
+        assert re.search(r"[\u4e00-\u9fff]", quarantine_reason(code, "zh_CN")), code
+        assert quarantine_reason(code, "en_US") != code
+    a = Alliance("baby-care")
+    events_file = tmp_path / "events.jsonl"
+    write_event_file([a.member("li-kids", event_id="m-1"), a.member("wang-bath", event_id="m-1")], events_file)
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", events_file, "--db", db)
+    table = run("quarantine", "--db", db)
+    assert "同一事件 id 内容不同" in table and "说明" in table
+    [row] = json.loads(run("quarantine", "--db", db, "--format", "json"))
+    assert row["reason"] == "conflicting_duplicate" and "meaning" not in row
