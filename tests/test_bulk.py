@@ -31,6 +31,7 @@ from tests.ledger_support import Alliance
 from tests.scenario_files import SCENARIOS
 from tests.test_ledger_properties import HOUR, SHOPS, T0, alliances, iso
 from tests.examples import examples
+from tests.test_closing import agreement_story, refund_story
 
 EARNED = ("earned_pending", "earned_payable", "received")
 OWED = ("owed_pending", "owed_payable", "paid_out")
@@ -49,6 +50,23 @@ def ingest(records_or_file, db: Path) -> Path:
         write_event_file(records_or_file, source)
     run("ingest", source, "--db", db)
     return db
+
+
+def sql_earned(db: Path) -> dict:
+    """What each shop earns by the SQL recomputation, which must agree with the fold."""
+    problems, result = recompute(db)
+    assert problems == []
+    return {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]}
+
+
+def refunds_in(db: Path) -> tuple[list, int]:
+    """The ledger's quarantine rows (event id, reason, late) in log order, and the refunds it folded."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return (con.execute('SELECT event_id, reason, late FROM quarantine ORDER BY "offset"').fetchall(),
+                con.execute("SELECT count(*) FROM folded_events WHERE type = 'refund'").fetchone()[0])
+    finally:
+        con.close()
 
 
 def recompute(db: Path):
@@ -201,9 +219,7 @@ def test_two_cpc_clicks_sharing_an_id_across_a_close_recompute_alike(tmp_path):
 
     a = Alliance("harbor-fair")
     db = ingest(cpc_story(a), tmp_path / "ledger.duckdb")
-    problems, result = recompute(db)
-    assert problems == []
-    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100}
+    assert sql_earned(db) == {"h-hats": 100}
     assert run("replay", "--db", db).exit_code == 0
 
 
@@ -211,18 +227,8 @@ def test_an_agreement_whose_id_comes_back_after_a_close_prices_once_at_its_own_r
     # SPEC §9a: the alliance's default terms (10%, toys 30%) are closed with October's first half; the same
     # event id then carries version 2 (20%, toys 50%). An order of toys 1000 + care 1000 earns 500 + 200,
     # and the SQL recomputation prices it once, at version 2's rates, as the fold does.
-    a = Alliance("harbor-fair")
-    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
-    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000, category_rates_bp={"toys": 3000}, event_id="ag"),
-            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
-            a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00", rate_bp=2000,
-                        category_rates_bp={"toys": 5000}, event_id="ag"),
-            a.click("2026-11-01T00:00", "h-hats", "i-ink", "v1"),
-            a.order("2026-11-01T01:00", "i-ink", "v1", "O1", [(1, 1000, "toys"), (1, 1000, "care")])]
-    db = ingest(log, tmp_path / "ledger.duckdb")
-    problems, result = recompute(db)
-    assert problems == []
-    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 700}
+    db = ingest(agreement_story(), tmp_path / "ledger.duckdb")
+    assert sql_earned(db) == {"h-hats": 700}
     assert run("verify", "--db", db).exit_code == 0
 
 
@@ -230,28 +236,9 @@ def test_a_refund_id_that_comes_back_after_a_close_and_is_given_up_leaves_the_fi
     # SPEC §9a: refund rf of O0 (half of a 2000 order) is closed with October's first half; the id then comes
     # back on a refund of 5000 for O2, which waits for its order and is given up when O2 turns out to be 1000
     # (refund_exceeds_order). O0's refund still halves its commission, in the fold and in the SQL alike.
-    a = Alliance("harbor-fair")
-    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
-    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
-            a.click("2026-10-03T00:00", "h-hats", "i-ink", "v1"),
-            a.order("2026-10-03T01:00", "i-ink", "v1", "O0", [(1, 2000, "toys")]),
-            a.refund("2026-10-04T00:00", "i-ink", "O0", 1000, event_id="rf"),
-            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
-            a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
-            a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
-            a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
-    db = ingest(log, tmp_path / "ledger.duckdb")
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        given_up = con.execute("SELECT event_id, reason FROM quarantine WHERE late").fetchall()
-        refunds_folded = con.execute("SELECT count(*) FROM folded_events WHERE type = 'refund'").fetchone()[0]
-    finally:
-        con.close()
-    assert given_up == [("rf", "refund_exceeds_order")]
-    assert refunds_folded == 1  # O0's
-    problems, result = recompute(db)
-    assert problems == []
-    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100 + 100}
+    db = ingest(refund_story(), tmp_path / "ledger.duckdb")
+    assert refunds_in(db) == ([("rf", "refund_exceeds_order", True)], 1)  # O0's refund folded
+    assert sql_earned(db) == {"h-hats": 100 + 100}
     assert run("verify", "--db", db).exit_code == 0
 
 
@@ -266,17 +253,8 @@ def test_a_refund_given_up_after_a_conflicting_copy_of_it_was_refused_is_the_one
             a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
             a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
     db = ingest(log, tmp_path / "ledger.duckdb")
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        reasons = con.execute("SELECT reason, late FROM quarantine ORDER BY \"offset\"").fetchall()
-        refunds_folded = con.execute("SELECT count(*) FROM folded_events WHERE type = 'refund'").fetchone()[0]
-    finally:
-        con.close()
-    assert reasons == [("conflicting_duplicate", False), ("refund_exceeds_order", True)]
-    assert refunds_folded == 0
-    problems, result = recompute(db)
-    assert problems == []
-    assert {r["shop_id"]: r["earned"] for r in result.balances if r["earned"]} == {"h-hats": 100}
+    assert refunds_in(db) == ([("rf", "conflicting_duplicate", False), ("rf", "refund_exceeds_order", True)], 0)
+    assert sql_earned(db) == {"h-hats": 100}
     assert run("verify", "--db", db).exit_code == 0
     explained = json.loads(run("explain", "--db", db, "--order", "O2", "--format", "json").output)
     assert [r["status"] for r in explained["refunds"]] == ["quarantined: refund_exceeds_order",
@@ -285,17 +263,7 @@ def test_a_refund_given_up_after_a_conflicting_copy_of_it_was_refused_is_the_one
 
 def test_explain_says_the_refund_of_a_closed_order_applied_though_its_id_came_back_and_was_given_up(tmp_path):
     # the story of the refund id used again after a close: O0's refund applied, O2's was given up
-    a = Alliance("harbor-fair")
-    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
-    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000),
-            a.click("2026-10-03T00:00", "h-hats", "i-ink", "v1"),
-            a.order("2026-10-03T01:00", "i-ink", "v1", "O0", [(1, 2000, "toys")]),
-            a.refund("2026-10-04T00:00", "i-ink", "O0", 1000, event_id="rf"),
-            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
-            a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
-            a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
-            a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
-    db = ingest(log, tmp_path / "ledger.duckdb")
+    db = ingest(refund_story(), tmp_path / "ledger.duckdb")
     first = json.loads(run("explain", "--db", db, "--order", "O0", "--format", "json").output)
     second = json.loads(run("explain", "--db", db, "--order", "O2", "--format", "json").output)
     assert [r["status"] for r in first["refunds"]] == ["applied"]

@@ -381,6 +381,38 @@ def cpc_story(a, *later):
     return log
 
 
+def agreement_story() -> list[dict]:
+    """The default terms (10 %, toys 30 %) are closed with October's first half; the same event id then
+    carries version 2 (20 %, toys 50 %); h-hats refers an order of toys 1000 + care 1000 to i-ink on
+    1 November, which earns 500 + 200 under version 2."""
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    return log + [
+        a.agreement(at="2026-10-01T00:00", rate_bp=1000, category_rates_bp={"toys": 3000}, event_id="ag"),
+        a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+        a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00", rate_bp=2000,
+                    category_rates_bp={"toys": 5000}, event_id="ag"),
+        a.click("2026-11-01T00:00", "h-hats", "i-ink", "v1"),
+        a.order("2026-11-01T01:00", "i-ink", "v1", "O1", [(1, 1000, "toys"), (1, 1000, "care")])]
+
+
+def refund_story() -> list[dict]:
+    """Refund rf halves O0 (2000, 10 %) and is closed with October's first half; the id then comes back
+    on a refund of 5000 for O2, which waits for its order and is given up when O2 turns out to be 1000
+    (refund_exceeds_order): h-hats earns 100 on O0 and 100 on O2."""
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    return log + [
+        a.agreement(at="2026-10-01T00:00", rate_bp=1000),
+        a.click("2026-10-03T00:00", "h-hats", "i-ink", "v1"),
+        a.order("2026-10-03T01:00", "i-ink", "v1", "O0", [(1, 2000, "toys")]),
+        a.refund("2026-10-04T00:00", "i-ink", "O0", 1000, event_id="rf"),
+        a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+        a.refund("2026-10-20T00:00", "i-ink", "O2", 5000, event_id="rf"),
+        a.click("2026-10-20T00:00", "h-hats", "i-ink", "v2"),
+        a.order("2026-10-20T01:00", "i-ink", "v2", "O2", [(1, 1000, "toys")])]
+
+
 def test_a_cpc_click_that_reuses_a_forgotten_id_earns_as_a_click_of_its_own():
     a = Alliance("harbor-fair")
     fold, outcomes = fold_all(cpc_story(a))

@@ -103,16 +103,9 @@ def test_two_agreement_versions_sharing_an_id_across_a_close_keep_their_own_rate
     """The default terms (10 %, toys 30 %) are closed with October's first half; the same event id
     then carries version 2 (20 %, toys 50 %). Snapshotted there, the restarted fold prices toys 1000
     + care 1000 at version 2's rates alone, 500 + 200, as the fold that never stopped does."""
-    from tests.ledger_support import Alliance
+    from tests.test_closing import agreement_story
 
-    a = Alliance("harbor-fair")
-    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
-    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000, category_rates_bp={"toys": 3000}, event_id="ag"),
-            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
-            a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00", rate_bp=2000,
-                        category_rates_bp={"toys": 5000}, event_id="ag"),
-            a.click("2026-11-01T00:00", "h-hats", "i-ink", "v1"),
-            a.order("2026-11-01T01:00", "i-ink", "v1", "O1", [(1, 1000, "toys"), (1, 1000, "care")])]
+    log = agreement_story()
     straight, resumed, _a, _b = fold_from([codec.validate_record(r) for r in log], len(log) - 2)
     earned = [e.amount for e in resumed[-1].entries if e.shop_id == "h-hats"]
     assert earned == [700]
