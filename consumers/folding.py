@@ -203,7 +203,7 @@ def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT
         if outcome.quarantine is not None:
             rejections.append(FoldRejection(index, event_id, outcome.quarantine,
                                             outcome.detail or outcome.quarantine, False))
-        rows.add(topic, partition, outcome)
+        rows.add(topic, partition, item.offset, outcome)
         if kind in CHECKPOINTED and outcome.quarantine is None:
             payload, at = CHECKPOINTED[kind]
             moved = kind == "close" and fold.closed_through != closed_before

@@ -55,10 +55,11 @@ class LedgerRows:
             for name, value in zip(self.fold_state, (topic, partition, kind, objects)):
                 self.fold_state[name].append(value)
 
-    def add(self, topic: str, partition: int, outcome) -> None:
+    def add(self, topic: str, partition: int, offset: int, outcome) -> None:
+        """What folding the event at ``offset`` of the log posted and decided."""
         add_entry = self.entries.append
         for entry in outcome.entries:  # an Entry: entry_id, txn_id, seq, event_id, … (seq goes first here)
-            add_entry((topic, partition, entry[2], entry[0], entry[1], *entry[3:]))
+            add_entry((topic, partition, entry[2], entry[0], entry[1], *entry[3:], offset))
         self.entry_count += len(outcome.entries)
         dec = self.decisions
         for decision in outcome.decisions:

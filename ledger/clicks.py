@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 from refledger.ledger.attribution import ClickRef
 from refledger.ledger.entries import CLICK, Entry
 from refledger.ledger.events import ANY, DAY_MS, Agreement, Click
-from refledger.ledger.subjects import Postings, Subject, Terms
+from refledger.ledger.subjects import Postings, Subject, Terms, click_subject_name
 
 SMALL_BUCKET = 64  # a visitor's clicks to one merchant: a tuple up to this many, then a list
 BaseOk = Callable[[ClickRef], bool]  # not a self-referral and referrer active at the click
@@ -230,17 +230,17 @@ class ClickBook:
         flags = self._valid
         return [(click, flags[click]) for click in sorted(chain.from_iterable(self._by_mv.values()))]
 
-    def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[tuple[str, int], Subject],
+    def restore(self, clicks: list[tuple[ClickRef, bool]], subjects: dict[str, Subject],
                 closed_through: int | None) -> None:
-        """Load a snapshot's clicks (in order, with validity) and click subjects (by the click's event id
-        and time) into an empty book."""
+        """Load a snapshot's clicks (in order, with validity) and click subjects (by name) into an
+        empty book."""
         for click, valid in clicks:
             self._by_referrer.setdefault(click.referrer_shop_id, []).append(click)
             mv = (click.merchant_shop_id, click.visitor_id)
             bucket = self._by_mv.get(mv)
             self._by_mv[mv] = (click,) if bucket is None else _with_click(bucket, click)
             self._valid[click] = valid
-            subject = subjects.get((click.event_id, click.occurred_at))
+            subject = subjects.get(click_subject_name(click.event_id, click.occurred_at))
             if subject is not None:
                 self._subjects[click] = subject
         self.closed_through = closed_through
@@ -253,5 +253,6 @@ class ClickBook:
         if subject is None:
             if terms is None:
                 return
-            subject = self._subjects[click] = Subject(f"click:{click.event_id}", click.occurred_at)
+            subject = self._subjects[click] = Subject(click_subject_name(click.event_id, click.occurred_at),
+                                                                click.occurred_at)
         postings.set_terms(subject, terms, event_id, out)

@@ -25,7 +25,7 @@ from refledger.ledger.subjects import Subject, Terms
 
 # the layout of the rows below; a snapshot of another layout is not loaded (the fold is rebuilt
 # from the events instead). 3: closed orders and remembered event ids as digests; 2: signing.
-FORMAT = 4
+FORMAT = 5
 
 _TERMS = ("t_referrer", "t_merchant", "t_currency", "t_commission", "t_agreement_id", "t_agreement_version",
           "t_agreement_event_id", "t_model", "t_rate_bp", "t_click_event_id", "t_hold_days")
@@ -155,7 +155,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     subject_rates = _grouped(rows["subject_rates"])
     lines = _grouped(rows["order_lines"])
     orders = {row[0]: row for row in rows["orders"]}
-    click_subjects: dict[tuple[str, int], Subject] = {}
+    click_subjects: dict[str, Subject] = {}
     order_subjects: list[OrderSubject] = []
     for row in rows["subjects"]:
         subject_id, where, at, net, settled, pending = row[:6]
@@ -172,7 +172,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
         else:
             subject = Subject(subject_id, at)
             if where == "click":
-                click_subjects[(subject_id.removeprefix("click:"), at)] = subject
+                click_subjects[subject_id] = subject
         subject.terms, subject.net, subject.settled = terms, net, settled
         if pending:
             fold.postings.track(subject)

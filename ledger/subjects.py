@@ -1,11 +1,12 @@
 """Subjects — the things that earn — and how changes to them are posted.
 
 A subject is an order (``order:<merchant>:<order_id>``) or a click earning
-under ``cpc``/``swap`` (``click:<event_id>``); payouts and adjustments are
-named alike (``payout:<merchant>:<payout_id>``). In a name of two parts,
-``%`` and ``:`` inside a part are written ``%25`` and ``%3A``, so that
-merchant ``a:b``'s order ``c`` and merchant ``a``'s order ``b:c`` are two
-subjects (`subject_name`); a click's one part, its event id, is as it is. Its *terms* say who earns
+under ``cpc``/``swap`` (``click:<event_id>:<occurred_at>``, the time in epoch
+milliseconds: after a close an event id may come back on a new click, SPEC
+§9a, and the two are two subjects); payouts and adjustments are named like
+orders (``payout:<merchant>:<payout_id>``). ``%`` and ``:`` inside a part
+are written ``%25`` and ``%3A``, so that merchant ``a:b``'s order ``c`` and
+merchant ``a``'s order ``b:c`` are two subjects too. Its *terms* say who earns
 what from whom, priced by which agreement; its *net* is what is currently
 posted for those terms. Changing the terms posts a reversal of the old net and
 a posting of the new commission (never an edit). While a subject is
@@ -30,6 +31,11 @@ def _escaped(part: str) -> str:
 def subject_name(kind: str, merchant: str, key: str) -> str:
     """The name of a merchant's order, payout or adjustment: ``kind:merchant:key``, unambiguous."""
     return f"{kind}:{_escaped(merchant)}:{_escaped(key)}"
+
+
+def click_subject_name(event_id: str, occurred_at: int) -> str:
+    """The name of a click that earns by itself: ``click:event_id:occurred_at`` (epoch ms)."""
+    return f"click:{_escaped(event_id)}:{occurred_at}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -387,7 +387,9 @@ FROM walk w JOIN b_chain c USING (cid, rn);
 _CLICK_EARNINGS = f"""
 -- the agreement at each counted click's own time: cpc earns its amount, swap one credit
 CREATE OR REPLACE TEMP TABLE b_click_net AS
-SELECT c.topic, c.partition, 'click:' || c.event_id AS subject, c.referrer, c.merchant,
+SELECT c.topic, c.partition,  -- the fold's name of a click: its id ('%', ':' escaped) and its time
+       'click:' || replace(replace(c.event_id, '%', '%25'), ':', '%3A') || ':' || CAST(c.t AS VARCHAR) AS subject,
+       c.referrer, c.merchant,
        CASE WHEN tl.a_model = 'swap' THEN 'CLICK' ELSE tl.a_currency END AS currency,
        CASE WHEN tl.a_model = 'swap' THEN 1 ELSE tl.a_amount END AS net
 FROM b_counted c {_at_timeline('c')}
@@ -478,7 +480,7 @@ WITH fold AS (
     WHERE account IN ('earned_pending', 'earned_payable', 'swap_given')
       AND (subject LIKE 'order:%' OR subject LIKE 'click:%')
     GROUP BY ALL HAVING sum(amount) <> 0),
-sql AS (  -- two clicks may share a name: an id used again after a close (SPEC §9a)
+sql AS (
     SELECT topic, partition, subject, referrer, currency, CAST(sum(net) AS HUGEINT) AS net FROM b_subjects
     GROUP BY ALL HAVING sum(net) <> 0)
 SELECT coalesce(f.topic, s.topic), coalesce(f.partition, s.partition), coalesce(f.subject, s.subject),

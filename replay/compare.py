@@ -156,11 +156,9 @@ def _define_sides(con, topics: list[str], cut: bool) -> None:
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_live_positions AS SELECT * FROM live_positions WHERE {in_topics}")
     before_cut = ""
     if cut:
-        # an entry whose event the live ledger does not hold stays in, and shows as a difference
-        before_cut = """AND coalesce((SELECT min(v."offset") FROM live_events v WHERE v.topic = e.topic
-                            AND v.partition = e.partition AND v.event_id = e.event_id), -1)
-                        < coalesce((SELECT r.next_offset FROM cmp_reached r WHERE r.topic = e.topic
-                            AND r.partition = e.partition), 0)"""
+        # the live entries of the events the rebuild reached (each entry names its event's position)
+        before_cut = """AND e.event_offset < coalesce((SELECT r.next_offset FROM cmp_reached r
+                            WHERE r.topic = e.topic AND r.partition = e.partition), 0)"""
     after_start = """AND e.seq >= coalesce((SELECT s.entries FROM cmp_start s WHERE s.topic = e.topic
                                             AND s.partition = e.partition), 0)"""
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_live AS SELECT {_COLS} FROM live_entries e "

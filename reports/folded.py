@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from refledger.schemas.timestamps import naive_utc, naive_utc_millis
-from refledger.store.columns import subject_sql
+from refledger.store.columns import click_subject_sql, subject_sql
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, 999000)  # "as the ledger stands": every refund folded so far
 
@@ -69,18 +69,14 @@ ORDERS = f"""(
 
 # Commission for the orders and cpc clicks that occurred in [$start, $end], per referrer,
 # merchant and currency: what the ledger posted to the referrer's earned accounts for them.
-# (Only cpc clicks earn money, so the click subjects are found from the entries, not the clicks.)
+# (A click that earns by itself is the subject its name says: its id and its time.)
 COMMISSION = f"""(
     WITH subjects AS (
         SELECT topic, partition, {subject_sql("order", "merchant_shop_id", "order_id")} AS subject
         FROM {FOLDED_EVENTS} WHERE type = 'order' AND occurred_at BETWEEN $start AND $end
         UNION ALL
-        SELECT topic, partition, subject
-        FROM (SELECT DISTINCT topic, partition, subject, substr(subject, 7) AS event_id FROM entries
-              WHERE subject LIKE 'click:%')
-        SEMI JOIN (SELECT topic, partition, event_id FROM {FOLDED_EVENTS}
-                   WHERE type = 'click' AND occurred_at BETWEEN $start AND $end)
-             USING (topic, partition, event_id))
+        SELECT topic, partition, {click_subject_sql("event_id", "occurred_at")} AS subject
+        FROM {FOLDED_EVENTS} WHERE type = 'click' AND occurred_at BETWEEN $start AND $end)
     SELECT shop_id AS referrer_shop_id, counterparty_shop_id AS merchant_shop_id, currency,
            sum(amount) AS commission
     FROM entries SEMI JOIN subjects USING (topic, partition, subject)
@@ -89,8 +85,8 @@ COMMISSION = f"""(
 )"""
 
 # With a time T: only the entries caused by events that occurred by then.
-CAUSED_BY_T = """AND (topic, partition, event_id) IN (
-        SELECT topic, partition, event_id FROM events WHERE occurred_at <= $as_of)"""
+CAUSED_BY_T = """AND (topic, partition, event_offset) IN (
+        SELECT topic, partition, "offset" FROM events WHERE occurred_at <= $as_of)"""
 
 # Member events folded in at least one partition, once each (an alliance event is stored in every
 # partition; a re-delivery skipped as an identical duplicate may carry another signature): their

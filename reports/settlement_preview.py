@@ -42,7 +42,7 @@ from refledger.reports.sheet import payable_by_pair, settlements, sheet_lines, s
 from refledger.reports.words import label, party, say
 from refledger.schemas import codec
 from refledger.schemas.periods import alliance_zone, show_time
-from refledger.store.columns import subject_sql
+from refledger.store.columns import click_subject_sql, subject_sql
 
 DAY_MS = 86_400_000
 
@@ -76,7 +76,7 @@ clicks AS (
            arg_max(a.hold_days, (a.effective_from, a.event_id)) AS hold_days
     FROM click_terms t
     JOIN folded_events ev ON ev.topic = t.topic AND ev.partition = t.partition AND ev.type = 'click'
-                     AND 'click:' || ev.event_id = t.subject
+                     AND {click_subject_sql("ev.event_id", "ev.occurred_at")} = t.subject
     JOIN agreement_holds a ON a.topic = t.topic AND a.partition = t.partition
                           AND a.agreement_id = t.agreement_id AND a.version = t.agreement_version
                           AND a.effective_from <= epoch_ms(ev.occurred_at)

@@ -44,13 +44,15 @@ class StatementError(QueryError):
     """The period or shop cannot make a statement."""
 
 
+# Each entry dated by the event that caused it (found by its position: an event id may come back on
+# another event after a close, SPEC §9a), a settlement's by the end of its period.
 _ENTRIES = """
     SELECT e.*, ev.type AS event_type, coalesce(cp."at", ev.occurred_at) AS occurred_at
     FROM entries e
-    JOIN (SELECT DISTINCT topic, partition, event_id, type, occurred_at FROM folded_events) ev
-      USING (topic, partition, event_id)
+    JOIN events ev ON ev.topic = e.topic AND ev.partition = e.partition AND ev."offset" = e.event_offset
     LEFT JOIN (SELECT DISTINCT topic, partition, event_id, "at" FROM checkpoints WHERE kind = 'settlement') cp
-      USING (topic, partition, event_id)
+      ON cp.topic = e.topic AND cp.partition = e.partition AND cp.event_id = e.event_id
+     AND ev.type = 'settlement'
     WHERE e.shop_id = $shop
 """
 

@@ -19,6 +19,13 @@ def subject_sql(kind: str, merchant: str, key: str) -> str:
     return f"'{kind}:' || {escaped(merchant)} || ':' || {escaped(key)}"
 
 
+def click_subject_sql(event_id: str, occurred_at: str) -> str:
+    """SQL for the subject name of a click that earns by itself, from its event id and its time
+    (a TIMESTAMP column): ``ledger.subjects.click_subject_name``."""
+    return (f"'click:' || replace(replace({event_id}, '%', '%25'), ':', '%3A') || ':' "
+            f"|| CAST(epoch_ms({occurred_at}) AS VARCHAR)")
+
+
 class EventRow(NamedTuple):
     """One row of the `events` table: a stored event, its log position, the fields reports and
     queries filter on, and its canonical Avro bytes (the source of truth). Built with
@@ -83,6 +90,7 @@ ENTRY_COLUMNS = (
     ("reason", pa.string()),
     ("prev_hash", pa.string()),
     ("hash", pa.string()),
+    ("event_offset", pa.int64()),  # the position of the event that caused the entry, in its log
 )
 
 DECISION_COLUMNS = (

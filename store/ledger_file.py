@@ -14,7 +14,9 @@ events      every decoded event of every log that reached the fold (all but the
 quarantine  events that could not be folded, with raw bytes, position, reason; `late`
             rows name a parked refund given up later, at the position of the event
             that gave it up (its order, or a close)
-entries     ledger entries posted by the fold (double entry, hash-chained)
+entries     ledger entries posted by the fold (double entry, hash-chained), each with the
+            position of the event that caused it (`event_offset`: an event id may come back
+            on another event after a close, SPEC §9a; the position is the event's own)
 decisions   attribution decisions, for `explain`
 checkpoints each log's chain head right after each settlement and close, and at each
             snapshot, with the snapshot's digest
@@ -137,6 +139,7 @@ CREATE TABLE IF NOT EXISTS entries (
     reason VARCHAR,
     prev_hash VARCHAR NOT NULL,
     hash VARCHAR NOT NULL,
+    event_offset BIGINT NOT NULL,
     batch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -264,7 +267,7 @@ SNAPSHOT_STATE = "snapshot_state"
 ROW_GROUP_ROWS = 16_384
 ATTACHED = "ledger"  # the writer's name for the file it attaches
 _DUCKDB_CHECKPOINT_THRESHOLD = "1TB"
-LEDGER_FORMAT = 4  # the tables' layout; a file written with another layout is refused, not misread
+LEDGER_FORMAT = 5  # the tables' layout; a file written with another layout is refused, not misread
 BALANCE_ROLLUP = 500  # batches between two balance_totals
 
 

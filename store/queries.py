@@ -8,6 +8,7 @@ import json
 
 from refledger.ledger.entries import CREDIT_ACCOUNTS as NEGATED, MONEY_ACCOUNTS, SWAP_ACCOUNTS
 from refledger.ledger.subjects import subject_name
+from refledger.store.columns import ENTRY_COLUMNS
 from refledger.store.lake import ALIAS
 from refledger.store.lake_files import data_files as lake_data_files
 
@@ -29,7 +30,13 @@ def stats(cur) -> dict:
         """SELECT coalesce(sum(events_read), 0), coalesce(sum(duplicates_skipped), 0),
                   coalesce(sum(events_stored), 0), count(*) FROM batches"""
     ).fetchall()
-    [(copies, alliance)] = cur.execute("SELECT count(*), count(DISTINCT event_id) FROM alliance_events").fetchall()
+    # an alliance event is one copy in each log that holds it; an id held twice in a log is two events
+    # (a conflicting copy, or an id used again after a close, SPEC §9a)
+    [(copies, alliance)] = cur.execute(
+        """SELECT coalesce(sum(copies), 0), coalesce(sum(events), 0) FROM (
+               SELECT sum(held) AS copies, max(held) AS events FROM (
+                   SELECT event_id, topic, partition, count(*) AS held FROM alliance_events GROUP BY ALL)
+               GROUP BY event_id)""").fetchall()
     events = stored - copies + alliance
     [(quarantined,)] = cur.execute("SELECT count(*) FROM quarantine").fetchall()
     [(entries,)] = cur.execute("SELECT count(*) FROM entries").fetchall()
@@ -277,9 +284,7 @@ def checkpoints(cur) -> list[dict]:
 # one consistent cut however long the copy takes and whatever a running
 # consumer commits meanwhile. Pages follow rowid (insertion order).
 
-_ENTRY_COLUMNS = ("topic, partition, seq, entry_id, txn_id, event_id, shop_id, account, counterparty_shop_id, "
-                  "currency, amount, subject, role, agreement_id, agreement_version, model, rate_bp, "
-                  "click_event_id, refund_id, reason, prev_hash, hash")
+_ENTRY_COLUMNS = ", ".join(name for name, _type in ENTRY_COLUMNS)
 _SNAPSHOT_SELECTS = {
     "entries": f"SELECT {_ENTRY_COLUMNS}, batch_id FROM entries",
     "events": """SELECT topic, partition, "offset", event_id, type, kafka_timestamp,

@@ -256,8 +256,10 @@ def test_the_24_hours_of_a_closed_click_stay_as_they_were_decided_after_the_clic
     fold, outcomes = fold_all(log)
     late = fold.apply(a.click("2026-10-16T02:00", "h-hats", "i-ink", "v1", event_id="c-2"))
     assert late.quarantine is None
-    posted = sorted((e.subject, e.amount) for e in late.entries if e.account == "earned_pending")
-    assert posted == [("click:c-2", 30), ("click:c-3", -30)]
+    posted = sorted((e.click_event_id, e.amount) for e in late.entries if e.account == "earned_pending")
+    assert posted == [("c-2", 30), ("c-3", -30)]
+    assert {e.subject for e in late.entries} == {"click:c-2:" + str(ms("2026-10-16T02:00")),
+                                                 "click:c-3:" + str(ms("2026-10-16T10:00"))}
 
 
 def test_an_event_id_used_exactly_at_the_close_is_forgotten_with_the_closed_period():

@@ -357,8 +357,8 @@ def test_cpc_clicks_arriving_out_of_order_converge_on_the_same_counted_clicks():
     assert counted(in_order) == counted(shuffled) == {"c-a", "c-c"}
     assert earned(shuffled, "zhang-toys") == 100
     # c-b was counted first; when c-a arrived it counted, c-b was reversed and c-c revalidated
-    roles = [(e.subject, e.role) for e in shuffled[-1].entries if e.shop_id == "zhang-toys"]
-    assert roles == [("click:c-a", "commission"), ("click:c-b", "reverse"), ("click:c-c", "commission")]
+    roles = [(e.click_event_id, e.role) for e in shuffled[-1].entries if e.shop_id == "zhang-toys"]
+    assert roles == [("c-a", "commission"), ("c-b", "reverse"), ("c-c", "commission")]
 
 
 def test_cpc_is_priced_by_the_agreement_at_the_click_and_ignores_invalid_clicks():

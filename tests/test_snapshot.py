@@ -77,9 +77,9 @@ def test_a_cpc_click_counted_before_the_snapshot_is_taken_back_after_it_by_a_lat
                     s.click_at(nine, "li-kids", "wang-bath", "v1", event_id="c-nine")]
     cut = len(log) - 1
     straight, resumed, a, b = fold_from(log, cut)
-    late = [(e.event_id, e.subject, e.account, e.amount) for e in straight[-1].entries]
-    assert ("c-nine", "click:c-ten", "earned_pending", -30) in late
-    assert ("c-nine", "click:c-nine", "earned_pending", 30) in late
+    late = [(e.event_id, e.click_event_id, e.account, e.amount) for e in straight[-1].entries]
+    assert ("c-nine", "c-ten", "earned_pending", -30) in late
+    assert ("c-nine", "c-nine", "earned_pending", 30) in late
     assert [o.entries for o in resumed] == [o.entries for o in straight]
 
 
