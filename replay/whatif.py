@@ -110,17 +110,18 @@ class WhatIf:
         self.uses = [WhatIfUse(a) for a in agreements]
         by_event_id = {u.agreement.event_id: u for u in self.uses}
         by_version = {(u.agreement.agreement_id, u.agreement.version): u for u in self.uses}
-        self._replacing: dict[str, WhatIfUse] = {}
+        # a log event is its id and its time: after a close an id may come back on another event (SPEC §9a)
+        self._replacing: dict[tuple[str, int], WhatIfUse] = {}
         for record in log_agreements:
             body = record["agreement"]
             use = by_event_id.get(record["event_id"]) or by_version.get((body["agreement_id"], body["version"]))
             if use is not None:
                 use.replaced.add(record["event_id"])
-                self._replacing[record["event_id"]] = use
+                self._replacing[(record["event_id"], record["occurred_at"])] = use
         self._added = [u for u in self.uses if not u.replaced]
         # a message can only be replaced when its event id occurs in its bytes (Avro and JSON keep strings
         # as UTF-8), so only those few messages are decoded
-        self._needles = tuple(event_id.encode("utf-8") for event_id in self._replacing)
+        self._needles = tuple({event_id.encode("utf-8") for event_id, _at in self._replacing})
 
     def positions(self) -> set[str]:
         return {u.agreement.position for u in self.uses}
@@ -152,7 +153,7 @@ class WhatIf:
             return None
         if record["type"] != "agreement":
             return None
-        return self._replacing.get(record["event_id"])
+        return self._replacing.get((record["event_id"], record["occurred_at"]))
 
     @staticmethod
     def _message(use: WhatIfUse, at: Message) -> Message:

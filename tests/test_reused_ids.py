@@ -114,3 +114,26 @@ def test_stats_count_an_agreement_id_used_again_after_a_close_as_two_events(tmp_
     db = ledger(tmp_path, agreement_story())
     stats = json.loads(run("stats", "--db", db, "--format", "json"))
     assert stats["events"] == stats["events_read"] == len(agreement_story())
+
+
+def test_a_what_if_version_replaces_only_the_agreement_event_it_names_not_an_older_one_of_the_same_id(tmp_path):
+    # the default terms v1 (10 %, toys 30 %) price an October toy of ¥10.00 (¥3.00) and are closed; the id
+    # ag comes back on v2 (20 %, toys 50 %). "What if v2 had been 40 % flat?" changes November's order
+    # (toys ¥10.00 + care ¥10.00: ¥7.00 → ¥8.00) and leaves October's under v1 alone
+    a = Alliance("harbor-fair")
+    log = [a.member(s, at="2026-10-01T00:00") for s in ("h-hats", "i-ink")]
+    log += [a.agreement(at="2026-10-01T00:00", rate_bp=1000, category_rates_bp={"toys": 3000}, event_id="ag"),
+            a.click("2026-10-03T00:00", "h-hats", "i-ink", "v0"),
+            a.order("2026-10-03T01:00", "i-ink", "v0", "O0", [(1, 1000, "toys")]),
+            a.close("2026-10-16T00:00", "2026-10-15T00:00:00.000Z", "through-10-15"),
+            a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00", rate_bp=2000,
+                        category_rates_bp={"toys": 5000}, event_id="ag"),
+            a.click("2026-11-01T00:00", "h-hats", "i-ink", "v1"),
+            a.order("2026-11-01T01:00", "i-ink", "v1", "O1", [(1, 1000, "toys"), (1, 1000, "care")])]
+    db = ledger(tmp_path, log)
+    what_if = tmp_path / "what-if.jsonl"
+    write_event_file([a.agreement(at="2026-10-20T00:00", version=2, effective_from="2026-10-20T00:00",
+                                  rate_bp=4000, event_id="what-if-1")], what_if)
+    replayed = json.loads(run("replay", "--db", db, "--agreements", what_if, "--format", "json"))
+    [h_hats] = [b for b in replayed["balances"] if b["shop_id"] == "h-hats"]
+    assert h_hats["earned_pending"] == 300 + 800
