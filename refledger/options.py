@@ -124,7 +124,18 @@ def people_options(command):
     return locale_option(tz_option(command))
 
 
+def _shop_view(_ctx, _param, shop: str | None) -> str | None:
+    """A shop's view names others by placeholders; a shop whose id is one of them cannot be told apart."""
+    from refledger.reports.scoped import ALLIANCE_TOTAL, ANOTHER_MEMBER
+
+    if shop in (ALLIANCE_TOTAL, ANOTHER_MEMBER):
+        raise click.BadParameter(f"{shop!r} is what a member's view calls "
+                                 f"{'the alliance total' if shop == ALLIANCE_TOTAL else 'another member'}; "
+                                 "a shop of that id cannot have a view of its own apart from it")
+    return shop
+
+
 as_option = click.option(
-    "--as", "as_shop", default=None, metavar="SHOP",
+    "--as", "as_shop", default=None, metavar="SHOP", callback=_shop_view,
     help="Show only what SHOP may see, to send it to that member: its own rows, and the alliance's totals "
          "where it needs them; no other member's numbers.")

@@ -77,3 +77,12 @@ def test_a_statement_as_a_member_is_its_own_statement(ledger):
     refused = run("statement", "--db", ledger, "--as", "li-kids", "--shop", "wang-bath", "--period", "2026-11",
                   code=2)
     assert "only li-kids's own statement" in refused
+
+
+@pytest.mark.parametrize("placeholder", ["(alliance total)", "(another member)"])
+def test_a_view_for_a_shop_named_like_a_placeholder_is_refused_rather_than_mixed_up(ledger, placeholder):
+    # a member's view calls the totals and the others by these names: a shop of that id could not tell
+    # its own row from them, so its view is refused with the reason
+    for command in (["balances"], ["statement", "--period", "2026-11", "--shop", placeholder]):
+        output = run(*command, "--db", ledger, "--as", placeholder, code=2)
+        assert "cannot have a view of its own" in output
