@@ -24,7 +24,8 @@ from refledger.ledger.orders import OrderSubject
 from refledger.ledger.subjects import Subject, Terms
 
 # the layout of the rows below; a snapshot of another layout is not loaded (the fold is rebuilt
-# from the events instead). 3: closed orders and remembered event ids as digests; 2: signing.
+# from the events instead). 5: click subjects named by id and time, agreement rates by version;
+# 3: closed orders and remembered event ids as digests; 2: signing.
 FORMAT = 5
 
 _TERMS = ("t_referrer", "t_merchant", "t_currency", "t_commission", "t_agreement_id", "t_agreement_version",
@@ -80,8 +81,8 @@ def export_state(fold) -> dict[str, list[tuple]]:
                                    a.currency, a.attribution_window_days, a.hold_days))
         rows["agreement_rates"].extend((a.event_id, a.occurred_at, a.version, category, rate)
                                        for category, rate in a.category_rates_bp)
-    # by the subject itself: two clicks may share a name (an id used again after a close, SPEC §9a); a
-    # subject is its name and time (orders have unique names, and only orders have category rates)
+    # every subject once, in the order of its name (names are unique: a click's holds its time, SPEC §9a;
+    # only orders have category rates)
     subjects: dict[Subject, str | None] = {}
     for subject in orders.open_subjects():
         subjects[subject] = "order"

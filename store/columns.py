@@ -11,19 +11,21 @@ from typing import NamedTuple
 import pyarrow as pa
 
 
+def _escaped_sql(column: str) -> str:
+    """SQL for a part of a subject's name: '%' and ':' percent-escaped (``ledger.subjects``)."""
+    return f"replace(replace({column}, '%', '%25'), ':', '%3A')"
+
+
 def subject_sql(kind: str, merchant: str, key: str) -> str:
     """SQL for the subject name of a merchant's order, payout or adjustment from two columns
-    (``ledger.subjects.subject_name``: '%' and ':' inside a part percent-escaped)."""
-    def escaped(column: str) -> str:
-        return f"replace(replace({column}, '%', '%25'), ':', '%3A')"
-    return f"'{kind}:' || {escaped(merchant)} || ':' || {escaped(key)}"
+    (``ledger.subjects.subject_name``)."""
+    return f"'{kind}:' || {_escaped_sql(merchant)} || ':' || {_escaped_sql(key)}"
 
 
 def click_subject_sql(event_id: str, occurred_at: str) -> str:
     """SQL for the subject name of a click that earns by itself, from its event id and its time
     (a TIMESTAMP column): ``ledger.subjects.click_subject_name``."""
-    return (f"'click:' || replace(replace({event_id}, '%', '%25'), ':', '%3A') || ':' "
-            f"|| CAST(epoch_ms({occurred_at}) AS VARCHAR)")
+    return f"'click:' || {_escaped_sql(event_id)} || ':' || CAST(epoch_ms({occurred_at}) AS VARCHAR)"
 
 
 class EventRow(NamedTuple):
