@@ -150,9 +150,14 @@ def compare(con, rebuilt_path: str | Path, topics, *, cut: bool,
 def _define_sides(con, topics: list[str], cut: bool) -> None:
     topic_list = "[" + ", ".join("'" + t.replace("'", "''") + "'" for t in topics) + "]"
     in_topics = f"list_contains({topic_list}::VARCHAR[], topic)"
+    # how far the rebuild read each log: its own positions, else the snapshot it started from (a log
+    # whose latest snapshot is its last event, a month's close, has nothing more to fold)
     con.execute(f"""CREATE OR REPLACE TEMP VIEW cmp_reached AS
-                    SELECT topic, partition, arg_max(next_offset, batch_id) AS next_offset
-                    FROM rebuilt.positions WHERE {in_topics} GROUP BY ALL""")
+                    SELECT topic, partition, coalesce(r.next_offset, s."offset" + 1) AS next_offset
+                    FROM (SELECT topic, partition, arg_max(next_offset, batch_id) AS next_offset
+                          FROM rebuilt.positions WHERE {in_topics} GROUP BY ALL) r
+                    FULL JOIN (SELECT topic, partition, "offset" FROM cmp_start WHERE {in_topics}) s
+                    USING (topic, partition)""")
     con.execute(f"CREATE OR REPLACE TEMP VIEW cmp_live_positions AS SELECT * FROM live_positions WHERE {in_topics}")
     before_cut = ""
     if cut:

@@ -305,6 +305,39 @@ def test_replay_from_the_latest_snapshot_folds_on_to_the_live_ledger(tmp_path):
     assert changed.exit_code == 1 and not json.loads(changed.output)["identical"]
 
 
+def test_replay_from_a_snapshot_taken_at_the_last_event_finds_the_ledger_identical(tmp_path):
+    """A month-end run publishes the close last, and a close snapshots the fold: the latest snapshot is
+    then the log's last event. Replaying from it folds nothing more, and the ledger is identical: the
+    rebuild reached the end of the log through the snapshot, and a changed entry is still caught."""
+    import json
+
+    from click.testing import CliRunner
+
+    from refledger.cli import cli
+    from refledger.schemas.event_files import write_event_file
+    from tests.ledger_support import Alliance
+
+    a = Alliance("lantern-lane")
+    log = [a.member("lu-lamps", at="2026-10-01T00:00"), a.member("ma-mats", at="2026-10-01T00:00"),
+           a.agreement(at="2026-10-01T00:00", rate_bp=1000, window=7, hold=0, effective_from="2026-10-01T00:00"),
+           a.click("2026-10-02T09:00", "lu-lamps", "ma-mats", "v1"),
+           a.order("2026-10-02T10:00", "ma-mats", "v1", "MA-1", [(1, 20000, "mats")]),
+           a.settlement("2026-11-01T00:00", "2026-10-31T23:59:59.999Z", "2026-10"),
+           a.close("2026-11-01T00:00:01", "2026-10-31T23:59:59.999Z", "2026-10")]
+    events = tmp_path / "october.jsonl"
+    write_event_file(log, events)
+    db = tmp_path / "lantern.duckdb"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", str(events), "--db", str(db)]).exit_code == 0
+    result = runner.invoke(cli, ["replay", "--db", str(db), "--from-snapshot", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["identical"] and report["events_read"] == 0
+    assert [offset for _t, _p, offset in report["started_from_snapshots"]] == [len(log) - 1]
+    people = runner.invoke(cli, ["replay", "--db", str(db), "--from-snapshot"])
+    assert people.exit_code == 0 and "DIFFERENT" not in people.output, people.output
+
+
 def test_a_ledger_whose_snapshots_another_version_wrote_replays_and_verifies_from_the_start(tmp_path, monkeypatch):
     """An auditor with a newer refledger and a ledger written by an older one: the snapshots are of a
     layout this version does not read. Replay from the snapshots folds those logs from their start and
