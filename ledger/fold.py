@@ -351,7 +351,7 @@ class PartitionFold:
         owed = self.journal.payable_owed(merchant, referrer, currency)
         if payout.amount_minor > owed:
             return _quarantined(PAYOUT_EXCEEDS_PAYABLE, f"{merchant} owes {referrer} {owed} {currency} payable, "
-                                                        f"payout is {payout.amount_minor}")
+                                                        f"payout is {payout.amount_minor} {currency}")
         if payout.amount_minor == 0:
             return NOTHING
         entries = self.journal.post(payout.event_id, subject_name("payout", merchant, payout.payout_id), "payout",

@@ -38,8 +38,9 @@ class OrderSubject(Subject):
         if refund.currency != self.order.currency:
             return CURRENCY_MISMATCH, f"refund in {refund.currency}, order {self.order.order_id} in {self.order.currency}"
         if self.refunded + refund.amount_minor > self.order.total_minor:
-            return (REFUND_EXCEEDS_ORDER, f"refunds would total {self.refunded + refund.amount_minor} "
-                                          f"of an order of {self.order.total_minor}")
+            currency = self.order.currency
+            return (REFUND_EXCEEDS_ORDER, f"refunds would total {self.refunded + refund.amount_minor} {currency} "
+                                          f"of an order of {self.order.total_minor} {currency}")
         return None
 
     def accept(self, refund: Refund) -> None:

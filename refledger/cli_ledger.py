@@ -105,8 +105,9 @@ def explain(db, order_id, merchant, as_shop, fmt, locale, zone):
 def quarantine(db, reason, fmt, locale, zone):
     """Events that could not be folded, with their reason and source position.
 
-    The table says what each reason code means; the detail is the fold's own
-    words, amounts in minor units, as JSON and CSV give it.
+    The table says what each reason code means, and shows the fold's detail
+    with its money as money and its times in the alliance's zone; JSON and
+    CSV keep the detail as the fold wrote it (minor units, UTC).
 
     Example: refledger quarantine --db ledger.duckdb --format json
     """
@@ -115,9 +116,10 @@ def quarantine(db, reason, fmt, locale, zone):
     if fmt != "table":
         emit(rows, fmt, columns)
         return
-    from refledger.reports.words import label, quarantine_reason
+    from refledger.reports.words import label, quarantine_detail, quarantine_reason
 
-    shown = [{**r, "meaning": quarantine_reason(r["reason"], locale)} for r in rows]
+    shown = [{**r, "meaning": quarantine_reason(r["reason"], locale),
+              "detail": quarantine_detail(r["detail"], locale, zone)} for r in rows]
     columns = ("event_id", "reason", "meaning", "position", "stage", "detail")
     emit(shown, "table", columns, title=label("quarantine", locale), headers=headers(columns, locale))
 

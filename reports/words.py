@@ -286,6 +286,30 @@ def quarantine_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
     return reason if pair is None else pair[0 if chinese(locale) else 1]
 
 
+_DETAIL_MONEY = re.compile(r"(?<![\w.-])(-?\d+) ([A-Z]{3})\b")  # "1500 CNY": minor units and the currency
+_DETAIL_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")  # as the fold writes UTC times
+
+
+def quarantine_detail(detail: str | None, locale: str, zone) -> str | None:
+    """The fold's detail of a quarantined event for people: its amounts of money (``<minor units>
+    <currency>``) as money, its times in the alliance's zone. JSON and CSV keep the fold's words."""
+    from refledger.ledger.currencies import is_currency
+    from refledger.schemas.codec import parse_time
+    from refledger.schemas.periods import show_time
+
+    if not detail:
+        return detail
+
+    def money(match: re.Match) -> str:
+        amount, currency = match.groups()
+        return format_money(int(amount), currency, locale) if is_currency(currency) else match.group(0)
+
+    def moment(match: re.Match) -> str:
+        return show_time(parse_time(match.group(0)), zone, seconds=True)
+
+    return _DETAIL_TIME.sub(moment, _DETAIL_MONEY.sub(money, detail))
+
+
 def click_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
     """The fold's reason for a click considered, in the locale's language (as written when unknown)."""
     if not chinese(locale):

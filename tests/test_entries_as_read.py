@@ -82,7 +82,7 @@ def test_a_payout_above_what_is_payable_says_what_is_owed():
             s.payout("2026-12-02T00:00", "wang-bath", "li-kids", 801, event_id="pay-1")]
     _, outcomes = fold_all(log)
     assert outcomes[-1].quarantine == "payout_exceeds_payable"
-    assert outcomes[-1].detail == "wang-bath owes li-kids 800 CNY payable, payout is 801"
+    assert outcomes[-1].detail == "wang-bath owes li-kids 800 CNY payable, payout is 801 CNY"
 
 
 def test_explain_lists_each_click_with_why_it_won_or_lost():
@@ -206,7 +206,7 @@ def test_a_refund_names_itself_on_its_entries_and_a_refund_too_many_says_by_how_
     assert {(e.shop_id, e.account, e.amount, e.refund_id) for e in first.entries} == {
         ("li-kids", "earned_pending", -200, "rf-1"), ("wang-bath", "owed_pending", 200, "rf-1")}
     assert second.quarantine == "refund_exceeds_order"
-    assert second.detail == "refunds would total 10500 of an order of 10000"
+    assert second.detail == "refunds would total 10500 CNY of an order of 10000 CNY"
 
 
 def test_a_refund_sent_again_for_another_visitor_is_a_conflict_not_a_repeat():

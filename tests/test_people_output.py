@@ -124,3 +124,23 @@ def test_the_quarantine_table_says_what_each_reason_means_in_chinese(tmp_path):
     assert "同一事件 id 内容不同" in table and "说明" in table
     [row] = json.loads(run("quarantine", "--db", db, "--format", "json"))
     assert row["reason"] == "conflicting_duplicate" and "meaning" not in row
+
+
+def test_the_quarantine_table_shows_the_details_money_as_money_and_its_times_in_beijing(tmp_path):
+    """An operator reading why a payout was refused reads yuan, and why a click was refused reads the
+    close in Beijing time; JSON keeps the fold's words in minor units and UTC."""
+    a = Alliance("night-market")
+    events_file = tmp_path / "events.jsonl"
+    write_event_file([a.member("d-dumpling"), a.member("e-egg"),
+                      a.payout("2026-10-05T10:00", "e-egg", "d-dumpling", 100, payout_id="p-1"),
+                      a.close("2026-11-01T00:00", "2026-10-15T15:59:59.999Z", "2026-10-a"),
+                      a.click("2026-10-10T09:00", "d-dumpling", "e-egg", "v1", event_id="c-late")], events_file)
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", events_file, "--db", db)
+    table = run("quarantine", "--db", db)
+    assert "payout is ¥1.00" in table and "owes d-dumpling ¥0.00 payable" in table
+    assert "closed through 2026-10-15 23:59:59" in table  # Asia/Shanghai, 8 hours ahead of UTC
+    assert "100 CNY" not in table and "15:59:59.999Z" not in table
+    details = {row["event_id"]: row["detail"] for row in json.loads(run("quarantine", "--db", db, "--format", "json"))}
+    assert any("payout is 100 CNY" in d for d in details.values())
+    assert any("2026-10-15T15:59:59.999Z" in d for d in details.values())
