@@ -31,7 +31,6 @@ import subprocess
 import sys
 import threading
 import traceback
-from sys import intern as _intern
 
 from refledger.consumers.folding import (
     COLLECTOR_THRESHOLD, SNAPSHOT_EVERY, FoldItem, FoldResult, StoredEvent, fold_items, rebuilt_fold,
@@ -93,16 +92,8 @@ def items_to_wire(items: list[FoldItem]) -> list[tuple]:
 def items_from_wire(rows: list[tuple]) -> list[FoldItem]:
     new, traffic = tuple.__new__, _TRAFFIC
     return [new(FoldItem, (t, p, o, pos, None if ev is None else
-                           new(traffic[ev[0]], ev[1:] if ev[0] == "view" else _shared(ev)), rec, content, signed))
+                           new(traffic[ev[0]], ev[1:]), rec, content, signed))
             for t, p, o, pos, ev, rec, content, signed in rows]
-
-
-def _shared(click: tuple) -> tuple:
-    """A click's fields, its visitor and shops as one string object each however many clicks name them:
-    the fold keeps clicks for months (SPEC §9a), a pickle gives every one its own copies."""
-    _, event_id, occurred_at, shop_id, visitor_id, referrer, merchant, placement = click
-    return (event_id, occurred_at, _intern(shop_id), None if visitor_id is None else _intern(visitor_id),
-            _intern(referrer), _intern(merchant), placement)
 
 
 _LENGTH = struct.Struct("<Q")

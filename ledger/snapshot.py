@@ -180,10 +180,7 @@ def restore_state(fold, rows: dict[str, list[tuple]]) -> None:
     fold.orders.restore(sorted(order_subjects, key=lambda s: (s.occurred_at, s.subject_id)),
                         [key for (key,) in rows["closed_orders"]],
                         [(row[0], Refund(*row[1:])) for row in rows["parked_refunds"]], parked_seq)
-    # shops and visitors as one string object each, however many clicks name them (kept for months)
-    one = {}.setdefault
-    fold.clicks.restore([(ClickRef(at, event_id, one(referrer, referrer), one(merchant, merchant),
-                                   visitor if visitor is None else one(visitor, visitor)), valid)
+    fold.clicks.restore([(ClickRef(at, event_id, referrer, merchant, visitor), valid)
                          for at, event_id, referrer, merchant, visitor, valid in rows["clicks"]],
                         click_subjects, closed_through)
     fold.journal.restore_payable(rows["payable"])

@@ -122,3 +122,26 @@ def test_a_callers_content_digest_of_another_size_still_lets_a_close_forget_the_
             fold.apply(record)
         remembered[digest] = fold.state_size()["event_ids"]
     assert remembered[b"eight-by"] == remembered[None] == 2  # the settlement and the close
+
+
+CLICK_INDEX_BYTES = 160  # a click in the index, beyond remembering its event: about 50 bytes of columns, the
+# rest its (merchant, visitor) list and the names (SPEC §9a keeps 90 days of clicks)
+
+
+def clicks(n: int):
+    """A month of clicks: each visitor comes back a few times through each referrer to a merchant."""
+    a = Alliance("maple-row")
+    yield from members(a)
+    for i in range(n):
+        referrer, merchant = ("m-maple", "n-nori") if i % 2 else ("n-nori", "o-oak")
+        yield a.click(f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}", referrer, merchant,
+                      f"visitor-{i % (n // 4):06d}", event_id=f"maple-row-click-{i:08d}")
+
+
+def test_a_remembered_click_costs_columns_in_the_index_not_objects():
+    """A click is remembered as an event (its id's digest, to tell a re-delivery) and in the click
+    index that attribution reads: the index keeps columns, not an object per click."""
+    click_cost, fold = per_item(clicks, 4_000, 12_000)
+    view_cost, _ = per_item(views, 4_000, 12_000)
+    assert fold.state_size()["clicks"] == 12_000
+    assert click_cost - view_cost < CLICK_INDEX_BYTES, f"{click_cost - view_cost:.0f} bytes per click in the index"
