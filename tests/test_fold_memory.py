@@ -17,7 +17,7 @@ from tests.ledger_support import Alliance
 
 SHOPS = ("m-maple", "n-nori", "o-oak")
 OPEN_EVENT_BYTES = 176   # a remembered view: its id's digest, its content's digest and time, a dict slot
-CLOSED_ORDER_BYTES = 128  # a closed order: a 16-byte digest in a set
+CLOSED_ORDER_BYTES = 24  # a closed order: its 16-byte digest, side by side with the others
 
 
 def fold_memory(records) -> tuple[PartitionFold, int]:
@@ -145,3 +145,25 @@ def test_a_remembered_click_costs_columns_in_the_index_not_objects():
     view_cost, _ = per_item(views, 4_000, 12_000)
     assert fold.state_size()["clicks"] == 12_000
     assert click_cost - view_cost < CLICK_INDEX_BYTES, f"{click_cost - view_cost:.0f} bytes per click in the index"
+
+
+def test_the_closed_orders_digests_are_found_exactly_as_a_set_would_find_them():
+    """Every close adds its period's orders; each is found afterwards, and nothing else is."""
+    import random
+
+    from refledger.ledger.digests import DigestSet, digest
+
+    rnd = random.Random(11)
+    book, expected = DigestSet(), set()
+    assert b"" not in book and bytes(16) not in book and len(book) == 0
+    for close in range(6):
+        period = [digest(f"order-{close}-{i}".encode()) for i in range(rnd.randint(0, 300))]
+        book.update(period + period[:3])  # a digest added twice is kept once
+        expected.update(period)
+        assert len(book) == len(expected) and list(book) == sorted(expected)
+    for key in expected:
+        assert key in book
+    for i in range(2000):
+        assert digest(f"never-{i}".encode()) not in book
+    assert b"" not in book and bytes(16) not in book and b"\xff" * 16 not in book
+    assert list(DigestSet(expected)) == list(book)
