@@ -151,9 +151,13 @@ class ClickBook:
     def add(self, click: ClickRef, base_ok: BaseOk) -> list[tuple[ClickRef, bool]]:
         """Index the click; return (click, validity) for it and every click whose validity flipped."""
         at, event_id, referrer, merchant, visitor = click
-        r = self._code(referrer)
-        n = self._append(at, event_id, r, self._code(merchant), self._code(visitor), False)
-        mv = self._merchant[n] << 32 | self._visitor[n]
+        r, m, v = self._code(referrer), self._code(merchant), self._code(visitor)
+        n = self._append(at, event_id, r, m, v, False)
+        mv = m << 32 | v
+        # the click as returned (and kept as the key of what it earns) names its shops and visitor with
+        # the index's own strings, not the copies a pickle or a snapshot made
+        names = self._names
+        click = _new(ClickRef, (at, event_id, names[r], names[m], names[v]))
         bucket = self._by_mv.get(mv)
         if bucket is None:
             self._by_mv[mv] = array("I", (n,))
@@ -316,7 +320,8 @@ class ClickBook:
                 bucket.append(n)
             subject = subjects.get(click_subject_name(event_id, at))
             if subject is not None:
-                self._subjects[click] = subject
+                names = self._names  # the key names its shops and visitor with the index's own strings
+                self._subjects[_new(ClickRef, (at, event_id, names[self._referrer[n]], names[m], names[v]))] = subject
         self.closed_through = closed_through
 
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,

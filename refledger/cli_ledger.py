@@ -105,9 +105,10 @@ def explain(db, order_id, merchant, as_shop, fmt, locale, zone):
 def quarantine(db, reason, fmt, locale, zone):
     """Events that could not be folded, with their reason and source position.
 
-    The table says what each reason code means, and shows the fold's detail
-    with its money as money and its times in the alliance's zone; JSON and
-    CSV keep the detail as the fold wrote it (minor units, UTC).
+    The table says what each reason code means, and shows the amounts of
+    money and the times the fold's detail states as money and in the
+    alliance's zone (a field's value quoted from the event stays as written);
+    JSON and CSV keep the detail as the fold wrote it (minor units, UTC).
 
     Example: refledger quarantine --db ledger.duckdb --format json
     """
@@ -119,7 +120,7 @@ def quarantine(db, reason, fmt, locale, zone):
     from refledger.reports.words import label, quarantine_detail, quarantine_reason
 
     shown = [{**r, "meaning": quarantine_reason(r["reason"], locale),
-              "detail": quarantine_detail(r["detail"], locale, zone)} for r in rows]
+              "detail": quarantine_detail(r["reason"], r["detail"], locale, zone)} for r in rows]
     columns = ("event_id", "reason", "meaning", "position", "stage", "detail")
     emit(shown, "table", columns, title=label("quarantine", locale), headers=headers(columns, locale))
 

@@ -286,28 +286,48 @@ def quarantine_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:
     return reason if pair is None else pair[0 if chinese(locale) else 1]
 
 
-_DETAIL_MONEY = re.compile(r"(?<![\w.-])(-?\d+) ([A-Z]{3})\b")  # "1500 CNY": minor units and the currency
-_DETAIL_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")  # as the fold writes UTC times
+_MONEY = r"(-?\d+) ([A-Z]{3})"  # an amount in minor units and its currency, as the fold writes them
+_TIME = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)"  # a time as the fold writes it (UTC)
+# The fold's details that carry money or times, by reason, matched whole: the ids and names an event
+# brought are kept as they are, whatever they look like (an order id may read like a time).
+_DETAILS = {
+    "payout_exceeds_payable": re.compile(rf"(.*) {_MONEY} payable, payout is {_MONEY}", re.S),
+    "refund_exceeds_order": re.compile(rf"refunds would total {_MONEY} of an order of {_MONEY}"),
+    "period_closed": re.compile(rf"(\w+) of {_TIME}: the books are closed through {_TIME}"),
+    "future_close": re.compile(rf"closes through {_TIME}, later than the close itself \({_TIME}\)"),
+}
 
 
-def quarantine_detail(detail: str | None, locale: str, zone) -> str | None:
-    """The fold's detail of a quarantined event for people: its amounts of money (``<minor units>
-    <currency>``) as money, its times in the alliance's zone. JSON and CSV keep the fold's words."""
-    from refledger.ledger.currencies import is_currency
+def quarantine_detail(reason: str, detail: str | None, locale: str, zone) -> str | None:
+    """The fold's detail of a quarantined event for people: the amounts of money it states as money,
+    its times in the alliance's zone. JSON and CSV keep the fold's words; a field's value quoted
+    from the event (``total_minor 10000``) stays as the event wrote it."""
     from refledger.schemas.codec import parse_time
     from refledger.schemas.periods import show_time
 
-    if not detail:
+    pattern = _DETAILS.get(reason)
+    match = pattern.fullmatch(detail) if pattern is not None and detail else None
+    if match is None:
         return detail
+    parts = match.groups()
 
-    def money(match: re.Match) -> str:
-        amount, currency = match.groups()
-        return format_money(int(amount), currency, locale) if is_currency(currency) else match.group(0)
+    def money(amount: str, currency: str) -> str:
+        return format_money(int(amount), currency, locale)
 
-    def moment(match: re.Match) -> str:
-        return show_time(parse_time(match.group(0)), zone, seconds=True)
+    def moment(text: str) -> str:
+        return show_time(parse_time(text), zone, seconds=True)
 
-    return _DETAIL_TIME.sub(moment, _DETAIL_MONEY.sub(money, detail))
+    if reason == "payout_exceeds_payable":
+        who, owed, currency, paid, paid_currency = parts
+        return f"{who} {money(owed, currency)} payable, payout is {money(paid, paid_currency)}"
+    if reason == "refund_exceeds_order":
+        total, currency, order, order_currency = parts
+        return f"refunds would total {money(total, currency)} of an order of {money(order, order_currency)}"
+    if reason == "period_closed":
+        kind, at, through = parts
+        return f"{kind} of {moment(at)}: the books are closed through {moment(through)}"
+    through, at = parts
+    return f"closes through {moment(through)}, later than the close itself ({moment(at)})"
 
 
 def click_reason(reason: str, locale: str = DEFAULT_LOCALE) -> str:

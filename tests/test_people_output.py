@@ -144,3 +144,23 @@ def test_the_quarantine_table_shows_the_details_money_as_money_and_its_times_in_
     details = {row["event_id"]: row["detail"] for row in json.loads(run("quarantine", "--db", db, "--format", "json"))}
     assert any("payout is 100 CNY" in d for d in details.values())
     assert any("2026-10-15T15:59:59.999Z" in d for d in details.values())
+
+
+def test_ids_in_a_quarantine_detail_are_never_read_as_money_or_times(tmp_path):
+    """An order id that reads like a time, a merchant whose name ends like an amount: the table
+    prints them as the event wrote them."""
+    from zoneinfo import ZoneInfo
+
+    from refledger.reports.words import quarantine_detail
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    duplicate = "order INV-2026-10-01T10:00:00.000Z at wang-bath was already folded"
+    assert quarantine_detail("duplicate_order", duplicate, "zh_CN", shanghai) == duplicate
+    owed = "BATCH 7 EUR owes li-kids 800 CNY payable, payout is 801 CNY"
+    assert quarantine_detail("payout_exceeds_payable", owed, "zh_CN", shanghai) == \
+        "BATCH 7 EUR owes li-kids ¥8.00 payable, payout is ¥8.01"
+    closed = "click of 2026-10-03T10:20:00.000Z: the books are closed through 2026-10-15T23:59:59.999Z"
+    assert quarantine_detail("period_closed", closed, "zh_CN", shanghai) == \
+        "click of 2026-10-03 18:20:00: the books are closed through 2026-10-16 07:59:59"
+    assert quarantine_detail("total_mismatch", "total_minor 100 but the lines sum to 90", "zh_CN", shanghai) == \
+        "total_minor 100 but the lines sum to 90"
