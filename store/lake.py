@@ -60,6 +60,7 @@ import importlib.util
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -180,7 +181,10 @@ def connect(lake: LakeLedger, *, read_only: bool, idle_limit_s: int | None = Non
 
 
 def _attach(lake: LakeLedger, catalog: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    # what DuckDB spills goes to the machine's temporary directory, not into ./.tmp of wherever the
+    # command runs (which may not even be writable)
+    spills = os.path.join(tempfile.gettempdir(), f"refledger-lake-{os.getpid()}.tmp")
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "temp_directory": spills})
     try:
         for package, name in EXTENSIONS:
             con.execute(f"LOAD {sql_text(extension_file(package, name))}")

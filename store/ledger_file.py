@@ -325,7 +325,9 @@ def _connect(path: Path, read_only: bool, wait_s: float = 15.0):
         try:
             if read_only:
                 return duckdb.connect(str(path), read_only=True)
-            con = duckdb.connect()
+            # an in-memory connection spills into ./.tmp of whatever directory the command runs in;
+            # the ledger's own spills belong beside it, as DuckDB puts them for a file it opens itself
+            con = duckdb.connect(config={"temp_directory": f"{path}.tmp"})
             try:
                 con.execute(f"ATTACH {sql_text(str(path))} AS {ATTACHED} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
                 con.execute(f"USE {ATTACHED}")

@@ -123,3 +123,23 @@ def test_a_reader_in_the_middle_of_a_query_neither_stops_the_writer_nor_sees_its
         assert memory_limit(store.con) == as_duckdb_says(ledger_file.WRITER_MEMORY)
     finally:
         store.close()
+
+
+def test_the_writer_spills_beside_the_ledger_never_into_the_directory_it_runs_from(tmp_path, monkeypatch):
+    """An operator runs `consume` from their home directory: what DuckDB spills to disk while the
+    writer holds to its memory limit goes beside the ledger file, not into ./.tmp."""
+    monkeypatch.setattr(ledger_file, "WRITER_MEMORY", "24MB")
+    monkeypatch.setattr(ledger_file, "CHECKPOINT_BYTES", 8 * 1024 * 1024)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    path = tmp_path / "ledgers" / "ledger.duckdb"
+    path.parent.mkdir()
+    store = LedgerStore(path)
+    try:
+        [(spills,)] = store.con.execute("SELECT current_setting('temp_directory')").fetchall()
+        assert spills == f"{path}.tmp"
+        store.write_batch(snapshot_batch(0, 0, 48 * 1024 * 1024))
+    finally:
+        store.close()
+    assert list(home.iterdir()) == []
