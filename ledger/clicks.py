@@ -116,10 +116,14 @@ class ClickBook:
         end = self._id_end
         return self._id_bytes[end[n - 1] if n else 0:end[n]].decode("utf-8", "surrogatepass")
 
-    def _ref(self, n: int) -> ClickRef:
+    def _named(self, at: int, event_id: str, referrer: int, merchant: int, visitor: int) -> ClickRef:
+        """A click as callers read it, its shops and visitor named with the index's own strings (not
+        the copies a pickle or a snapshot made: a click that earns is kept as the key of what it earns)."""
         names = self._names
-        return _new(ClickRef, (self._at[n], self._event_id(n), names[self._referrer[n]], names[self._merchant[n]],
-                               names[self._visitor[n]]))
+        return _new(ClickRef, (at, event_id, names[referrer], names[merchant], names[visitor]))
+
+    def _ref(self, n: int) -> ClickRef:
+        return self._named(self._at[n], self._event_id(n), self._referrer[n], self._merchant[n], self._visitor[n])
 
     def _order_key(self, n: int) -> tuple[int, str]:
         return self._at[n], self._event_id(n)
@@ -154,10 +158,7 @@ class ClickBook:
         r, m, v = self._code(referrer), self._code(merchant), self._code(visitor)
         n = self._append(at, event_id, r, m, v, False)
         mv = m << 32 | v
-        # the click as returned (and kept as the key of what it earns) names its shops and visitor with
-        # the index's own strings, not the copies a pickle or a snapshot made
-        names = self._names
-        click = _new(ClickRef, (at, event_id, names[r], names[m], names[v]))
+        click = self._named(at, event_id, r, m, v)
         bucket = self._by_mv.get(mv)
         if bucket is None:
             self._by_mv[mv] = array("I", (n,))
@@ -172,7 +173,7 @@ class ClickBook:
             i = bisect_right(bucket, (at, event_id), key=self._order_key)
             bucket.insert(i, n)
             if any(refs[c] == r for c in bucket[i + 1:]):
-                return self._recheck_chain(bucket, r, base_ok, n, click)
+                return self._recheck_chain(bucket, r, base_ok, n)
         valid = base_ok(click)
         if valid:
             since = at - DAY_MS
@@ -185,8 +186,8 @@ class ClickBook:
         flags[n] = valid
         return [(click, valid)]
 
-    def _recheck_chain(self, bucket: Sequence[int], referrer: int, base_ok: BaseOk, new: int | None = None,
-                       new_click: ClickRef | None = None) -> list[tuple[ClickRef, bool]]:
+    def _recheck_chain(self, bucket: Sequence[int], referrer: int, base_ok: BaseOk,
+                       new: int | None = None) -> list[tuple[ClickRef, bool]]:
         """Run the 24-hour rule again over the referrer's chain in this bucket. Clicks of a closed
         period keep their flags (they are final); the rule runs on from the last valid one."""
         refs, times, flags = self._referrer, self._at, self._valid
@@ -202,7 +203,7 @@ class ClickBook:
                     last = times[c]
                 done += 1
             chain = chain[done:]
-        clicks = [new_click if c == new and new_click is not None else self._ref(c) for c in chain]
+        clicks = [self._ref(c) for c in chain]
         counted = counted_flags(clicks, [base_ok(c) for c in clicks], last)
         changed = []
         for c, click, valid in zip(chain, clicks, counted):
@@ -311,8 +312,8 @@ class ClickBook:
         code = self._code
         for click, valid in clicks:
             at, event_id, referrer, merchant, visitor = click
-            m, v = code(merchant), code(visitor)
-            n = self._append(at, event_id, code(referrer), m, v, valid)
+            r, m, v = code(referrer), code(merchant), code(visitor)
+            n = self._append(at, event_id, r, m, v, valid)
             bucket = self._by_mv.get(m << 32 | v)
             if bucket is None:
                 self._by_mv[m << 32 | v] = array("I", (n,))
@@ -320,8 +321,7 @@ class ClickBook:
                 bucket.append(n)
             subject = subjects.get(click_subject_name(event_id, at))
             if subject is not None:
-                names = self._names  # the key names its shops and visitor with the index's own strings
-                self._subjects[_new(ClickRef, (at, event_id, names[self._referrer[n]], names[m], names[v]))] = subject
+                self._subjects[self._named(at, event_id, r, m, v)] = subject
         self.closed_through = closed_through
 
     def revalue(self, click: ClickRef, valid: bool, agreement: Agreement | None, postings: Postings,
