@@ -164,3 +164,19 @@ def test_ids_in_a_quarantine_detail_are_never_read_as_money_or_times(tmp_path):
         "click of 2026-10-03 18:20:00: the books are closed through 2026-10-16 07:59:59"
     assert quarantine_detail("total_mismatch", "total_minor 100 but the lines sum to 90", "zh_CN", shanghai) == \
         "total_minor 100 but the lines sum to 90"
+
+
+def test_every_detail_the_table_rewrites_is_one_the_fold_writes(tmp_path):
+    """The table reads the fold's own words back: a refund over its order and a close dated before
+    what it closes are shown as money and Beijing time, so a change to the fold's words shows here."""
+    a = Alliance("night-market")
+    events_file = tmp_path / "events.jsonl"
+    write_event_file([a.member("d-dumpling"), a.member("e-egg"),
+                      a.order("2026-10-05T10:00", "e-egg", "v1", "E-1", [(1, 1000, "eggs")]),
+                      a.refund("2026-10-06T10:00", "e-egg", "E-1", 1500),
+                      a.close("2026-10-20T00:00", "2026-10-31T15:59:59.999Z", "2026-10")], events_file)
+    db = tmp_path / "ledger.duckdb"
+    run("ingest", events_file, "--db", db)
+    table = run("quarantine", "--db", db)
+    assert "refunds would total ¥15.00 of an order of ¥10.00" in table
+    assert "closes through 2026-10-31 23:59:59, later than the close itself (2026-10-20 08:00:00)" in table
