@@ -116,7 +116,7 @@ class LogProcessor:
         self.positions: dict[tuple[str, int], int] = store.positions()
         self._stale: set[tuple[str, int]] = set()  # logs whose fold is rebuilt from the store before next use
         self.redaction_key = store.redaction_key()
-        self.signatures = SignaturesAhead()
+        self.signatures = SignaturesAhead(fold_verifies=fold_worker)
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
@@ -193,7 +193,7 @@ class LogProcessor:
         """
         pending = PendingBatch(BatchWrite(source=self.source))
         pending.items = items = self.decode_messages(messages, pending, kafka_records)
-        self.signatures.verify(items)
+        self.signatures.verify()
         folds = self.folds
         if items:
             logs = {(item.topic, item.partition) for item in items}
@@ -236,7 +236,7 @@ class LogProcessor:
                                           merchant, referrer, None, None, None, None, msg.timestamp, value)))
                 event = traffic_event(kind, event_id, occurred_at, shop_id, visitor_id, referrer, merchant,
                                       placement)
-                signed = None if signature is None else signatures.of_traffic(len(items), fields)
+                signed = None if signature is None else signatures.of_traffic(fields)
                 add_item(_new(FoldItem, (topic, partition, offset, position, event, None,
                                          content_digest(value, signature), signed)))
             else:
@@ -266,7 +266,7 @@ class LogProcessor:
                     payload.get("order_id"), payload.get("refund_id"),
                     payload.get("amount_minor", payload.get("total_minor")), payload.get("currency"),
                     msg.timestamp, canonical)))
-                signed = signatures.of_record(len(items), record)
+                signed = signatures.of_record(record)
                 add_item(_new(FoldItem, (topic, partition, offset, position, None, record,
                                          content_digest(canonical, record.get("signature")), signed)))
             raws.append(value)

@@ -36,7 +36,9 @@ from refledger.consumers.folding import (
     COLLECTOR_THRESHOLD, SNAPSHOT_EVERY, FoldItem, FoldResult, StoredEvent, fold_items, rebuilt_fold,
 )
 from refledger.consumers.heap import keep_large_blocks_apart
+from refledger.consumers.verification import VerdictsInFold
 from refledger.ledger.events import Click, View
+from refledger.ledger.signers import Signature
 
 
 class FoldWorkerError(RuntimeError):
@@ -52,6 +54,7 @@ def _serve(jobs, results, fold_factory, snapshot_every: int) -> None:
 
 def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
     folds: dict[tuple[str, int], object] = {}
+    verdicts = VerdictsInFold()  # the signatures the decode step left to this process
     gc.set_threshold(*COLLECTOR_THRESHOLD)  # a job's rows are young objects by the hundred thousand
     while True:
         try:
@@ -67,7 +70,9 @@ def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
                 folds[(topic, partition)] = rebuilt_fold(fold_factory, stored, f"{topic}:{partition}", snapshot)
             elif kind == "fold":
                 _, job_id, rows = message
-                result = fold_items(folds, items_from_wire(rows), snapshot_every)
+                items = items_from_wire(rows)
+                verdicts.start(items)
+                result = fold_items(folds, items, snapshot_every, verdicts)
                 _write(results, (job_id, "ok", result))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
@@ -80,19 +85,19 @@ def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
 # The pipe carries a job's FoldItems as plain tuples in FoldItem's field order, a view's or click's
 # event as the tuple of its fields with its type first: pickle writes and reads plain tuples in C,
 # named tuples through Python calls (four times the cost, for the half-million items a minute the
-# fold process takes). Both ends name them again at once.
+# fold process takes); a signature goes as the tuple of its fields. Both ends name them again at once.
 _TRAFFIC = {"view": View, "click": Click}
 
 
 def items_to_wire(items: list[FoldItem]) -> list[tuple]:
     return [(i.topic, i.partition, i.offset, i.position, None if i.event is None else (i.event.type, *i.event),
-             i.record, i.content, i.signed) for i in items]
+             i.record, i.content, None if i.signed is None else i.signed.fields()) for i in items]
 
 
 def items_from_wire(rows: list[tuple]) -> list[FoldItem]:
     new, traffic = tuple.__new__, _TRAFFIC
-    return [new(FoldItem, (t, p, o, pos, None if ev is None else
-                           new(traffic[ev[0]], ev[1:]), rec, content, signed))
+    return [new(FoldItem, (t, p, o, pos, None if ev is None else new(traffic[ev[0]], ev[1:]), rec, content,
+                           None if signed is None else Signature(*signed)))
             for t, p, o, pos, ev, rec, content, signed in rows]
 
 

@@ -176,13 +176,19 @@ def _snapshot(rows: LedgerRows, log: LogFold, item: FoldItem, kind: str, at: int
     return snapshot_digest
 
 
-def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT_EVERY) -> FoldResult:
-    """Fold a job's items, each with its log's fold, and collect what they write."""
+def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT_EVERY,
+               verdicts=None) -> FoldResult:
+    """Fold a job's items, each with its log's fold, and collect what they write. ``verdicts``:
+    a ``consumers.verification.VerdictsInFold`` verifying the items' signatures meanwhile."""
     rejections: list[FoldRejection] = []
     skipped: list[int] = []
     rows = LedgerRows()
     last: dict[tuple[str, int], int] = {}
+    waits_from = 1 << 62 if verdicts is None else verdicts.waits_from
     for index, item in enumerate(items):
+        if index >= waits_from:
+            verdicts.settle(index)
+            waits_from = verdicts.waits_from
         topic, partition = item.topic, item.partition
         log = logs[(topic, partition)]
         fold = log.fold

@@ -12,16 +12,23 @@ the decode step does the expensive part first, for every source alike
    fold's own ``Signers``: a belief, not a verdict;
 3. it verifies the batch's signatures against those keys on a few threads,
    a chunk at a time as the decode loop fills them (libsodium lets go of the
-   interpreter lock, so they run beside the loop, and beside the fold
-   process when it waits for work), and attaches a
-   ``ledger.signers.Signature`` to each fold item: the signature, its bytes,
-   the key tried and the result.
+   interpreter lock, so they run beside the loop), and attaches a
+   ``ledger.signers.Signature`` to each fold item: the signature and its
+   bytes, and, once verified, the key tried and the result.
+
+When the fold runs in a process of its own (``consume``), the decode step
+does not wait for chunks its threads have not started by the end of the
+batch: it hands them to the fold as not tried, and the fold process, which
+has an interpreter of its own, verifies them while this one decodes the next
+batch. So the work shares itself between the two processes by how busy each
+is, rather than by a fixed split.
 
 The fold takes a verdict reached ahead only when the key tried is one it
-requires; otherwise (a key the decode step could not know, a signature that
-did not verify under the key it guessed) it verifies again itself, with
-``ED25519``, the check every fold is built with (``signed_fold``). So the
-verdicts are the fold's, whatever the guesses, and the same from every source.
+requires; otherwise (not tried, a key the decode step could not know, a
+signature that did not verify under the key it guessed) it verifies again
+itself, with ``ED25519``, the check every fold is built with
+(``signed_fold``). So the verdicts are the fold's, whatever the guesses and
+whoever verified, and the same from every source.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from refledger.schemas import signing
 # Signatures verified ahead per thread task: large enough to make handing out tasks cheap.
 CHUNK = 512
 
-_new = tuple.__new__  # named tuples built from values already checked, by the hundred thousand
+NEVER = 1 << 62  # an item index no job reaches
 
 
 class Ed25519Check:
@@ -61,19 +68,58 @@ def signed_fold() -> PartitionFold:
     return PartitionFold(ED25519)
 
 
-def _verify_all(checks: list[tuple[int, Signature]]) -> list[int]:
+def _verify_all(checks: list[Signature]) -> None:
+    """Each signature verified under the key it names, its verdict written on it."""
     verify = signing.verify
-    return [index for index, s in checks if verify(s.key, s.signature, s.message)]
+    for s in checks:
+        s.valid = verify(s.key, s.signature, s.message)
+
+
+class VerdictsInFold:
+    """The fold process's part, for what the decode step left to it: the signatures of a job not
+    tried yet under the key guessed are verified on a few threads of this process, a chunk at a
+    time, while the fold goes through the items before them (``settle`` before each item)."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[int, object]] = []  # (first item index of a chunk, its future), last first
+        self.waits_from = NEVER  # the index of the first item whose chunk may not be verified yet
+
+    def start(self, items: list) -> None:
+        """Hand a job's signatures not tried yet to the threads, a chunk at a time."""
+        untried = [(index, item.signed) for index, item in enumerate(items)
+                   if item.signed is not None and item.signed.valid is None and item.signed.key is not None]
+        pending = []
+        if untried:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="refledger-verify")
+            for at in range(0, len(untried), CHUNK):
+                chunk = untried[at:at + CHUNK]
+                pending.append((chunk[0][0], self._pool.submit(_verify_all, [s for _, s in chunk])))
+            pending.reverse()
+        self._pending = pending
+        self.waits_from = pending[-1][0] if pending else NEVER
+
+    def settle(self, index: int) -> None:
+        """Before the fold takes the item at ``index``: the chunks up to it verified."""
+        pending = self._pending
+        while pending and pending[-1][0] <= index:
+            pending.pop()[1].result()
+        self.waits_from = pending[-1][0] if pending else NEVER
 
 
 class SignaturesAhead:
     """The decode step's part: canonical bytes and Ed25519 verdicts for a batch's signed events."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, *, fold_verifies: bool = False):
+        """``fold_verifies``: the fold runs in a process of its own, which verifies what the
+        threads here have not started when the batch is decoded."""
         self.belief = Signers()
         self.threads = threads or min(4, os.cpu_count() or 1)
+        self.fold_verifies = fold_verifies
         self._pool: ThreadPoolExecutor | None = None
-        self._checks: list[tuple[int, Signature]] = []
+        self._checks: list[Signature] = []  # signatures not tried yet, not handed to a thread yet
         self._started: list = []  # futures of the batch's chunks handed to the threads already
 
     def learn(self, record: dict) -> None:
@@ -97,60 +143,59 @@ class SignaturesAhead:
             keys = belief.keys_of(kind, shop_id, occurred_at)
         return keys[0] if keys else None
 
-    def of_traffic(self, index: int, fields: tuple) -> Signature:
-        """The signature of the batch's ``index``-th item, a view or click given as the reader's
-        fields (``schemas.traffic.read_traffic_fields``, signature last)."""
+    def of_traffic(self, fields: tuple) -> Signature:
+        """The signature of a view or click given as the reader's fields
+        (``schemas.traffic.read_traffic_fields``, signature last)."""
         kind, event_id, occurred_at, alliance_id, shop_id, visitor_id, referrer, merchant, placement, sig = fields
         try:
             message = signing.traffic_canonical_bytes(kind, event_id, occurred_at, alliance_id, shop_id, visitor_id,
                                                       referrer, merchant, placement)
         except ValueError:
-            return _new(Signature, (sig, None, None, False))
-        return self._ahead(index, _new(Signature, (sig, message, self._expected(kind, shop_id, occurred_at, None),
-                                                   False)))
+            return Signature(sig, None)
+        return self._ahead(Signature(sig, message, self._expected(kind, shop_id, occurred_at, None)))
 
-    def of_record(self, index: int, record: dict) -> Signature | None:
-        """The signature of the batch's ``index``-th item, given as a record (None: unsigned). The
-        key expected is the one in force before the record (a policy needs the operator key in
-        force before it), then the record is learnt."""
+    def of_record(self, record: dict) -> Signature | None:
+        """The signature of an event given as a record (None: unsigned). The key expected is the
+        one in force before the record (a policy needs the operator key in force before it), then
+        the record is learnt."""
         sig = record.get("signature")
         signature = None
         if sig is not None:
             message = ED25519.message(record)
             if message is None:
-                signature = _new(Signature, (sig, None, None, False))
+                signature = Signature(sig, None)
             else:
                 key = self._expected(record["type"], record["shop_id"], record["occurred_at"], record)
-                signature = self._ahead(index, _new(Signature, (sig, message, key, False)))
+                signature = self._ahead(Signature(sig, message, key))
         self.learn(record)
         return signature
 
-    def _ahead(self, index: int, signature: Signature) -> Signature:
+    def _ahead(self, signature: Signature) -> Signature:
+        """The signature, not tried yet, queued to be verified under its key, the key the fold
+        will likely ask for (None: no guess, the fold verifies)."""
         if signature.key is not None:
             checks = self._checks
-            checks.append((index, signature))
-            if len(checks) >= CHUNK and self.threads > 1:
+            checks.append(signature)
+            if len(checks) >= CHUNK and (self.threads > 1 or self.fold_verifies):
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="refledger-verify")
                 self._started.append(self._pool.submit(_verify_all, checks))
                 self._checks = []
         return signature
 
-    def verify(self, items: list) -> None:
-        """Verify what the batch's items were given, and mark the signatures that verified
-        (``items`` are the batch's fold items, each holding its ``Signature`` last, as ``signed``)."""
+    def verify(self) -> None:
+        """The verdicts of the batch's signatures reached ahead, written on them. With a fold that
+        verifies in its own process, the chunks no thread here has started yet are left to it."""
         rest, self._checks = self._checks, []
         started, self._started = self._started, []
-        if rest and self._pool is not None:
+        if self.fold_verifies:
+            started = [future for future in started if not future.cancel()]
+        elif rest and self._pool is not None:
             started.append(self._pool.submit(_verify_all, rest))
-            rest = []
-        valid = _verify_all(rest) if rest else []
+        else:
+            _verify_all(rest)
         for future in started:
-            valid += future.result()
-        for index in valid:
-            item = items[index]
-            sig, message, key, _ = item[-1]
-            items[index] = _new(type(item), (*item[:-1], _new(Signature, (sig, message, key, True))))
+            future.result()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -213,7 +213,8 @@ class PartitionFold:
         if signed.valid and signed.key in keys:
             return None
         for key in keys:
-            if key != signed.key and self._check().verify(key, signed.signature, signed.message):
+            if (key != signed.key or signed.valid is None) and self._check().verify(key, signed.signature,
+                                                                                     signed.message):
                 return None
         return BAD_SIGNATURE, f"{ev.type} not signed by {self.signers.who(ev)}"
 

@@ -24,20 +24,36 @@ step may hand it a ``Signature`` verified ahead against the key it expected.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from refledger.ledger.events import Event
 
 SHOP_TYPES = frozenset({"view", "click", "order", "refund"})
 
 
-class Signature(NamedTuple):
-    """An event's signature as the decode step found it, and what it verified ahead."""
+class Signature:
+    """An event's signature as the decode step found it, and what it verified ahead.
 
-    signature: str | None    # base64, as the event carries it; None: unsigned
-    message: bytes | None    # the canonical bytes it covers; None when the event has none
-    key: str | None = None   # the public key it was verified against ahead, if any
-    valid: bool = False      # whether it verified under that key
+    The one value here that changes: ``valid`` is written in place once a verifying thread has
+    tried the key (``consumers.verification``), so the item holding it is not built again."""
+
+    __slots__ = ("signature", "message", "key", "valid")
+
+    def __init__(self, signature: str | None, message: bytes | None, key: str | None = None,
+                 valid: bool | None = None):
+        self.signature = signature  # base64, as the event carries it; None: unsigned
+        self.message = message      # the canonical bytes it covers; None when the event has none
+        self.key = key              # the public key it was (or is to be) verified against ahead, if any
+        self.valid = valid          # whether it verified under that key; None: not tried yet
+
+    def fields(self) -> tuple:
+        return self.signature, self.message, self.key, self.valid
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Signature and self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        return f"Signature{self.fields()!r}"
 
 
 class SignatureCheck(Protocol):

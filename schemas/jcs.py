@@ -39,12 +39,19 @@ def _utf16_key(key: str) -> bytes:
 def _sorted(value):
     kind = type(value)
     if kind is dict:
-        keys = sorted(value, key=_utf16_key) if len(value) > 1 else value
+        keys = value
+        if len(value) > 1:
+            try:
+                # code point order is UTF-16 order for ASCII keys (the schema's field names)
+                keys = sorted(value) if "".join(value).isascii() else sorted(value, key=_utf16_key)
+            except TypeError:
+                keys = value  # a key that is not a string: named below
         out = {}
         for key in keys:
             if type(key) is not str:
                 raise ValueError(f"object keys must be strings, got {key!r}")
-            out[key] = _sorted(value[key])
+            item = value[key]
+            out[key] = item if type(item) is str or item is None else _sorted(item)
         return out
     if kind is list or kind is tuple:
         return [_sorted(item) for item in value]

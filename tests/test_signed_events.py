@@ -215,6 +215,62 @@ def test_a_verdict_reached_ahead_counts_only_for_a_key_the_fold_requires():
     assert fold.apply(good, signed=unverified).quarantine is None
 
 
+def test_a_signature_left_untried_under_the_expected_key_is_verified_by_the_fold():
+    """The decode step may leave a signature to the fold with the key it expected, not tried
+    (the fold process verifies it then): the fold must try that very key, not skip it as failed."""
+    fold, _ = fold_story(founding())
+    good = signed(click("c-1", "2026-11-01T10:00:00.000Z"), LI)
+    untried = Signature(good["signature"], fold.signatures.message(good), key(LI))
+    assert fold.apply(good, signed=untried).quarantine is None
+    forged = signed(click("c-2", "2026-11-01T10:00:01.000Z"), STRANGER)
+    untried = Signature(forged["signature"], fold.signatures.message(forged), key(LI))
+    assert fold.apply(forged, signed=untried).quarantine == BAD_SIGNATURE
+
+
+def test_the_fold_process_verifies_the_chunks_left_to_it_before_folding_them():
+    """A job whose signatures the decode step left untried: the fold process's threads verify
+    them a chunk at a time, and each item is folded only once its chunk's verdicts are in, so the
+    outcomes are those of a fold verifying every signature itself."""
+    from refledger.consumers.folding import FoldItem, LogFold, fold_items
+    from refledger.consumers import verification
+    from refledger.consumers.verification import Ed25519Check, VerdictsInFold, signed_fold
+
+    class Counted(Ed25519Check):
+        calls = 0
+
+        def verify(self, public_key, signature, message):
+            Counted.calls += 1
+            return super().verify(public_key, signature, message)
+
+    story = founding() + [signed(click(f"c-{n}", f"2026-11-01T10:00:{n % 60:02d}.{n // 60:03d}Z"),
+                                 LI if n % 7 else STRANGER) for n in range(300)]
+    check = signed_fold().signatures
+
+    def items():
+        return [FoldItem("t", 0, offset, "", None, r, None,
+                         None if r.get("signature") is None else
+                         Signature(r["signature"], check.message(r), key(LI) if r["type"] == "click" else None))
+                for offset, r in enumerate(story)]
+
+    verification.CHUNK, chunk = 16, verification.CHUNK
+    try:
+        left = items()
+        verdicts = VerdictsInFold(threads=2)
+        verdicts.start(left)
+        assert verdicts.waits_from == len(founding())
+        ahead = fold_items({("t", 0): LogFold(PartitionFold(Counted()))}, left, verdicts=verdicts)
+    finally:
+        verification.CHUNK = chunk
+    # the clicks' verdicts all came from the threads; the fold verified only what had no key guessed
+    assert Counted.calls == len([r for r in founding() if r.get("signature") is not None]) < 5
+    itself = fold_items({("t", 0): LogFold(signed_fold())},
+                        [item._replace(signed=None) for item in items()])
+    assert [(r.item, r.reason) for r in ahead.rejections] == [(r.item, r.reason) for r in itself.rejections]
+    assert len(ahead.rejections) == len([n for n in range(300) if n % 7 == 0])
+    assert ahead.tables.keys() == itself.tables.keys() and all(
+        ahead.tables[name].equals(itself.tables[name]) for name in ahead.tables)
+
+
 def test_a_fold_built_without_a_check_refuses_to_guess():
     fold = PartitionFold()
     for r in founding()[:3]:
@@ -251,10 +307,10 @@ def test_the_decode_step_expects_the_operator_key_in_force_before_a_policy():
 
     ahead = SignaturesAhead(threads=1)
     handover = signed(policy("p-2", "2026-11-05T00:00:00.000Z", True, key(STRANGER)), OPERATOR)
-    for index, r in enumerate(founding() + [handover]):
-        signature = ahead.of_record(index, r)
+    for r in founding() + [handover]:
+        signature = ahead.of_record(r)
     assert signature.key == key(OPERATOR)
-    clicked = ahead.of_record(5, signed(click("c-1", "2026-11-06T00:00:00.000Z"), LI))
+    clicked = ahead.of_record(signed(click("c-1", "2026-11-06T00:00:00.000Z"), LI))
     assert clicked.key == key(LI)
 
 
