@@ -60,8 +60,8 @@ COLLECTOR_THRESHOLD = (100_000, 20, 10)
 class FoldItem(NamedTuple):
     """One stored event as the fold takes it: where it was read, and either its event (a view or
     click, built from the fields the reader found) or its decoded record (anything else); and its
-    signature, when it carries one, with the bytes it covers and the verdict reached ahead
-    (`consumers.verification`)."""
+    signature, when it carries one, with the bytes it covers, the key expected and the verdict
+    reached ahead, if it was tried (`consumers.verification`)."""
 
     topic: str
     partition: int

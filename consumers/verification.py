@@ -13,10 +13,11 @@ the decode step does the expensive part first, for every source alike
 3. it verifies the batch's signatures against those keys on a few threads,
    a chunk at a time as the decode loop fills them (libsodium lets go of the
    interpreter lock, so they run beside the loop), and attaches a
-   ``ledger.signers.Signature`` to each fold item: the signature and its
-   bytes, and, once verified, the key tried and the result.
+   ``ledger.signers.Signature`` to each fold item: the signature, its bytes,
+   the key guessed and, once verified, the result (written on it in place).
 
-When the fold runs in a process of its own (``consume``), the decode step
+When the fold runs in a process of its own (``consume``, and ``replay``
+with a fold process), the decode step
 does not wait for chunks its threads have not started by the end of the
 batch: it hands them to the fold as not tried, and the fold process, which
 has an interpreter of its own, verifies them while this one decodes the next
@@ -87,7 +88,10 @@ class VerdictsInFold:
         self.waits_from = NEVER  # the index of the first item whose chunk may not be verified yet
 
     def start(self, items: list) -> None:
-        """Hand a job's signatures not tried yet to the threads, a chunk at a time."""
+        """Hand a job's signatures not tried yet to the threads, a chunk at a time (what a job that
+        failed left queued is dropped first)."""
+        for _, future in self._pending:
+            future.cancel()
         untried = [(index, item.signed) for index, item in enumerate(items)
                    if item.signed is not None and item.signed.valid is None and item.signed.key is not None]
         pending = []

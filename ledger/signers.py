@@ -19,7 +19,8 @@ Policies and keys change in log order, when their event is folded
 (``adopt``); a quarantined event changes nothing. What a signature covers and
 how it is checked is not this module's business: the fold is given a
 ``SignatureCheck`` (the canonical bytes of a record, Ed25519), and the decode
-step may hand it a ``Signature`` verified ahead against the key it expected.
+step may hand it a ``Signature`` with the key it expected, verified ahead or
+not tried yet (the fold then verifies it itself).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ made of dicts (string keys), lists, strings, integers, booleans and None:
 
 * no whitespace;
 * object members sorted by their keys as arrays of UTF-16 code units
-  (RFC 8785 §3.2.3: "\\u20ac" sorts after "\\ud83d\\ude00", unlike a sort by
+  (RFC 8785 §3.2.3: "\\ud83d\\ude00" sorts before "\\ufb33", unlike a sort by
   code point);
 * strings as ECMAScript's JSON.stringify writes them (§3.2.2.2): ``\\"``,
   ``\\\\``, ``\\b \\t \\n \\f \\r``, other characters below U+0020 as ``\\u00xx``

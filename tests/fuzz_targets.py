@@ -84,7 +84,9 @@ _FOLDS = _Folds()
 def _consume(messages: list[Message], kafka_records: bool = False) -> PendingBatch:
     """The consumer's path for a batch, short of the store: decode, the event columns, the fold."""
     pending = PendingBatch(BatchWrite(source="fuzz"))
-    items = _consumer().decode_messages(messages, pending, kafka_records)
+    consumer = _consumer()
+    items = consumer.decode_messages(messages, pending, kafka_records)
+    consumer.signatures.verify()  # as `process` does: no thread writes a verdict while the fold reads it
     if pending.write.events:
         arrow_rows(pending.write.events, EVENT_COLUMNS)
     if items:

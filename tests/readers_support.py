@@ -153,7 +153,9 @@ def _consumer_step(data: bytes, kafka_records: bool):
     it, else (the fold item, the stored event row)."""
     pending = PendingBatch(BatchWrite(source="test"))
     message = Message("t", 0, 7, data, AVRO, None, "" if kafka_records else "file.avro#8")
-    items = _consumer().decode_messages([message], pending, kafka_records)
+    consumer = _consumer()
+    items = consumer.decode_messages([message], pending, kafka_records)
+    consumer.signatures.verify()  # as `process` does: every verdict in before the item is read
     rows = pending.write.events
     if not items:
         assert not rows and pending.write.quarantined == 1
