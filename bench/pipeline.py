@@ -81,9 +81,9 @@ def bare_consume_decode(bootstrap: str, topic: str, total: int, cpu: dict | None
     for version in sorted((d for d in root.glob("v*") if d.is_dir()), key=lambda d: int(d.name[1:])):
         newest = load_schema(version / "refledger.events.Event.avsc")
         writers[bytes.fromhex(fingerprint(to_parsing_canonical_form(newest), "CRC-64-AVRO"))] = newest
-    # the fetch sizes `consume` uses, so both read alike
+    # the fetch sizes and records per poll `consume` uses, so both read alike
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
+                             max_poll_records=20_000, fetch_max_bytes=64 * 1024 * 1024,
                              max_partition_fetch_bytes=8 * 1024 * 1024)
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(parts)
@@ -91,7 +91,7 @@ def bare_consume_decode(bootstrap: str, topic: str, total: int, cpu: dict | None
     seen = 0
     first = first_cpu = None
     while seen < total:
-        for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+        for records in consumer.poll(timeout_ms=500, max_records=20_000).values():
             if first is None:
                 first, first_cpu = time.perf_counter(), time.process_time()
             for r in records:

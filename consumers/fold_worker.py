@@ -26,6 +26,7 @@ import gc
 import importlib
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -56,11 +57,13 @@ def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
     folds: dict[tuple[str, int], object] = {}
     verdicts = VerdictsInFold()  # the signatures the decode step left to this process
     gc.set_threshold(*COLLECTOR_THRESHOLD)  # a job's rows are young objects by the hundred thousand
+    received = _read_ahead(jobs)
+    answers = _Answers(results)
     while True:
-        try:
-            message = _read(jobs)
-        except EOFError:
+        body = received.get()
+        if body is None:
             return  # the parent is gone
+        message = pickle.loads(body)
         kind = message[0]
         if kind == "stop":
             return
@@ -73,13 +76,59 @@ def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
                 items = items_from_wire(rows)
                 verdicts.start(items)
                 result = fold_items(folds, items, snapshot_every, verdicts)
-                _write(results, (job_id, "ok", result))
+                answers.put((job_id, "ok", result))
                 # The fold's state only grows and holds millions of objects; without this every
                 # full collection walks all of them again. What a job leaves behind is freed by
                 # reference counting (it builds no cycles), so nothing is kept that should go.
                 gc.freeze()
         except Exception:  # report it; the parent decides (a fold never raises for bad data)
-            _write(results, (message[1] if kind == "fold" else None, "error", traceback.format_exc()))
+            answers.put((message[1] if kind == "fold" else None, "error", traceback.format_exc()))
+
+
+# Both pipes are served by threads of their own, so that no process waits on another while it could
+# work: the parent's write of the next job returns as soon as this process has the bytes, though the
+# job before is still folding, and an answer waits to be read by the parent's writer (busy with DuckDB)
+# while the next job folds. Pickling and unpickling stay on the fold's thread; the threads only move
+# bytes, with the interpreter lock let go. The parent keeps at most MAX_IN_FLIGHT batches in flight,
+# which bounds what waits here.
+def _read_ahead(stream) -> queue.Queue:
+    """The jobs' bytes as they arrive, one job read ahead of the fold; None once the parent is gone."""
+    bodies: queue.Queue = queue.Queue(maxsize=1)
+
+
+    def read() -> None:
+        while True:
+            try:
+                (n,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
+                body = _read_exactly(stream, n)
+            except (EOFError, OSError):
+                bodies.put(None)
+                return
+            bodies.put(body)
+
+    threading.Thread(target=read, name="fold-jobs", daemon=True).start()
+    return bodies
+
+
+class _Answers:
+    """Answers pickled on the fold's thread and written, in order, by a thread of their own."""
+
+    def __init__(self, stream, waiting: int = 2):
+        self._bodies: queue.Queue = queue.Queue(maxsize=waiting)
+        threading.Thread(target=self._send, args=(stream,), name="fold-answers", daemon=True).start()
+
+    def put(self, message) -> None:
+        self._bodies.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _send(self, stream) -> None:
+        while True:
+            body = self._bodies.get()
+            try:
+                stream.write(_LENGTH.pack(len(body)))
+                stream.write(body)
+                stream.flush()
+            except OSError:  # the parent is gone (a broken pipe): nothing left to answer, and no one to tell
+                os._exit(0)
 
 
 # The pipe carries a job's FoldItems as plain tuples in FoldItem's field order, a view's or click's

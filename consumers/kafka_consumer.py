@@ -63,10 +63,11 @@ log = logging.getLogger("refledger.consume")
 MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
-MAX_POLL_RECORDS = 5000
-# A commit to a DuckLake costs some 75 ms of catalog round trips whatever its size (a DuckDB file's, a few):
-# its consumers poll (and commit) four times as many records at a time.
-LAKE_POLL_RECORDS = 20_000
+# Records per poll, and so per batch and per transaction. What a batch costs whatever its size (a dozen
+# statements, each waiting for the interpreter lock back from the poll loop; a commit; the fold's job and
+# answer) is paid once for 20,000 events: against 5,000, `consume` ran about a quarter faster, signed or
+# not (docs/scale.md). A DuckLake's commit costs some 75 ms of catalog round trips whatever its size too.
+MAX_POLL_RECORDS = 20_000
 TOPIC_WAIT_S = 10.0  # how long a new member waits for the topic's partitions before it joins anyway
 
 
@@ -380,9 +381,9 @@ def consume(
     login: KafkaLogin | None = None,
 ) -> ConsumeSummary:
     """Run `members` group members in this process, sharing one ledger. ``max_records``: records per
-    poll and batch (default: by the store, `MAX_POLL_RECORDS` or, for a DuckLake, `LAKE_POLL_RECORDS`)."""
+    poll and batch (default `MAX_POLL_RECORDS`)."""
     if max_records is None:
-        max_records = MAX_POLL_RECORDS if processor.store.single_writer else LAKE_POLL_RECORDS
+        max_records = MAX_POLL_RECORDS
     # Three threads share the GIL here: the poll loop, kafka-python's IO thread
     # and the ledger writer. A shorter switch interval hands the GIL back to the
     # writer and the IO thread within a millisecond instead of five, which

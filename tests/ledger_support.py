@@ -8,6 +8,7 @@ from ISO times so tests read like the alliance's own story.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -180,4 +181,16 @@ class ExplodingFold(PartitionFold):
     def apply(self, record, content=None, signed=None):
         if record["type"] == "order":
             raise ZeroDivisionError("a bug in the fold")
+        return super().apply(record, content, signed)
+
+
+SLOW_FOLD_SECONDS = 2.0
+
+
+class SlowFold(PartitionFold):
+    """A fold that takes its time (SLOW_FOLD_SECONDS) over an event whose id begins with "slow-"."""
+
+    def apply(self, record, content=None, signed=None):
+        if record["event_id"].startswith("slow-"):
+            time.sleep(SLOW_FOLD_SECONDS)
         return super().apply(record, content, signed)

@@ -1,12 +1,15 @@
 """The fold in a child process (`consumers.fold_worker`), as `consume` runs it.
 
 The ledger must be the same entry for entry as with the fold in-process; a
-failure in the child must surface in the parent with its traceback; and a
-child whose parent is gone must end by itself.
+failure in the child must surface in the parent with its traceback; a
+child whose parent is gone must end by itself; and neither process waits on
+the other while it has work: the next job is taken while one folds, and an
+answer not yet read does not hold up the next fold.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -14,13 +17,14 @@ import duckdb
 import pytest
 
 from refledger.consumers.batch import LogProcessor
+from refledger.consumers.folding import FoldItem
 from refledger.consumers.fold_worker import ChildProcessFolds, FoldWorkerError
 from refledger.consumers.ingest import ingest_files
 from refledger.ledger.fold import PartitionFold
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.schemas.event_files import write_event_file
 from refledger.store.ledger_file import LedgerStore
-from tests.ledger_support import ExplodingFold
+from tests.ledger_support import SLOW_FOLD_SECONDS, ExplodingFold, SlowFold
 from tests.scenario_files import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +86,55 @@ def test_the_fold_process_ends_when_its_parent_goes_away():
         time.sleep(0.05)
     assert child.poll() == 0
     worker._results.close()
+
+
+def _jobs(records, first_offset=0):
+    return [FoldItem("t", 0, first_offset + n, "", None, record, None) for n, record in enumerate(records)]
+
+
+def _alliance_and_a_slow_view():
+    records = list(simulate(SimulationConfig(seed=4, visitors=80, days=20)))
+    view = next(r for r in records if r["type"] == "view")
+    return records, dict(view, event_id="slow-view")
+
+
+def test_the_next_job_is_taken_while_the_one_before_still_folds(monkeypatch):
+    """`consume` hands the fold its next batch and goes on reading Kafka: the hand-over must not wait
+    for the fold of the batch before, though the batch is far more than a pipe holds."""
+    monkeypatch.chdir(ROOT)  # the fold process imports SlowFold as tests.ledger_support, from here
+    records, slow = _alliance_and_a_slow_view()
+    assert len(pickle.dumps(records)) > 1 << 17  # a pipe holds 64 KiB
+    worker = ChildProcessFolds(SlowFold)
+    try:
+        worker.load("t", 0, [])
+        k = records.index(next(r for r in records if r["type"] == "view"))
+        first = worker.submit(_jobs(records[:k] + [slow]))  # the log up to its first view, which is slow
+        started = time.monotonic()
+        second = worker.submit(_jobs(records[k + 1:], first_offset=k + 1))
+        assert time.monotonic() - started < SLOW_FOLD_SECONDS / 2
+        assert worker.result(first).rejections == [] and worker.result(second).entries_posted > 100
+    finally:
+        worker.close()
+
+
+def test_an_answer_not_yet_read_does_not_hold_up_the_next_fold(monkeypatch):
+    """While `consume`'s writer is busy with DuckDB, it reads no answer: the fold process must fold
+    the next batch meanwhile, not wait for its answer to the one before to be taken."""
+    monkeypatch.chdir(ROOT)
+    records, slow = _alliance_and_a_slow_view()
+    worker = ChildProcessFolds(SlowFold)
+    try:
+        worker.load("t", 0, [])
+        first = worker.submit(_jobs(records))
+        second = worker.submit(_jobs([slow], first_offset=len(records)))
+        time.sleep(SLOW_FOLD_SECONDS + 1.5)  # the writer busy elsewhere, reading nothing
+        started = time.monotonic()
+        answer = worker.result(first)
+        worker.result(second)
+        assert time.monotonic() - started < SLOW_FOLD_SECONDS / 2
+        assert len(pickle.dumps(answer)) > 1 << 16, "an answer more than a pipe holds"
+    finally:
+        worker.close()
 
 
 def test_each_stored_entry_holds_every_field_the_fold_posted(tmp_path):
