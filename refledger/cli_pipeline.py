@@ -178,9 +178,12 @@ def publish_with_progress(records, bootstrap_servers: str, topic: str, login=Non
 @click.option("--compact-every", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS",
               help="With a DuckLake ledger: merge its small Parquet files this often, beside the writes (0: never; "
                    "see `refledger compact`).")
+@click.option("--batch-records", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Records per poll, batch and transaction (default 20,000): fewer hold less memory and commit "
+                   "sooner; more fold faster.")
 @format_option("table", "json")
 def consume(bootstrap_servers, login, db, topic, group, until_idle, members, instance_id, snapshot_every,
-            compact_every, fmt):
+            compact_every, batch_records, fmt):
     """Fold the alliance's topic from Kafka into the ledger, exactly once.
 
     Positions live in the ledger: each poll batch is committed to DuckDB in
@@ -201,7 +204,8 @@ def consume(bootstrap_servers, login, db, topic, group, until_idle, members, ins
     try:
         with _beside_the_writes(db, store, compact_every):
             summary = run_consume(bootstrap_servers, processor, topic=topic, group=group,
-                                  until_idle=until_idle, members=members, instance_id=instance_id, login=login)
+                                  until_idle=until_idle, members=members, instance_id=instance_id, login=login,
+                                  max_records=batch_records)
     finally:
         processor.close()
         store.close()

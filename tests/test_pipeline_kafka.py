@@ -60,6 +60,27 @@ def test_produce_then_consume_stores_every_event_once(kafka_bootstrap, kafka_top
     con.close()
 
 
+def test_batch_records_bounds_each_transaction_and_the_ledger_is_the_same(kafka_bootstrap, kafka_topic, tmp_path):
+    """An operator short of memory asks for smaller batches: every transaction holds at most that many
+    records, and the ledger is the one the default batches write."""
+    sent = publish(kafka_bootstrap, kafka_topic, simulate(SimulationConfig(seed=8, events=6_000)))
+    ledgers = {}
+    for records in (None, 1000):
+        db = tmp_path / f"ledger-{records}.duckdb"
+        run_cli("consume", "--bootstrap-servers", kafka_bootstrap, "--db", db, "--topic", kafka_topic,
+                "--group", f"{kafka_topic}-{records}", "--until-idle", 3,
+                *(("--batch-records", records) if records else ()))
+        con = duckdb.connect(str(db), read_only=True)
+        sizes = [n for (n,) in con.execute("SELECT events_read FROM batches WHERE events_read > 0").fetchall()]
+        ledgers[records] = con.execute("SELECT topic, partition, seq, entry_id, amount, hash FROM entries "
+                                       "ORDER BY ALL").fetchall()
+        con.close()
+        assert sum(sizes) == sent  # (the alliance's own events go to every partition)
+        if records:
+            assert max(sizes) <= records and len(sizes) >= 6
+    assert ledgers[1000] == ledgers[None] and len(ledgers[None]) > 100
+
+
 def test_two_group_members_split_the_partitions_without_loss_or_duplicate(kafka_bootstrap, kafka_topic,
                                                                           tmp_path):
     records = list(simulate(SimulationConfig(seed=3, events=6000, bad_rate=0.0)))

@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.kafka]
 def consume(bootstrap, topic, db, log, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", bootstrap, "--db", str(db),
-         "--topic", topic, "--group", f"{topic}-{db.stem}", "--until-idle", "5", *extra],
+         "--topic", topic, "--group", f"{topic}-{db.stem}", "--until-idle", "5",
+         "--batch-records", "5000", *extra],  # snapshots come at the end of a batch: a dozen batches
         stdout=log, stderr=log, cwd=os.getcwd())
 
 
