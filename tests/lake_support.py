@@ -12,10 +12,12 @@ from refledger.store.readside import ReadError, query
 
 
 def consume_process(bootstrap: str, topic: str, db, group: str, log, until_idle: float = 8,
-                    compact_every: float = 0) -> subprocess.Popen:
+                    compact_every: float = 0, batch_records: int | None = None) -> subprocess.Popen:
     """`refledger consume` of ``topic`` into ``db`` (a DuckDB file or a lake) as its own process."""
     args = [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", bootstrap, "--topic", topic,
             "--group", group, "--until-idle", str(until_idle), "--format", "json", "--db", str(db)]
+    if batch_records is not None:
+        args += ["--batch-records", str(batch_records)]
     if isinstance(db, LakeLedger):
         args += ["--data-path", db.data_path, "--compact-every", str(compact_every)]
     proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)

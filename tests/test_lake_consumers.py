@@ -176,7 +176,9 @@ def test_readers_see_whole_batches_and_never_wait_while_three_consumers_write(ka
     group = f"{kafka_topic}-readers"
     reads = []
     with open(tmp_path / "consumers.log", "wb") as log:
-        procs = [consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE, compact_every=5)
+        # batches of 5,000: the readers must meet the ledger between many commits, not two or three
+        procs = [consume_process(kafka_bootstrap, kafka_topic, lake, group, log, UNTIL_IDLE, compact_every=5,
+                                 batch_records=5000)
                  for _ in range(3)]
         try:
             wait_for(lambda: events_read(lake) > 0, 300, "the first batch")
