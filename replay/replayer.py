@@ -51,6 +51,7 @@ import duckdb
 from refledger.consumers.batch import BatchCounts, LogProcessor
 from refledger.consumers.folding import folding_collector
 from refledger.consumers.ingest import INGEST_TOPIC
+from refledger.consumers.kafka_consumer import MAX_IN_FLIGHT, MAX_POLL_RECORDS
 from refledger.replay.compare import Comparison, compare
 from refledger.replay.history import (
     LogRead, ReplayError, archive_history, archive_topics, kafka_history, stored_history, until_prefix)
@@ -60,7 +61,7 @@ from refledger.replay.whatif import WhatIf, read_agreements
 from refledger.store.lake import is_lake
 
 EVENTS, KAFKA = "events", "kafka"
-BATCH_SIZE = 5000
+BATCH_SIZE = MAX_POLL_RECORDS  # the batches `consume` folds and writes (20,000: what a batch costs is paid once)
 # A history at least this long (messages up to the live ledger's positions) is folded in a child
 # process while the next batch is read, as `consume` folds; a shorter one in this process, where
 # starting a process (half a second) would cost more than it saves.
@@ -223,14 +224,14 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
                 on_progress(counts.events_read)
 
         # With a fold process, as in `consume`: a writer thread takes each batch's answer from it and
-        # writes the batch, while this thread reads the next one and hands it on (a thread, since
-        # the fold process waits to hand over one answer before it takes the next job).
+        # writes the batch, while this thread reads the next one and hands it on; two batches in flight
+        # behind the one read, as `consume` keeps (one in flight: 28.9k–30.9k events/s against 33.4k–34.3k).
         with folding_collector() as settle, ThreadPoolExecutor(1, thread_name_prefix="replay-writer") as writer:
             in_flight: deque[tuple[Future, object]] = deque()
             for chunk in _chunks((read.message for read in reads), batch_size):
                 batch = processor.process(chunk)
                 in_flight.append((writer.submit(processor.commit, batch), batch))
-                while len(in_flight) > (1 if fold_process else 0):
+                while len(in_flight) > (MAX_IN_FLIGHT - 1 if fold_process else 0):
                     written(*in_flight.popleft())
                 if not fold_process:
                     settle()
