@@ -50,6 +50,18 @@ from refledger.store.snapshots import digest
 
 log = logging.getLogger("refledger.batch")
 
+# Batches committed on the writer thread while the next ones are read: the fold process works on
+# one while DuckDB writes another and the main thread reads the next; a third evens out batches
+# that take longer to fold (a settlement).
+MAX_IN_FLIGHT = 3
+# Records per poll of `consume`, and so per batch and per transaction (`replay` folds the same
+# batches). What a batch costs whatever its size (a dozen statements, each waiting for the
+# interpreter lock back from the poll loop; a commit; the fold's job and answer) is paid once for
+# 20,000 events: against 5,000, `consume` ran about a quarter faster, signed or not
+# (docs/architecture.md, "Writing while folding"). A DuckLake's commit costs some 75 ms of catalog
+# round trips whatever its size too.
+MAX_POLL_RECORDS = 20_000
+
 COUNTERS = ("events_read", "events_stored", "duplicates_skipped", "quarantined", "entries_posted", "batches")
 
 

@@ -46,13 +46,6 @@ class FoldWorkerError(RuntimeError):
     """The fold process failed or went away."""
 
 
-def _serve(jobs, results, fold_factory, snapshot_every: int) -> None:
-    try:
-        _answer_jobs(jobs, results, fold_factory, snapshot_every)
-    except (BrokenPipeError, EOFError):
-        return  # the parent is gone (killed, or stopped without a word): nothing left to answer
-
-
 def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
     folds: dict[tuple[str, int], object] = {}
     verdicts = VerdictsInFold()  # the signatures the decode step left to this process
@@ -89,22 +82,24 @@ def _answer_jobs(jobs, results, fold_factory, snapshot_every: int) -> None:
 # work: the parent's write of the next job returns as soon as this process has the bytes, though the
 # job before is still folding, and an answer waits to be read by the parent's writer (busy with DuckDB)
 # while the next job folds. Pickling and unpickling stay on the fold's thread; the threads only move
-# bytes, with the interpreter lock let go. The parent keeps at most MAX_IN_FLIGHT batches in flight,
-# which bounds what waits here.
+# bytes, with the interpreter lock let go. What waits here is bounded by the two queues: one job read
+# ahead, two answers not yet taken (beyond that, the pipes hold the parent up, as before).
 def _read_ahead(stream) -> queue.Queue:
-    """The jobs' bytes as they arrive, one job read ahead of the fold; None once the parent is gone."""
+    """The jobs' bytes as they arrive, one job read ahead of the fold; None once the parent is gone
+    (or the reading failed, its traceback on stderr: the fold then ends, and the parent hears of it)."""
     bodies: queue.Queue = queue.Queue(maxsize=1)
 
-
     def read() -> None:
-        while True:
-            try:
+        try:
+            while True:
                 (n,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-                body = _read_exactly(stream, n)
-            except (EOFError, OSError):
-                bodies.put(None)
-                return
-            bodies.put(body)
+                bodies.put(_read_exactly(stream, n))
+        except (EOFError, OSError):
+            pass  # the parent is gone (killed, or stopped without a word)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            bodies.put(None)
 
     threading.Thread(target=read, name="fold-jobs", daemon=True).start()
     return bodies
@@ -129,6 +124,9 @@ class _Answers:
                 stream.flush()
             except OSError:  # the parent is gone (a broken pipe): nothing left to answer, and no one to tell
                 os._exit(0)
+            except BaseException:  # no answer can go out: end, so the parent hears of it, not wait forever
+                traceback.print_exc()
+                os._exit(1)
 
 
 # The pipe carries a job's FoldItems as plain tuples in FoldItem's field order, a view's or click's
@@ -258,7 +256,10 @@ def main() -> None:
     results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     keep_large_blocks_apart()  # the jobs' pickles, megabytes each, kept from growing the heap (consumers.heap)
-    _serve(sys.stdin.buffer, results, _load_factory(sys.argv[1]), int(sys.argv[2]))
+    _answer_jobs(sys.stdin.buffer, results, _load_factory(sys.argv[1]), int(sys.argv[2]))
+    # Done (told to stop, or the parent is gone). Ended here, not by the interpreter's shutdown, which
+    # would wait on the reading thread's hold of stdin; every answer written went out with its flush.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from refledger.consumers.batch import BatchCounts, LogProcessor
+from refledger.consumers.batch import MAX_IN_FLIGHT, MAX_POLL_RECORDS, BatchCounts, LogProcessor
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.consumers.heap import keep_large_blocks_apart
 from refledger.schemas.kafka_client import KafkaLogin, connect
@@ -57,17 +57,8 @@ from refledger.store.lake import FencedOut
 
 log = logging.getLogger("refledger.consume")
 
-# Batches committed on the writer thread while the next ones are read: the fold process works on
-# one while DuckDB writes another and the main thread reads the next; a third evens out batches
-# that take longer to fold (a settlement).
-MAX_IN_FLIGHT = 3
 # Fetch sizing, shared with the benchmark's bare loop so both read alike.
 FETCH_CONFIG = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
-# Records per poll, and so per batch and per transaction. What a batch costs whatever its size (a dozen
-# statements, each waiting for the interpreter lock back from the poll loop; a commit; the fold's job and
-# answer) is paid once for 20,000 events: against 5,000, `consume` ran about a quarter faster, signed or
-# not (docs/scale.md). A DuckLake's commit costs some 75 ms of catalog round trips whatever its size too.
-MAX_POLL_RECORDS = 20_000
 TOPIC_WAIT_S = 10.0  # how long a new member waits for the topic's partitions before it joins anyway
 
 

@@ -151,9 +151,9 @@ def fold_in_process(records: list[dict]) -> tuple[list[dict], list[FoldOutcome]]
     return balances([e for o in outcomes for e in o.entries]), outcomes
 
 
-def recompute_in_sql(records: list[dict], workdir: Path) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Ingest the records into a fresh DuckDB ledger, then recompute every total from its events."""
-    events, db = workdir / "story.jsonl", workdir / "story.duckdb"
+def ingested(records, workdir: Path, name: str = "story") -> Path:
+    """The records written to an event file and ingested into a fresh DuckDB ledger; its path."""
+    events, db = workdir / f"{name}.jsonl", workdir / f"{name}.duckdb"
     write_event_file(records, events)
     store = LedgerStore(db)
     processor = LogProcessor(store, PartitionFold, source="ingest")
@@ -162,6 +162,12 @@ def recompute_in_sql(records: list[dict], workdir: Path) -> tuple[list[dict], li
     finally:
         processor.close()
         store.close()
+    return db
+
+
+def recompute_in_sql(records: list[dict], workdir: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Ingest the records into a fresh DuckDB ledger, then recompute every total from its events."""
+    db = ingested(records, workdir)
     con = duckdb.connect(str(db), read_only=True)
     try:
         problems, result = compare(con)

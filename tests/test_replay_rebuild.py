@@ -375,3 +375,40 @@ def test_options_that_cannot_work_exit_2_with_a_message(tmp_path):
     kept = tmp_path / "rebuilt.duckdb"
     replay("--db", live, "--keep", kept)
     assert ledger_of(kept) == ledger_of(live)
+
+
+def test_replay_writes_no_batch_after_one_that_could_not_be_written(tmp_path, monkeypatch):
+    """A replay's disk fills while a batch is written and the batches folded after it wait in line:
+    none of them is written, or a kept rebuild would hold later events without that batch's (a gap in
+    each log's chain). The replay stops on the failure."""
+    from refledger.replay.history import ReplayError, stored_history
+    from refledger.replay.replayer import fold_history
+    from refledger.replay.snapshot import take_snapshot
+    from refledger.store.ledger_file import LedgerStore, StoreError
+    from tests.boundary_support import ingested
+
+    live = ingested(simulate(SimulationConfig(seed=21, visitors=300, days=35)), tmp_path, "live")
+
+    write_batch, writes = LedgerStore.write_batch, []
+
+    def disk_fills_at_the_second_batch(self, batch):
+        writes.append(batch)
+        if len(writes) == 2:
+            time.sleep(1.5)  # the batches after it are folded and queued meanwhile
+            raise StoreError(f"cannot write to ledger {self.path}: No space left on device")
+        return write_batch(self, batch)
+
+    monkeypatch.setattr(LedgerStore, "write_batch", disk_fills_at_the_second_batch)
+    con = duckdb.connect()  # the replay's scratch copy of the live ledger
+    try:
+        take_snapshot(live, con, with_values=True)
+        with pytest.raises(ReplayError, match="No space left"):
+            fold_history(stored_history(con), tmp_path / "rebuilt.duckdb", batch_size=500, fold_process=True)
+    finally:
+        con.close()
+    assert len(writes) == 2, "no batch was written after the one that failed"
+    rebuilt = duckdb.connect(str(tmp_path / "rebuilt.duckdb"), read_only=True)
+    try:
+        assert rebuilt.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+    finally:
+        rebuilt.close()
