@@ -92,8 +92,7 @@ def _read_ahead(stream) -> queue.Queue:
     def read() -> None:
         try:
             while True:
-                (n,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-                bodies.put(_read_exactly(stream, n))
+                bodies.put(_read_body(stream))
         except (EOFError, OSError):
             pass  # the parent is gone (killed, or stopped without a word)
         except BaseException:
@@ -119,9 +118,7 @@ class _Answers:
         while True:
             body = self._bodies.get()
             try:
-                stream.write(_LENGTH.pack(len(body)))
-                stream.write(body)
-                stream.flush()
+                _write_body(stream, body)
             except OSError:  # the parent is gone (a broken pipe): nothing left to answer, and no one to tell
                 os._exit(0)
             except BaseException:  # no answer can go out: end, so the parent hears of it, not wait forever
@@ -152,7 +149,10 @@ _LENGTH = struct.Struct("<Q")
 
 
 def _write(stream, message) -> None:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_body(stream, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_body(stream, body: bytes) -> None:
     stream.write(_LENGTH.pack(len(body)))
     stream.write(body)
     stream.flush()
@@ -170,8 +170,12 @@ def _read_exactly(stream, n: int) -> bytes:
 
 
 def _read(stream):
+    return pickle.loads(_read_body(stream))
+
+
+def _read_body(stream) -> bytes:
     (n,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-    return pickle.loads(_read_exactly(stream, n))
+    return _read_exactly(stream, n)
 
 
 def _factory_name(factory) -> str:

@@ -55,6 +55,7 @@ SNAPSHOT_EVERY = 250_000
 # of the consumer's time by the millionth event. Collecting every 100,000 allocations frees the
 # same cycles, later.
 COLLECTOR_THRESHOLD = (100_000, 20, 10)
+NEVER = 1 << 62  # an item index no job reaches
 
 
 class FoldItem(NamedTuple):
@@ -184,7 +185,7 @@ def fold_items(logs: dict, items: list[FoldItem], snapshot_every: int = SNAPSHOT
     skipped: list[int] = []
     rows = LedgerRows()
     last: dict[tuple[str, int], int] = {}
-    waits_from = 1 << 62 if verdicts is None else verdicts.waits_from
+    waits_from = NEVER if verdicts is None else verdicts.waits_from
     for index, item in enumerate(items):
         if index >= waits_from:
             verdicts.settle(index)

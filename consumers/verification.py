@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from refledger.consumers.folding import NEVER
 from refledger.ledger.events import BadRecord, parse_event
 from refledger.ledger.fold import PartitionFold
 from refledger.ledger.signers import Signature, Signers
@@ -45,7 +46,6 @@ from refledger.schemas import signing
 # Signatures verified ahead per thread task: large enough to make handing out tasks cheap.
 CHUNK = 512
 
-NEVER = 1 << 62  # an item index no job reaches
 
 
 class Ed25519Check:
