@@ -23,11 +23,15 @@ def publish(bootstrap: str, topic: str, records, partitions: int = 6) -> int:
     return sent
 
 
-def consume_in_background(bootstrap: str, topic: str, db, until_idle: int = 5) -> subprocess.Popen:
-    """`refledger consume` of ``topic`` into ``db`` as its own process, stopping after ``until_idle`` s idle."""
+def consume_in_background(bootstrap: str, topic: str, db, until_idle: int = 5,
+                          batch_records: int = 2000) -> subprocess.Popen:
+    """`refledger consume` of ``topic`` into ``db`` as its own process, stopping after ``until_idle`` s idle;
+    a commit every ``batch_records`` records, so that reads meant to land while it writes meet the ledger
+    between many commits (the default batch would take a test's topic in one or two)."""
     return subprocess.Popen(
         [sys.executable, "-m", "refledger", "consume", "--bootstrap-servers", bootstrap, "--db", str(db),
-         "--topic", topic, "--group", f"{topic}-live", "--until-idle", str(until_idle)],
+         "--topic", topic, "--group", f"{topic}-live", "--until-idle", str(until_idle),
+         "--batch-records", str(batch_records)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
