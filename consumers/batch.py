@@ -92,11 +92,17 @@ class BatchCounts:
         return {name: getattr(self, name) for name in COUNTERS}
 
 
+class NotWritten(Exception):
+    """A batch processed before the caller recovered from one that could not be written: let go, not
+    written (see `LogProcessor.commit`)."""
+
+
 @dataclass
 class PendingBatch:
     """A batch between `process` and `commit`: what it writes, and the fold's part still to come."""
 
     write: BatchWrite
+    era: int = 0                               # the processor's era when it was processed (LogProcessor.commit)
     ticket: object = None                      # the fold backend's ticket for the batch's items
     items: list = field(default_factory=list)  # the FoldItems handed to the fold
     raws: list = field(default_factory=list)   # each item's event as received, for quarantine rows
@@ -129,6 +135,8 @@ class LogProcessor:
         self._stale: set[tuple[str, int]] = set()  # logs whose fold is rebuilt from the store before next use
         self.redaction_key = store.redaction_key()
         self.signatures = SignaturesAhead(fold_verifies=fold_worker)
+        self._era = 0                     # moved on by `resume`
+        self._failed_era: int | None = None  # the era of the latest batch that could not be written
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
@@ -203,7 +211,7 @@ class LogProcessor:
         positioned by topic:partition:offset), read as they are rather than copied into
         ``Message``s first.
         """
-        pending = PendingBatch(BatchWrite(source=self.source))
+        pending = PendingBatch(BatchWrite(source=self.source), era=self._era)
         pending.items = items = self.decode_messages(messages, pending, kafka_records)
         self.signatures.verify()
         folds = self.folds
@@ -293,7 +301,29 @@ class LogProcessor:
             pending.ticket = pending.items = pending.raws = None
 
     def commit(self, pending: PendingBatch) -> int:
-        """Step 3: the fold's part of the batch collected, the batch written in one transaction."""
+        """Step 3: the fold's part of the batch collected, the batch written in one transaction.
+
+        Once a batch could not be written (a full disk, a shared ledger that refused it), no batch
+        processed before the caller's `resume` is written either: they hold events read after that
+        batch's, and written without it they would leave its events out of the ledger and a gap in
+        each of its logs' chains. They are let go (`NotWritten`), and the caller reads their logs
+        again from the ledger's positions, or stops."""
+        if self._failed_era is not None and pending.era <= self._failed_era:
+            self.drop(pending)
+            raise NotWritten("a batch before this one could not be written")
+        try:
+            return self._write(pending)
+        except BaseException:
+            self._failed_era = pending.era
+            raise
+
+    def resume(self) -> None:
+        """The caller has recovered from a batch that could not be written (its logs' positions and
+        folds read again, `reread`, and their reading moved back there): batches processed from now
+        on are written again; any processed before stay unwritten."""
+        self._era += 1
+
+    def _write(self, pending: PendingBatch) -> int:
         batch = pending.write
         if pending.ticket is not None:
             # the events' columns first: this thread would only wait for the fold meanwhile

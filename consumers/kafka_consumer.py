@@ -48,7 +48,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from refledger.consumers.batch import MAX_IN_FLIGHT, MAX_POLL_RECORDS, BatchCounts, LogProcessor
+from refledger.consumers.batch import MAX_IN_FLIGHT, MAX_POLL_RECORDS, BatchCounts, LogProcessor, NotWritten
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.consumers.heap import keep_large_blocks_apart
 from refledger.schemas.kafka_client import KafkaLogin, connect
@@ -99,10 +99,6 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         self.member.hand_over(assigned)
 
 
-class _NotWritten(Exception):
-    """A batch behind one the ledger refused: not written either, or its logs would skip events."""
-
-
 class LedgerConsumer:
     """One member of a consumer group, folding into a shared `LogProcessor`."""
 
@@ -135,7 +131,6 @@ class LedgerConsumer:
         self._pending_lock = threading.Lock()
         self._committed: list = []  # in DuckDB, not yet told to Kafka
         self._refused: FencedOut | None = None  # the ledger refused a batch: none after it is written
-        self._failed = False  # a batch could not be written (a full disk, ...): none after it is either
         self._dropped: list = []  # batches not written since
         self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
@@ -251,20 +246,12 @@ class LedgerConsumer:
             self._writer.submit(self.processor.store.checkpoint)
 
     def _commit(self, batch) -> int:
-        """On the writer thread: the batch into the ledger, unless one before it was refused."""
-        if self._refused is not None or self._failed:
-            self.processor.drop(batch)
-            raise _NotWritten()
+        """On the writer thread: the batch into the ledger (none processed after one that could not be
+        written, until `_recover` has read their logs again: `LogProcessor.commit`)."""
         try:
             return self.processor.commit(batch)
         except FencedOut as exc:
             self._refused = exc
-            raise
-        except BaseException:
-            # The batches queued behind it hold events folded after its own: written without it,
-            # they would leave its events out of the ledger and a gap in each log's chain. The
-            # consumer stops on this failure (a restart folds on from the last written batch).
-            self._failed = True
             raise
 
     def await_ledger(self, keep: int = 0, failed_ok: bool = False) -> None:
@@ -276,7 +263,7 @@ class LedgerConsumer:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
                 failure = future.exception()
-                if isinstance(failure, (FencedOut, _NotWritten)):
+                if isinstance(failure, (FencedOut, NotWritten)):
                     self._dropped.append(batch)
                 elif failure is not None:
                     if failed_ok:
@@ -297,10 +284,12 @@ class LedgerConsumer:
             return
         lost = set(refused.logs) if refused is not None else set()
         logs = {key for batch in dropped for key in batch.positions}
-        log.warning("%s; %d batch(es) not written: %s read again from the ledger", refused, len(dropped),
+        log.warning("%s; %d batch(es) not written: %s read again from the ledger",
+                    refused or "a batch before them was not written", len(dropped),
                     ", ".join(f"{t}:{p}" for t, p in sorted(logs - lost)) or "nothing")
         with self.lock:
             self.processor.reread(logs)
+            self.processor.resume()  # what is read from here on follows the ledger's positions
         for tp in list(self.assigned):
             key = (tp.topic, tp.partition)
             if key in lost:

@@ -216,20 +216,6 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
         for (topic, partition), state in (starts or {}).items():
             processor.folds.load(topic, partition, [], state)
 
-        failed = []
-
-        def commit(batch):
-            """On the writer thread: the batch, unless one before it could not be written (written after
-            it, this one would leave a gap in its logs' chains; the first failure is what is raised)."""
-            if failed:
-                processor.drop(batch)
-                return None
-            try:
-                return processor.commit(batch)
-            except BaseException:
-                failed.append(batch)
-                raise
-
         def written(commit: Future, batch) -> None:
             commit.result()
             counts.add(batch.write)
@@ -243,7 +229,7 @@ def fold_history(reads: Iterable[LogRead], path: str | Path, *, batch_size: int 
             in_flight: deque[tuple[Future, object]] = deque()
             for chunk in _chunks((read.message for read in reads), batch_size):
                 batch = processor.process(chunk)
-                in_flight.append((writer.submit(commit, batch), batch))
+                in_flight.append((writer.submit(processor.commit, batch), batch))
                 while len(in_flight) > (MAX_IN_FLIGHT - 1 if fold_process else 0):
                     written(*in_flight.popleft())
                 if not fold_process:

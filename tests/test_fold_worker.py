@@ -169,3 +169,46 @@ def test_each_stored_entry_holds_every_field_the_fold_posted(tmp_path):
         con.close()
     assert len(posted) > 100
     assert stored == posted
+
+
+def test_no_batch_read_before_a_failed_write_is_written_until_the_reader_has_recovered(tmp_path, monkeypatch):
+    """The disk fills while a batch is written. The batch read after it, still waiting for the writer
+    when the reader has recovered (its logs read again from the ledger), is not written late: it
+    would put later events in the ledger without the failed batch's. What is read after the recovery,
+    from the ledger's positions, is written, and the ledger ends whole."""
+    from refledger.consumers.batch import NotWritten
+    from refledger.schemas.event_files import read_messages
+    from refledger.store.ledger_file import StoreError
+
+    events = tmp_path / "alliance.jsonl"
+    write_event_file(simulate(SimulationConfig(seed=21, visitors=60, days=10)), events)
+    messages = list(read_messages(events, "alliance", 0, 0))
+    first, second = messages[:300], messages[300:600]
+    store = LedgerStore(tmp_path / "ledger.duckdb")
+    processor = LogProcessor(store, PartitionFold, source="test", fold_worker=True)
+    write_batch = LedgerStore.write_batch
+
+    def disk_full(self, batch):
+        raise StoreError(f"cannot write to ledger {self.path}: No space left on device")
+
+    try:
+        monkeypatch.setattr(LedgerStore, "write_batch", disk_full)
+        failed, waiting = processor.process(first), processor.process(second)
+        with pytest.raises(StoreError, match="No space left"):
+            processor.commit(failed)
+        monkeypatch.setattr(LedgerStore, "write_batch", write_batch)  # space again
+        processor.reread({("alliance", 0)})
+        processor.resume()
+        with pytest.raises(NotWritten):
+            processor.commit(waiting)
+        assert store.positions() == {}, "nothing of the batch read before the recovery was written"
+        processor.commit(processor.process(messages[:600]))  # read again from the ledger's position
+        assert store.positions() == {("alliance", 0): 600}
+    finally:
+        processor.close()
+        store.close()
+    con = duckdb.connect(str(tmp_path / "ledger.duckdb"), read_only=True)
+    try:
+        assert con.execute('SELECT count(*), min("offset"), max("offset") FROM events').fetchone() == (600, 0, 599)
+    finally:
+        con.close()
