@@ -302,6 +302,8 @@ class LedgerConsumer:
         (main thread only)."""
         self.await_ledger(keep)
         if self._dropped:
+            # every batch read before the refusal let go first: their logs are read again only once
+            self.await_ledger()
             self._recover()
         committed, self._committed = self._committed, []
         for batch in committed:
