@@ -16,7 +16,9 @@ their threads; the bare loop's process) and the ceiling that alone sets:
 with every core of the machine busy with it and nothing else, not even the
 broker; ``ratio_cpu_ceiling_over_bare`` that rate against the bare loop's. A
 ratio target above it cannot be met on this machine by overlapping work
-better, only by spending less CPU on an event.
+better, only by spending less CPU on an event. ``…_parent_cores_busy`` and
+``…_fold_cores_busy`` split the cores between `consume`'s two processes: the
+one near a whole core (its interpreter lock) is the one that sets the pace.
 
 Uses $KAFKA_BOOTSTRAP_SERVERS or starts a local broker on a free port.
 Prints a table, then one JSON line with every figure.
@@ -106,12 +108,12 @@ def bare_consume_decode(bootstrap: str, topic: str, total: int, cpu: dict | None
     return elapsed
 
 
-def _cpu_seconds(child_pid: int) -> float:
+def _cpu_seconds(child_pid: int) -> tuple[float, float]:
     """CPU seconds so far of this process (all its threads) and of its fold process."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     fields = Path(f"/proc/{child_pid}/stat").read_text().rsplit(")", 1)[1].split()
     child = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return own.ru_utime + own.ru_stime + child
+    return own.ru_utime + own.ru_stime, child
 
 
 def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factory,
@@ -119,7 +121,9 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
     """`consume` as the CLI runs it, timed from its first batch to its last commit; and the
     seconds spent afterwards folding DuckDB's write-ahead log into the file (the consumer
     checkpoints once it is idle, then closes). ``cpu`` gets the cores it kept busy on average from
-    its first batch to its last (CPU seconds of both its processes over those wall seconds)."""
+    its first batch to its last (CPU seconds of both its processes over those wall seconds), and
+    each process's share: ``parent_cores`` (polling, decoding, writing DuckDB, under one interpreter
+    lock) and ``fold_cores`` (the fold process). Whichever is near one core sets the pace."""
     store = LedgerStore(db)
     processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}", fold_worker=True)
     marks = {}
@@ -136,8 +140,12 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
             handle_signals=False, on_batch=on_batch)
     processor.close()
     if cpu is not None:
-        cpu["seconds"] = marks["last_cpu"] - marks["first_cpu"]
-        cpu["cores"] = round(cpu["seconds"] / (marks["last"] - marks["first"]), 2)
+        wall = marks["last"] - marks["first"]
+        (parent_first, fold_first), (parent_last, fold_last) = marks["first_cpu"], marks["last_cpu"]
+        cpu["seconds"] = parent_last - parent_first + fold_last - fold_first
+        cpu["cores"] = round(cpu["seconds"] / wall, 2)
+        cpu["parent_cores"] = round((parent_last - parent_first) / wall, 2)
+        cpu["fold_cores"] = round((fold_last - fold_first) / wall, 2)
     started = time.perf_counter()
     store.close()  # folds what the idle checkpoint left in the write-ahead log into the file
     return marks["last"] - marks["first"], store.checkpoint_seconds + time.perf_counter() - started
@@ -229,6 +237,8 @@ def main() -> None:
             results["consume_engine_checkpoint_after_s"] = round(close_s, 2)
             results["ratio_consume_engine_over_bare"] = round(bare_s / engine_s, 3)
             results["consume_engine_cores_busy"] = engine_cpu["cores"]
+            results["consume_engine_parent_cores_busy"] = engine_cpu["parent_cores"]
+            results["consume_engine_fold_cores_busy"] = engine_cpu["fold_cores"]
             # The ceiling CPU alone sets on this machine: every core busy with `consume` and nothing
             # else (not even the broker), at the CPU an event cost in this run.
             engine_us = engine_cpu["seconds"] / sent * 1e6
@@ -246,6 +256,8 @@ def main() -> None:
                 results["consume_signed_events_per_s"] = int(signed_sent / signed_s)
                 results["ratio_consume_signed_over_engine"] = round(engine_s * signed_sent / (signed_s * sent), 3)
                 results["consume_signed_cores_busy"] = signed_cpu["cores"]
+                results["consume_signed_parent_cores_busy"] = signed_cpu["parent_cores"]
+                results["consume_signed_fold_cores_busy"] = signed_cpu["fold_cores"]
                 signed_us = signed_cpu["seconds"] / signed_sent * 1e6
                 results["consume_signed_cpu_us_per_event"] = round(signed_us, 1)
                 # the signed rate with every core busy with it, against the unsigned rate measured

@@ -44,6 +44,7 @@ from refledger.consumers.heap import give_back_freed_memory
 from refledger.consumers.verification import SignaturesAhead
 from refledger.ledger.events import PERSONAL_DATA, traffic_event
 from refledger.store.columns import EVENT_COLUMNS, EventRow, arrow_rows
+from refledger.store.lake import FencedOut
 from refledger.store.ledger_file import BatchWrite
 from refledger.store.storage import LedgerStorage
 from refledger.store.snapshots import digest
@@ -93,8 +94,14 @@ class BatchCounts:
 
 
 class NotWritten(Exception):
-    """A batch processed before the caller recovered from one that could not be written: let go, not
-    written (see `LogProcessor.commit`)."""
+    """A batch let go unwritten, behind one that could not be written (see `LogProcessor.commit`).
+    ``recoverable``: the batches before were refused by a shared ledger, and reading the logs
+    `LogProcessor.logs_to_reread` names again from the ledger's positions goes on; else the
+    processor stopped writing for good on a failure (its cause)."""
+
+    def __init__(self, message: str, recoverable: bool):
+        super().__init__(message)
+        self.recoverable = recoverable
 
 
 @dataclass
@@ -102,7 +109,7 @@ class PendingBatch:
     """A batch between `process` and `commit`: what it writes, and the fold's part still to come."""
 
     write: BatchWrite
-    era: int = 0                               # the processor's era when it was processed (LogProcessor.commit)
+    readings: dict = field(default_factory=dict)  # each log's reading when it was processed (LogProcessor.commit)
     ticket: object = None                      # the fold backend's ticket for the batch's items
     items: list = field(default_factory=list)  # the FoldItems handed to the fold
     raws: list = field(default_factory=list)   # each item's event as received, for quarantine rows
@@ -135,8 +142,11 @@ class LogProcessor:
         self._stale: set[tuple[str, int]] = set()  # logs whose fold is rebuilt from the store before next use
         self.redaction_key = store.redaction_key()
         self.signatures = SignaturesAhead(fold_verifies=fold_worker)
-        self._era = 0                     # moved on by `resume`
-        self._failed_era: int | None = None  # the era of the latest batch that could not be written
+        # Each log's reading (moved on by `reread`) and, for a log with a batch not written, the reading
+        # that batch was of; a failure other than a refusal stops all writing (`commit`).
+        self._reading: dict[tuple[str, int], int] = {}
+        self._unwritten: dict[tuple[str, int], int] = {}
+        self._stopped_by: BaseException | None = None
 
     def close(self) -> None:
         """Let go of the folds (and stop the fold process, if there is one)."""
@@ -166,6 +176,7 @@ class LogProcessor:
         the store again: after a batch the store refused, or a claim."""
         stored = self.store.positions()
         for key in logs:
+            self._reading[key] = self._reading.get(key, 0) + 1
             if key in stored:
                 self.positions[key] = stored[key]
             else:
@@ -211,8 +222,10 @@ class LogProcessor:
         positioned by topic:partition:offset), read as they are rather than copied into
         ``Message``s first.
         """
-        pending = PendingBatch(BatchWrite(source=self.source), era=self._era)
+        pending = PendingBatch(BatchWrite(source=self.source))
         pending.items = items = self.decode_messages(messages, pending, kafka_records)
+        reading = self._reading
+        pending.readings = {key: reading.get(key, 0) for key in pending.positions}
         self.signatures.verify()
         folds = self.folds
         if items:
@@ -303,25 +316,40 @@ class LogProcessor:
     def commit(self, pending: PendingBatch) -> int:
         """Step 3: the fold's part of the batch collected, the batch written in one transaction.
 
-        Once a batch could not be written (a full disk, a shared ledger that refused it), no batch
-        processed before the caller's `resume` is written either: they hold events read after that
-        batch's, and written without it they would leave its events out of the ledger and a gap in
-        each of its logs' chains. They are let go (`NotWritten`), and the caller reads their logs
-        again from the ledger's positions, or stops."""
-        if self._failed_era is not None and pending.era <= self._failed_era:
+        A batch not written leaves a gap in each of its logs: a batch read after it from the same
+        reading of one of those logs holds later events, and written without it, it would leave the
+        first one's events out of the ledger and a gap in that log's chain. So it is let go too
+        (`NotWritten`), and so on, until the caller has read the log again from the ledger's position
+        (`logs_to_reread`, `reread`). That is how a shared ledger's refusal (`FencedOut`: another
+        writer claimed a log) is recovered from; any other failure (a full disk) stops all writing:
+        no batch after it is written."""
+        if self._stopped_by is not None:
             self.drop(pending)
-            raise NotWritten("a batch before this one could not be written")
+            raise NotWritten(f"not written after an earlier batch failed: {self._stopped_by}", False)
+        unwritten = self._unwritten
+        if any(unwritten.get(key, -1) >= reading for key, reading in pending.readings.items()):
+            self._set_aside(pending)
+            raise NotWritten("read after a batch of the same logs that was not written", True)
         try:
             return self._write(pending)
-        except BaseException:
-            self._failed_era = pending.era
+        except FencedOut:
+            self._set_aside(pending)
+            raise
+        except BaseException as exc:
+            self._stopped_by = exc
             raise
 
-    def resume(self) -> None:
-        """The caller has recovered from a batch that could not be written (its logs' positions and
-        folds read again, `reread`, and their reading moved back there): batches processed from now
-        on are written again; any processed before stay unwritten."""
-        self._era += 1
+    def _set_aside(self, pending: PendingBatch) -> None:
+        for key, reading in pending.readings.items():
+            self._unwritten[key] = max(reading, self._unwritten.get(key, -1))
+        if pending.ticket is not None:
+            self.drop(pending)
+
+    def logs_to_reread(self) -> set[tuple[str, int]]:
+        """The logs a batch not written left a gap in, and not read again since (`reread`): what is
+        read of them from here on is not written until they are."""
+        reading = self._reading
+        return {key for key, unwritten in self._unwritten.items() if unwritten >= reading.get(key, 0)}
 
     def _write(self, pending: PendingBatch) -> int:
         batch = pending.write

@@ -246,8 +246,8 @@ class LedgerConsumer:
             self._writer.submit(self.processor.store.checkpoint)
 
     def _commit(self, batch) -> int:
-        """On the writer thread: the batch into the ledger (none processed after one that could not be
-        written, until `_recover` has read their logs again: `LogProcessor.commit`)."""
+        """On the writer thread: the batch into the ledger (none read after one of the same logs that
+        could not be written, until `_recover` has read those logs again: `LogProcessor.commit`)."""
         try:
             return self.processor.commit(batch)
         except FencedOut as exc:
@@ -263,7 +263,7 @@ class LedgerConsumer:
             while len(self._pending) > keep:
                 future, batch = self._pending[0]
                 failure = future.exception()
-                if isinstance(failure, (FencedOut, NotWritten)):
+                if isinstance(failure, FencedOut) or isinstance(failure, NotWritten) and failure.recoverable:
                     self._dropped.append(batch)
                 elif failure is not None:
                     if failed_ok:
@@ -283,13 +283,12 @@ class LedgerConsumer:
         if not dropped:
             return
         lost = set(refused.logs) if refused is not None else set()
-        logs = {key for batch in dropped for key in batch.positions}
+        with self.lock:
+            logs = self.processor.logs_to_reread()
+            self.processor.reread(logs)
         log.warning("%s; %d batch(es) not written: %s read again from the ledger",
                     refused or "a batch before them was not written", len(dropped),
                     ", ".join(f"{t}:{p}" for t, p in sorted(logs - lost)) or "nothing")
-        with self.lock:
-            self.processor.reread(logs)
-            self.processor.resume()  # what is read from here on follows the ledger's positions
         for tp in list(self.assigned):
             key = (tp.topic, tp.partition)
             if key in lost:
@@ -399,11 +398,23 @@ def _consume(bootstrap_servers, processor, *, topic, group, until_idle, members,
     if members == 1:
         return group_members[0].run()
     summaries: list[ConsumeSummary] = []
-    threads = [threading.Thread(target=lambda m=m: summaries.append(m.run())) for m in group_members]
+    failures: list[BaseException] = []
+
+    def run(member: LedgerConsumer) -> None:
+        try:
+            summaries.append(member.run())
+        except BaseException as exc:  # the members stop with it, and `consume` raises it
+            failures.append(exc)
+            for other in group_members:
+                other.stop()
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in group_members]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if failures:  # the failure itself, rather than a member's batch let go behind it
+        raise next((f for f in failures if not isinstance(f, NotWritten)), failures[0])
     total = ConsumeSummary(stopped_by=summaries[0].stopped_by if summaries else "idle")
     for s in summaries:
         total.merge(s)
