@@ -28,6 +28,7 @@ A batch goes through three steps:
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -146,6 +147,7 @@ class LogProcessor:
         # that batch was of; a failure other than a refusal stops all writing (`commit`).
         self._reading: dict[tuple[str, int], int] = {}
         self._unwritten: dict[tuple[str, int], int] = {}
+        self._marks = threading.Lock()  # members' writer threads mark logs while a main thread reads them
         self._stopped_by: BaseException | None = None
 
     def close(self) -> None:
@@ -169,6 +171,11 @@ class LogProcessor:
         if not logs:
             return
         self.store.claim(logs)
+        # a batch of these logs read before the claim (by another member of this process) holds events
+        # another writer may have written since: none is written
+        with self._marks:
+            for key in logs:
+                self._unwritten[key] = max(self._unwritten.get(key, -1), self._reading.get(key, 0))
         self.reread(logs)
 
     def reread(self, logs) -> None:
@@ -224,8 +231,6 @@ class LogProcessor:
         """
         pending = PendingBatch(BatchWrite(source=self.source))
         pending.items = items = self.decode_messages(messages, pending, kafka_records)
-        reading = self._reading
-        pending.readings = {key: reading.get(key, 0) for key in pending.positions}
         self.signatures.verify()
         folds = self.folds
         if items:
@@ -236,6 +241,8 @@ class LogProcessor:
                     self._stale.discard((topic, partition))
                     self._load(topic, partition)
             pending.ticket = folds.submit(items)
+        reading = self._reading  # after `assign`, which may read a log again
+        pending.readings = {key: reading.get(key, 0) for key in pending.positions}
         return pending
 
     def decode_messages(self, messages: Iterable[Message], pending: PendingBatch,
@@ -340,8 +347,9 @@ class LogProcessor:
             raise
 
     def _set_aside(self, pending: PendingBatch) -> None:
-        for key, reading in pending.readings.items():
-            self._unwritten[key] = max(reading, self._unwritten.get(key, -1))
+        with self._marks:
+            for key, reading in pending.readings.items():
+                self._unwritten[key] = max(reading, self._unwritten.get(key, -1))
         if pending.ticket is not None:
             self.drop(pending)
 
@@ -349,7 +357,8 @@ class LogProcessor:
         """The logs a batch not written left a gap in, and not read again since (`reread`): what is
         read of them from here on is not written until they are."""
         reading = self._reading
-        return {key for key, unwritten in self._unwritten.items() if unwritten >= reading.get(key, 0)}
+        with self._marks:
+            return {key for key, unwritten in self._unwritten.items() if unwritten >= reading.get(key, 0)}
 
     def _write(self, pending: PendingBatch) -> int:
         batch = pending.write

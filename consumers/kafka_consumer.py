@@ -179,6 +179,7 @@ class LedgerConsumer:
     def take_over(self) -> None:
         """Claim the partitions handed over in the ledger, rebuild their folds from it, and read on from
         its positions (main thread)."""
+        self.await_ledger()  # the batch in hand during the rebalance, submitted since: in the ledger (or not) first
         with self._pending_lock:
             claimed, self.taking_over = set(self.taking_over), set()
             self._refused, self._dropped = None, []
@@ -282,10 +283,11 @@ class LedgerConsumer:
             refused, self._refused = self._refused, None
         if not dropped:
             return
-        lost = set(refused.logs) if refused is not None else set()
+        mine = {key for batch in dropped for key in batch.readings}
         with self.lock:
-            logs = self.processor.logs_to_reread()
+            logs = self.processor.logs_to_reread() & mine
             self.processor.reread(logs)
+        lost = (set(refused.logs) & logs) if refused is not None else set()
         log.warning("%s; %d batch(es) not written: %s read again from the ledger",
                     refused or "a batch before them was not written", len(dropped),
                     ", ".join(f"{t}:{p}" for t, p in sorted(logs - lost)) or "nothing")

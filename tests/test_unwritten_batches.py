@@ -216,3 +216,46 @@ def test_a_member_whose_disk_fills_stops_consume_and_says_why(monkeypatch, tmp_p
         processor.close()
         store.close()
     assert len(writes) >= 2
+
+
+def test_two_members_both_refused_each_read_their_own_partition_again(monkeypatch, tmp_path):
+    """`consume --members 2` on a shared ledger, both members fenced at once (the process stalled): B's
+    batch of partition 1 is refused, then A's of partition 0. A recovers first; B must still read
+    partition 1 again from the ledger, or its first events would never be written."""
+    import threading
+
+    logs = partition_logs(2)
+    refusing(monkeypatch, 1, 2)
+    stand_ins = {0: StandInKafka({0: logs[0]}, plan=[]), 1: StandInKafka({1: logs[1]}, plan=[])}
+    store = LedgerStore(tmp_path / "ledger.duckdb")
+    processor = LogProcessor(store, PartitionFold, source="test")
+    lock = threading.Lock()
+
+    def member(partition):
+        monkeypatch.setattr(kafka_consumer, "connect", lambda *args, **kwargs: stand_ins[partition])
+        return LedgerConsumer("stand-in", processor, topic=TOPIC, max_records=300, lock=lock)
+
+    def poll_once(m) -> bool:  # one turn of `run`'s loop; False once there was nothing to read
+        polled = m.consumer.poll()
+        if polled:
+            m._fold_and_submit(polled)
+        else:
+            m.finish_pending()
+        return bool(polled)
+
+    a, b = member(0), member(1)
+    try:
+        poll_once(b)
+        b._pending[0][0].exception()  # B's batch refused
+        poll_once(a)
+        a._pending[0][0].exception()  # then A's
+        a.finish_pending()            # A recovers first
+        while poll_once(a) | poll_once(b):
+            pass
+        for m in (a, b):
+            m.finish_pending()
+            m._writer.shutdown()
+    finally:
+        processor.close()
+        store.close()
+    assert stored_offsets(tmp_path / "ledger.duckdb") == {p: list(range(len(log))) for p, log in logs.items()}
