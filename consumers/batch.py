@@ -173,9 +173,7 @@ class LogProcessor:
         self.store.claim(logs)
         # a batch of these logs read before the claim (by another member of this process) holds events
         # another writer may have written since: none is written
-        with self._marks:
-            for key in logs:
-                self._unwritten[key] = max(self._unwritten.get(key, -1), self._reading.get(key, 0))
+        self._mark({key: self._reading.get(key, 0) for key in logs})
         self.reread(logs)
 
     def reread(self, logs) -> None:
@@ -347,11 +345,14 @@ class LogProcessor:
             raise
 
     def _set_aside(self, pending: PendingBatch) -> None:
+        self._mark(pending.readings)
+        self.drop(pending)
+
+    def _mark(self, readings: dict[tuple[str, int], int]) -> None:
+        """No batch of these logs' readings (or earlier ones) is written: see `commit`."""
         with self._marks:
-            for key, reading in pending.readings.items():
+            for key, reading in readings.items():
                 self._unwritten[key] = max(reading, self._unwritten.get(key, -1))
-        if pending.ticket is not None:
-            self.drop(pending)
 
     def logs_to_reread(self) -> set[tuple[str, int]]:
         """The logs a batch not written left a gap in, and not read again since (`reread`): what is

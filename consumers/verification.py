@@ -47,7 +47,6 @@ from refledger.schemas import signing
 CHUNK = 512
 
 
-
 class Ed25519Check:
     """The fold's ``SignatureCheck``: canonical bytes of a record, Ed25519 with libsodium."""
 
