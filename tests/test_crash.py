@@ -41,9 +41,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 RUNS = 5
 KILLS = 10  # per run: RUNS * KILLS = 50 kill -9 points
-EVENTS = 60_000
+EVENTS = 30_000
 EARLY_KILLS = 0.3  # the share of kills at a random moment of the start instead of after some events
-STEP = 3_000  # each restart is killed once it has folded up to this many messages further on
+STEP = 1_500  # each restart is killed once it has folded up to this many messages further on
 
 
 def consume_command(bootstrap, topic, db, group, *extra):
@@ -52,10 +52,10 @@ def consume_command(bootstrap, topic, db, group, *extra):
 
 
 def start_consumer(bootstrap, topic, db, log, *extra):
-    # a commit every 5,000 records: a dozen batches in the 60,000 events, so kills fall inside batches,
+    # a commit every 2,500 records: a dozen batches in the 30,000 events, so kills fall inside batches,
     # between them, and within a STEP of a restart alike
     return subprocess.Popen(consume_command(bootstrap, topic, db, f"{topic}-ledger", "--instance-id", "crash-test",
-                                            "--batch-records", "5000", *extra), stdout=log, stderr=log)
+                                            "--batch-records", "2500", *extra), stdout=log, stderr=log)
 
 
 def ledger_stats(db) -> dict | None:
@@ -126,7 +126,7 @@ def test_a_broker_stopped_and_started_mid_consume_loses_and_duplicates_nothing(t
     bootstrap = broker.start(port, directory, exit_with_parent=True).bootstrap
     try:
         topic = fresh_topic(bootstrap, "outage")
-        on_kafka, total = alliance_on_kafka(bootstrap, topic, seed=29, events=2 * EVENTS)
+        on_kafka, total = alliance_on_kafka(bootstrap, topic, seed=29, events=4 * EVENTS)
         db = tmp_path / "ledger.duckdb"
         rng = random.Random(2026)
         with open(tmp_path / "consumer.log", "wb") as log:
