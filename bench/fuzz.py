@@ -70,6 +70,9 @@ def _child(args) -> None:
         return
     import atheris
 
+    # atheris follows coverage through Python code only: the hot path's modules run from their
+    # source, not compiled (refledger/compiled.py)
+    os.environ["REFLEDGER_PURE_PYTHON"] = "1"
     with atheris.instrument_imports(include=["refledger"]):
         import refledger.consumers.batch  # noqa: F401
         import refledger.consumers.folding  # noqa: F401

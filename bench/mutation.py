@@ -197,7 +197,8 @@ def lay_out(scratch: Path) -> None:
     layer folder, with tests, docs and the scenarios beside it."""
     if scratch.exists():
         shutil.rmtree(scratch)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*")
+    # the copy runs every module from its source: mutants are made in the source (refledger/compiled.py)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*", "*.so", "*.compiled-from")
     shutil.copytree(ROOT / "refledger", scratch / "refledger", ignore=ignore)
     for layer in LAYERS:
         shutil.copytree(ROOT / layer, scratch / "refledger" / layer, ignore=ignore)
@@ -327,7 +328,8 @@ def survivors_of(scratch: Path) -> list[str]:
 def refresh_checkout(scratch: Path) -> None:
     """The checkout's code, tests and docs into a kept scratch copy: mutmut makes the mutants of
     changed functions anew, and the survivors meet the new tests."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*")
+    # the copy runs every module from its source: mutants are made in the source (refledger/compiled.py)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.duckdb*", "*.so", "*.compiled-from")
     shutil.copytree(ROOT / "refledger", scratch / "refledger", ignore=ignore, dirs_exist_ok=True)
     for layer in LAYERS:
         shutil.copytree(ROOT / layer, scratch / "refledger" / layer, ignore=ignore, dirs_exist_ok=True)

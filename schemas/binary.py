@@ -1,3 +1,4 @@
+# cython: annotation_typing=True
 """The Avro binary primitives, bounds-checked: the one place bytes become ints and strings.
 
 Every reader of Avro bytes that does not go through fastavro (the fixed-layout
@@ -9,6 +10,10 @@ than ten bytes or outside the 64-bit range, an int outside 32 bits, a
 negative length, a length running past the bytes, text that is not UTF-8.
 A fast path may read a common case inline (a one-byte length), never skip a
 check.
+
+Compiled (refledger/compiled.py), this module's annotations are kept (the
+first line): ``b`` is known to be ``bytes``, which makes each byte read a C
+read; its one caller, the fixed-layout readers, reads bytes only.
 """
 
 from __future__ import annotations

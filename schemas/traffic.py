@@ -1,3 +1,4 @@
+# cython: annotation_typing=True
 """Readers for the bulk of the traffic: shop events in the current schema.
 
 Views and clicks are nine events in ten, orders and refunds nearly all the
@@ -16,6 +17,10 @@ or rejects it with the right reason. ``read_purchase(data)`` does the same
 for orders and refunds. Tests hold the readers to the codec's answers on
 every single-bit flip and every truncation of a message of every type
 (`tests/test_readers_agree.py`), and on random events.
+
+Compiled (refledger/compiled.py), this module's annotations are kept (the
+first line): ``data`` is known to be ``bytes``, which makes each byte read a
+C read. Both callers pass bytes only (they check ``type(data) is bytes``).
 """
 
 from __future__ import annotations
