@@ -136,7 +136,7 @@ _TRAFFIC = {"view": View, "click": Click}
 
 
 def items_to_wire(items: list[FoldItem]) -> list[tuple]:
-    return [(i.topic, i.partition, i.offset, i.position, None if i.event is None else (i.event.type, *i.event),
+    return [(i.topic, i.partition, i.offset, i.position, None if i.event is None else (i.event.type,) + i.event,
              i.record, i.content, None if i.signed is None else i.signed.fields()) for i in items]
 
 
