@@ -1,10 +1,16 @@
 """Compiles the hot path's modules (refledger/compiled.py: ACCELERATED) with Cython, beside their
 source, each with the digest of the source it was built from. Everything else is in pyproject.toml.
-Without Cython or a C compiler the install goes on, and those modules run as Python."""
+Without Cython or a C compiler the install goes on, and those modules run as Python.
+
+A compiled module's file is ``<leaf>.compiled<suffix>`` (``traffic.compiled.cpython-311-…so``): a
+name Python's own finder never takes for the module, so only refledger's finder, which checks the
+digest, ever loads it (an older checkout of the source beside it, or a module no longer compiled,
+runs as Python)."""
 
 import hashlib
 import os
 import runpy
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -13,6 +19,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 COMPILED = runpy.run_path(str(HERE / "refledger" / "compiled.py"))
+LEAVES = {name.rpartition(".")[2] for name in COMPILED["ACCELERATED"]}
 PACKAGE_DIRS = tomllib.loads((HERE / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
 
 
@@ -21,51 +28,81 @@ def source_of(module: str) -> str:
     return f"{PACKAGE_DIRS[package]}/{leaf}.py"
 
 
+def digest_of(module: str) -> str:
+    return hashlib.sha256((HERE / source_of(module)).read_bytes()).hexdigest()
+
+
 class DigestedBuildExt(build_ext):
-    """Each compiled module gets the digest of its source beside it, in the build and in place.
-    The modules are optional extensions: one that does not build is reported and stays Python."""
+    """Cythonizes the modules when it runs, compiles them side by side, and gives each one built in
+    this run the digest its source had before the build began, in the build and in place; one that
+    does not build (each is optional) is reported, and any compiled file of it left in place from an
+    earlier build is removed, so that it runs as Python."""
 
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1  # the modules compile side by side
+        self._digests = {}
+        self._built = set()
+
+    def get_ext_filename(self, fullname):
+        name = super().get_ext_filename(fullname)
+        # (distutils asks with the module's last name alone for the build's own path)
+        if fullname not in COMPILED["ACCELERATED"] and fullname not in LEAVES:
+            return name
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        return name[: -len(suffix)] + COMPILED["COMPILED_MARK"] + suffix if name.endswith(suffix) else name
 
     def run(self):
+        self._digests = {ext.name: digest_of(ext.name) for ext in self.extensions}
         try:
+            from Cython.Build import cythonize
+
+            # force: compiler directives may have changed though the source has not
+            translated = cythonize([Extension(ext.name, ext.sources) for ext in self.extensions],
+                                   build_dir="build/cython", quiet=True, force=True, exclude_failures=True,
+                                   compiler_directives={"language_level": 3, "binding": True,
+                                                        # annotations document; they refuse no value
+                                                        "annotation_typing": False})
+            c_sources = {ext.name: ext.sources for ext in translated}
+            # the same Extension objects (build_ext has set them up), their sources now C; one Cython
+            # could not translate is left out
+            self.extensions[:] = [ext for ext in self.extensions if ext.name in c_sources]
+            for ext in self.extensions:
+                ext.sources = c_sources[ext.name]
             super().run()
-        except Exception as exc:  # no C compiler at all
+        except Exception as exc:  # no Cython, no C compiler at all
             print(f"warning: the hot path stays Python (its modules were not compiled: {exc})")
+            self._remove_in_place(COMPILED["ACCELERATED"])
 
     def build_extension(self, ext):
         super().build_extension(ext)  # a failure is reported by build_ext (the extension is optional)
-        self._digest_beside(Path(self.get_ext_fullpath(ext.name)), ext)
+        self._built.add(ext.name)
+        self._digest_beside(Path(self.get_ext_fullpath(ext.name)), ext.name)
 
     def copy_extensions_to_source(self):
         super().copy_extensions_to_source()
         build_py = self.get_finalized_command("build_py")
+        in_place = set()
         for ext in self.extensions:
             inplace, _regular = self._get_inplace_equivalent(build_py, ext)
-            if Path(inplace).exists():
-                self._digest_beside(Path(inplace), ext)
+            if ext.name in self._built and Path(inplace).exists():
+                self._digest_beside(Path(inplace), ext.name)
+                in_place.add(ext.name)
+        self._remove_in_place(set(COMPILED["ACCELERATED"]) - in_place)
 
-    @staticmethod
-    def _digest_beside(built: Path, ext) -> None:
-        leaf = ext.name.rpartition(".")[2]
-        digest = hashlib.sha256((HERE / source_of(ext.name)).read_bytes()).hexdigest()
-        (built.parent / (leaf + COMPILED["DIGEST_SUFFIX"])).write_text(digest + "\n")
+    def _remove_in_place(self, names) -> None:
+        for name in names:
+            package, _, leaf = name.rpartition(".")
+            folder = HERE / PACKAGE_DIRS[package]
+            for stale in (*folder.glob(f"{leaf}{COMPILED['COMPILED_MARK']}.*"),
+                          folder / f"{leaf}{COMPILED['DIGEST_SUFFIX']}"):
+                stale.unlink(missing_ok=True)
 
-
-def extensions():
-    try:
-        from Cython.Build import cythonize
-    except ImportError:
-        print("warning: Cython is not installed: the hot path stays Python")
-        return []
-    modules = [Extension(name, [source_of(name)], optional=True) for name in COMPILED["ACCELERATED"]]
-    return cythonize(modules, build_dir="build/cython", quiet=True, force=True,  # directives may have changed
-                     compiler_directives={"language_level": 3, "binding": True,
-                                          # the annotations document; they never refuse a value
-                                          "annotation_typing": False})
+    def _digest_beside(self, built: Path, name: str) -> None:
+        leaf = name.rpartition(".")[2]
+        (built.parent / (leaf + COMPILED["DIGEST_SUFFIX"])).write_text(self._digests[name] + "\n")
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": DigestedBuildExt})
+setup(ext_modules=[Extension(name, [source_of(name)], optional=True) for name in COMPILED["ACCELERATED"]],
+      cmdclass={"build_ext": DigestedBuildExt})

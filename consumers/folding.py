@@ -127,7 +127,7 @@ def rebuilt_fold(fold_factory: Callable, stored: Iterable[StoredEvent], log_name
     folded = 0
     for offset, event_id, avro in stored:
         folded += 1  # counted as the live fold counted it, for the next snapshot
-        fields = read_traffic_fields(avro, CURRENT_FINGERPRINT)
+        fields = read_traffic_fields(avro, CURRENT_FINGERPRINT) if type(avro) is bytes else None
         if fields is not None and fields[-1] is None:  # an unsigned view or click (a signed one: its record)
             kind, read_id, occurred_at, _, shop_id, visitor_id, referrer, merchant, placement, _ = fields
             fold.apply_event(traffic_event(kind, read_id, occurred_at, shop_id, visitor_id, referrer, merchant,

@@ -2,7 +2,8 @@
 
 `consume` spends most of its time in a few modules of plain Python: reading each message's bytes,
 deciding what to keep, building the rows it writes. ``setup.py`` compiles those modules, as they
-are, into extension modules beside their source (``traffic.py`` gives ``traffic.cpython-311-…so``);
+are, into extension modules beside their source (``traffic.py`` gives
+``traffic.compiled.cpython-311-…so``, a name only this module's finder loads);
 it needs Cython and a C compiler, and an install without them runs the same source as Python.
 The compiled module is the same code, not a second version of it: no rule is written twice.
 
@@ -39,6 +40,14 @@ ACCELERATED = (
 )
 
 DIGEST_SUFFIX = ".compiled-from"
+# a compiled module's file: traffic.compiled.cpython-311-x86_64-linux-gnu.so, a name Python's own
+# finder never takes for `traffic` (so it never loads one without the digest check)
+COMPILED_MARK = ".compiled"
+
+
+def compiled_name(leaf: str) -> str:
+    """The file name of the compiled module ``leaf`` for this Python."""
+    return leaf + COMPILED_MARK + importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def source_digest(path: str) -> str:
@@ -56,11 +65,8 @@ def built_from(folder: str, leaf: str) -> str | None:
 
 
 def compiled_path(folder: str, leaf: str) -> str | None:
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = os.path.join(folder, leaf + suffix)
-        if os.path.exists(candidate):
-            return candidate
-    return None
+    candidate = os.path.join(folder, compiled_name(leaf))
+    return candidate if os.path.exists(candidate) else None
 
 
 class CompiledWhenCurrent(importlib.abc.MetaPathFinder):
@@ -94,8 +100,15 @@ FINDER = CompiledWhenCurrent()
 
 
 def install() -> None:
-    if FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, FINDER)
+    """The finder just before Python's path finder: after any import hook put before that one
+    (atheris's, which instruments the source this finder names)."""
+    if FINDER in sys.meta_path:
+        return
+    try:
+        where = sys.meta_path.index(importlib.machinery.PathFinder)
+    except ValueError:
+        where = len(sys.meta_path)
+    sys.meta_path.insert(where, FINDER)
 
 
 def compiled_modules() -> list[str]:

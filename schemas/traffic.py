@@ -20,7 +20,7 @@ every single-bit flip and every truncation of a message of every type
 
 Compiled (refledger/compiled.py), this module's annotations are kept (the
 first line): ``data`` is known to be ``bytes``, which makes each byte read a
-C read. Both callers pass bytes only (they check ``type(data) is bytes``).
+C read. Every caller passes bytes only (each checks ``type(data) is bytes``).
 """
 
 from __future__ import annotations

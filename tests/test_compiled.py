@@ -4,6 +4,7 @@ built from the source as it is, and giving the very answers the source gives."""
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import json
 import os
 import shutil
@@ -22,6 +23,10 @@ def test_the_install_compiled_every_module_of_the_hot_path_and_they_are_the_ones
         module = importlib.import_module(name)
         assert module.__file__.endswith(".so"), f"{name} runs from {module.__file__}"
     assert compiled_modules() == sorted(ACCELERATED)
+    for name in ACCELERATED:  # named so that Python's own finder never loads one without the check
+        package, _, leaf = name.rpartition(".")
+        folder = os.path.dirname(importlib.import_module(package).__file__)
+        assert importlib.machinery.PathFinder.find_spec(name, [folder]).origin.endswith(f"{leaf}.py")
 
 
 def _one_module_laid_out(tmp_path, leaf="traffic"):
@@ -62,7 +67,8 @@ def test_pure_python_on_request_and_other_modules_left_to_python(tmp_path, monke
     assert finder.find_spec("refledger.schemas.traffic", [str(folder)]).origin == str(folder / "traffic.py")
     monkeypatch.delenv(PURE_VARIABLE)
     assert finder.find_spec("refledger.ledger.fold", [str(ROOT / "ledger")]) is None  # not compiled
-    assert sys.meta_path.index(compiled.FINDER) == 0  # before Python's own finders
+    # before Python's path finder, after any hook put before it (atheris's instruments what it names)
+    assert sys.meta_path.index(compiled.FINDER) == sys.meta_path.index(importlib.machinery.PathFinder) - 1
 
 
 _DECODE_A_STREAM = r"""
