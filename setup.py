@@ -7,10 +7,8 @@ name Python's own finder never takes for the module, so only refledger's finder,
 digest, ever loads it (an older checkout of the source beside it, or a module no longer compiled,
 runs as Python)."""
 
-import hashlib
 import os
 import runpy
-import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -29,7 +27,7 @@ def source_of(module: str) -> str:
 
 
 def digest_of(module: str) -> str:
-    return hashlib.sha256((HERE / source_of(module)).read_bytes()).hexdigest()
+    return COMPILED["source_digest"](str(HERE / source_of(module)))
 
 
 class DigestedBuildExt(build_ext):
@@ -50,8 +48,7 @@ class DigestedBuildExt(build_ext):
         # (distutils asks with the module's last name alone for the build's own path)
         if fullname not in COMPILED["ACCELERATED"] and fullname not in LEAVES:
             return name
-        suffix = sysconfig.get_config_var("EXT_SUFFIX")
-        return name[: -len(suffix)] + COMPILED["COMPILED_MARK"] + suffix if name.endswith(suffix) else name
+        return os.path.join(os.path.dirname(name), COMPILED["compiled_name"](fullname.rpartition(".")[2]))
 
     def run(self):
         self._digests = {ext.name: digest_of(ext.name) for ext in self.extensions}
