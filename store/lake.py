@@ -59,6 +59,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -215,8 +216,10 @@ def _conflict(exc: duckdb.Error) -> bool:
 
 
 def lake_ddl() -> str:
-    """The file's tables as DuckLake holds them (Parquet has no HUGEINT), and `owners`."""
-    return (SCHEMA_DDL + LEDGER_DDL).replace("HUGEINT", "DECIMAL(38,0)") + OWNERS_DDL
+    """The file's tables as DuckLake holds them (Parquet has no HUGEINT, and its own encodings: no
+    column names its compression), and `owners`."""
+    ddl = re.sub(r" USING COMPRESSION \w+", "", SCHEMA_DDL + LEDGER_DDL)
+    return ddl.replace("HUGEINT", "DECIMAL(38,0)") + OWNERS_DDL
 
 
 class LakeStore:

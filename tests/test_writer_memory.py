@@ -143,3 +143,38 @@ def test_the_writer_spills_beside_the_ledger_never_into_the_directory_it_runs_fr
     finally:
         store.close()
     assert list(home.iterdir()) == []
+
+
+def test_a_new_ledger_stores_its_big_text_columns_with_the_compression_its_tables_name(tmp_path):
+    """Shops, types and accounts as a dictionary; ids, digests, decisions and the Avro bytes as FSST:
+    chosen once in the tables, not tried anew by DuckDB on every segment it writes. A DuckLake's
+    tables (Parquet) name none."""
+    from refledger.consumers.batch import LogProcessor
+    from refledger.consumers.ingest import ingest_files
+    from refledger.ledger.fold import PartitionFold
+    from refledger.store.lake import lake_ddl
+    from tests.scenario_files import SCENARIOS
+
+    path = tmp_path / "ledger.duckdb"
+    store = LedgerStore(path)
+    try:
+        ingest_files([SCENARIOS / "baby-care.jsonl"], LogProcessor(store, PartitionFold, source="test"))
+    finally:
+        store.close()  # checkpoints: every column segment compressed
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        methods = {}
+        for table in ("events", "entries", "decisions"):
+            for column, compression in con.execute(
+                    f"SELECT column_name, compression FROM pragma_storage_info('{table}') WHERE segment_type "
+                    "IN ('VARCHAR', 'BLOB') AND compression <> 'Constant'").fetchall():
+                methods.setdefault((table, column), set()).add(compression)
+    finally:
+        con.close()
+    assert methods[("events", "avro")] == {"FSST"}
+    assert methods[("events", "shop_id")] == {"Dictionary"}
+    assert methods[("entries", "hash")] == {"FSST"}
+    assert methods[("entries", "account")] == {"Dictionary"}
+    assert methods[("decisions", "decision")] == {"FSST"}
+    assert "COMPRESSION" not in lake_ddl()
+    assert "USING COMPRESSION" in ledger_file.SCHEMA_DDL + ledger_file.LEDGER_DDL
