@@ -27,12 +27,14 @@ Prints a table, then one JSON line with every figure.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +130,17 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
     store = LedgerStore(db)
     processor = LogProcessor(store, fold_factory, source=f"kafka:{topic}", fold_worker=True)
     marks = {}
+    collector = {"seconds": 0.0, "collections": 0}
+
+    def on_collection(phase: str, info: dict) -> None:
+        """The main thread's time in the garbage collector (its thresholds: consumers.folding)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if phase == "start":
+            collector["started"] = time.thread_time()
+        elif "started" in collector:
+            collector["seconds"] += time.thread_time() - collector.pop("started")
+            collector["collections"] += 1
 
     def on_batch(summary):
         now = time.perf_counter()
@@ -137,10 +150,16 @@ def ledger_consume(bootstrap: str, topic: str, total: int, db: Path, fold_factor
         if summary.events_read >= total and "last" not in marks:
             marks["last"], marks["last_cpu"] = now, _cpu_seconds(pid)
 
-    consume(bootstrap, processor, topic=topic, group=f"{db.stem}-{time.time_ns()}", until_idle=3,
-            handle_signals=False, on_batch=on_batch)
+    gc.callbacks.append(on_collection)
+    try:
+        consume(bootstrap, processor, topic=topic, group=f"{db.stem}-{time.time_ns()}", until_idle=3,
+                handle_signals=False, on_batch=on_batch)
+    finally:
+        gc.callbacks.remove(on_collection)
     processor.close()
     if cpu is not None:
+        cpu["collector_s"] = round(collector["seconds"], 2)
+        cpu["collections"] = collector["collections"]
         wall = marks["last"] - marks["first"]
         (parent_first, fold_first), (parent_last, fold_last) = marks["first_cpu"], marks["last_cpu"]
         cpu["seconds"] = parent_last - parent_first + fold_last - fold_first
@@ -240,6 +259,7 @@ def main() -> None:
             results["consume_engine_cores_busy"] = engine_cpu["cores"]
             results["consume_engine_parent_cores_busy"] = engine_cpu["parent_cores"]
             results["consume_engine_fold_cores_busy"] = engine_cpu["fold_cores"]
+            results["consume_engine_main_thread_collector_s"] = engine_cpu["collector_s"]
             # The ceiling CPU alone sets on this machine: every core busy with `consume` and nothing
             # else (not even the broker), at the CPU an event cost in this run.
             engine_us = engine_cpu["seconds"] / sent * 1e6

@@ -52,9 +52,14 @@ SNAPSHOT_EVERY = 250_000
 # processes; ingest; replay). Batches in flight hold hundreds of thousands of young objects
 # (records, rows, jobs) that live for a few batches and die by reference counting; at the
 # default (a collection every 700 allocations) the collector walked them over and over, a fifth
-# of the consumer's time by the millionth event. Collecting every 100,000 allocations frees the
-# same cycles, later.
-COLLECTOR_THRESHOLD = (100_000, 20, 10)
+# of the consumer's time by the millionth event. The collector counts allocations less
+# deallocations since its last collection, never below zero, and walks every young object still
+# alive when the count passes the threshold: at 100,000, the main process of `consume` collected
+# some thirty times in a million events, each walk a few batches' worth of objects (150 ms each,
+# 4 s in all, a twentieth of its work). At 1,000,000 a batch's objects die, by reference counting,
+# about as fast as the next batch's are made, and the count seldom gets there (once in a million
+# events); the few cycles are freed all the same, later.
+COLLECTOR_THRESHOLD = (1_000_000, 20, 10)
 NEVER = 1 << 62  # an item index no job reaches
 
 
