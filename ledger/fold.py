@@ -140,7 +140,9 @@ class PartitionFold:
 
     def seen_rows(self) -> list[tuple[bytes, int | None, bytes]]:
         """(event id's digest, occurred_at or None, content digest) of every event remembered, sorted."""
-        return [(key, remembered_at(value), value[:DIGEST_SIZE]) for key, value in sorted(self._seen.items())]
+        seen, unpack = self._seen, _AT.unpack_from  # (remembered_at, inline: a snapshot's biggest table)
+        return [(key, unpack(value, DIGEST_SIZE)[0] if len(value) > DIGEST_SIZE else None, value[:DIGEST_SIZE])
+                for key in sorted(seen) for value in (seen[key],)]  # keys are unique: sorted alone, as bytes
 
     def restore_seen(self, rows) -> None:
         self._seen.update((key, content if at is None else content + _AT.pack(at)) for key, at, content in rows)
