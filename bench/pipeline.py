@@ -260,6 +260,7 @@ def main() -> None:
             results["consume_engine_parent_cores_busy"] = engine_cpu["parent_cores"]
             results["consume_engine_fold_cores_busy"] = engine_cpu["fold_cores"]
             results["consume_engine_main_thread_collector_s"] = engine_cpu["collector_s"]
+            results["consume_engine_main_thread_collections"] = engine_cpu["collections"]
             # The ceiling CPU alone sets on this machine: every core busy with `consume` and nothing
             # else (not even the broker), at the CPU an event cost in this run.
             engine_us = engine_cpu["seconds"] / sent * 1e6

@@ -9,7 +9,7 @@ four of them at a time (20,000 events, as `consume` commits them), through `Ledg
 writes them, into two new files: one whose tables name each text column's
 compression (`store.ledger_file.SCHEMA_DDL`, `LEDGER_DDL`), and one whose
 tables leave the choice to DuckDB (the same statements with the clauses taken
-out). The two alternate, round after round, on the same thread; the bench
+out). The two alternate, round after round, each first in turn, on the same thread; the bench
 reports the median CPU seconds per event of each (user and system time of the
 writing thread: DuckDB writes on the calling thread) and the files' sizes.
 """
@@ -121,7 +121,7 @@ def main() -> None:
         cpu: dict[str, list[float]] = {"named": [], "duckdb_choice": []}
         sizes: dict[str, int] = {}
         for round_ in range(args.rounds):
-            for name in cpu:
+            for name in (list(cpu) if round_ % 2 == 0 else list(cpu)[::-1]):  # each goes first in turn
                 seconds, sizes[name] = write_all(work / f"{name}.duckdb", writes, name == "named")
                 cpu[name].append(seconds)
             say(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in cpu.items()))

@@ -58,10 +58,11 @@ log = logging.getLogger("refledger.store.ledger_file")
 # The text columns of the three tables that hold nearly all of a ledger's bytes (events, entries,
 # decisions) name their compression. Left to choose, DuckDB tries each of its methods on every
 # column segment whenever it writes one (a batch's full row groups at commit, the rest at each
-# checkpoint), which cost the writer about a sixth of its CPU: small vocabularies (shops, types,
-# accounts, currencies) take a dictionary, ids, digests, JSON and Avro bytes FSST, what DuckDB
-# chose for them anyway (the file came out a few percent smaller: `bench/writer.py`). A ledger
-# created before keeps DuckDB's own choice; a DuckLake writes Parquet and drops the clauses
+# checkpoint), which cost the writer about a sixth of its CPU. Small vocabularies (shops, types,
+# accounts, currencies, and visitors, who come back event after event) take a dictionary; ids,
+# digests, decisions' JSON and the Avro bytes FSST, which DuckDB chose for most of them on a large
+# ledger and which keeps the file smaller than its own choice (`bench/writer.py`). A ledger created
+# before keeps DuckDB's choice; a DuckLake writes Parquet and drops the clauses
 # (`store.lake.lake_ddl`).
 SCHEMA_DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS events (
     type VARCHAR NOT NULL USING COMPRESSION dictionary,
     occurred_at TIMESTAMP NOT NULL,
     shop_id VARCHAR NOT NULL USING COMPRESSION dictionary,
-    visitor_id VARCHAR USING COMPRESSION fsst,
+    visitor_id VARCHAR USING COMPRESSION dictionary,
     merchant_shop_id VARCHAR USING COMPRESSION dictionary,
     referrer_shop_id VARCHAR USING COMPRESSION dictionary,
     order_id VARCHAR USING COMPRESSION fsst,
