@@ -34,6 +34,7 @@ ACCELERATED = (
     "refledger.schemas.jcs",          # canonical bytes of a signed record (RFC 8785)
     "refledger.schemas.personal_data",
     "refledger.ledger.events",        # the fold's event types, built for each message
+    "refledger.consumers.kafka_records",  # a fetched batch's records (kafka-python's reading, per record)
     "refledger.consumers.batch",      # a batch's messages decoded into rows and fold items
     "refledger.consumers.fold_worker",  # the items of a job to the fold process and back
     "refledger.store.columns",        # the rows of a batch as Arrow columns

@@ -58,6 +58,7 @@ from typing import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from refledger.consumers.kafka_records import fast_fetch
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.archive import (
     ArchiveError, SegmentWriter, archived_record, exclusive, partition_dir, remove_leftovers, resume_offset,
@@ -189,7 +190,7 @@ class PartitionSink:
 
 def _open_consumer(bootstrap_servers: str, login: KafkaLogin | None) -> KafkaConsumer:
     try:
-        return connect(
+        consumer = connect(
             KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-archive",
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=POLL_MAX_RECORDS, fetch_max_bytes=64 * 1024 * 1024,
@@ -197,6 +198,8 @@ def _open_consumer(bootstrap_servers: str, login: KafkaLogin | None) -> KafkaCon
         )
     except KafkaError as exc:
         raise ArchiveError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    fast_fetch(consumer)
+    return consumer
 
 
 def _topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:

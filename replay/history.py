@@ -109,6 +109,7 @@ def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
+    from refledger.consumers.kafka_records import fast_fetch
     from refledger.schemas.kafka_client import connect
 
     try:
@@ -118,6 +119,7 @@ def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200)
     except KafkaError as exc:
         raise ReplayError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    fast_fetch(consumer)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

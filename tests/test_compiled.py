@@ -76,6 +76,8 @@ import json, random, sys
 from refledger.compiled import compiled_modules
 from refledger.consumers.batch import LogProcessor, PendingBatch
 import refledger.consumers.fold_worker  # noqa: F401 (one of the compiled modules)
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from refledger.consumers.kafka_records import read_records
 from refledger.consumers.verification import signed_fold
 from refledger.producers.simulate import SimulationConfig, simulate
 from refledger.schemas import codec
@@ -97,8 +99,23 @@ processor = LogProcessor(store, signed_fold, source="test")
 pending = PendingBatch(BatchWrite(source="test"))
 items = processor.decode_messages(messages, pending, False)
 batch = pending.write
+builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 22)  # the stream as Kafka fetches it
+for offset, value in enumerate(values[:400]):
+    builder.append(offset, timestamp=1796307701954 + offset * 977, key=None, value=value,
+                   headers=[("h", b"v")] if offset % 5 == 0 else [])
+fetched = bytes(builder.build())
+reads = []
+for n in range(300):
+    flipped = bytearray(fetched)
+    flipped[rng.randrange(61, len(flipped))] ^= 1 << rng.randrange(8)
+    damaged_batch = bytes(flipped) if n % 3 else fetched[:rng.randrange(61, len(fetched))]
+    kafka_batch = DefaultRecordBatch(damaged_batch)
+    records, size, damage = read_records(damaged_batch, 61, kafka_batch.records_count, "t", 0, 0, 0,
+                                         kafka_batch.first_timestamp, None, 0)
+    reads.append([len(records), size, repr(records[-1:]), repr(damage)])
 print(json.dumps({
     "compiled": compiled_modules(),
+    "kafka_reads": reads,
     "items": [repr(tuple(item)) for item in items],
     "events": arrow_rows(batch.events, EVENT_COLUMNS).to_pylist(),
     "quarantined": {name: [repr(v) for v in column] for name, column in batch.quarantine.items()},
@@ -110,7 +127,8 @@ store.close()
 
 def test_compiled_and_source_decode_a_damaged_stream_alike(tmp_path):
     """The same batch of simulated events, bit flips and truncations decoded twice: by the compiled
-    modules and by their source. Every fold item, stored row and quarantine row is the same."""
+    modules and by their source. Every fold item, stored row and quarantine row is the same, and
+    so is every record read from a damaged Kafka batch of them."""
     answers = {}
     for how, pure in (("compiled", ""), ("source", "1")):
         env = {**os.environ, PURE_VARIABLE: pure}
@@ -121,4 +139,5 @@ def test_compiled_and_source_decode_a_damaged_stream_alike(tmp_path):
     assert answers["source"].pop("compiled") == []
     assert len(answers["source"]["items"]) > 1500
     assert len(answers["source"]["quarantined"]["reason"]) > 300
+    assert sum(damage != "None" for _n, _s, _r, damage in answers["source"]["kafka_reads"]) > 100
     assert answers["compiled"] == answers["source"]
