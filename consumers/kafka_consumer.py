@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
@@ -51,7 +51,7 @@ from kafka.structs import OffsetAndMetadata
 from refledger.consumers.batch import MAX_IN_FLIGHT, MAX_POLL_RECORDS, BatchCounts, LogProcessor, NotWritten
 from refledger.consumers.folding import COLLECTOR_THRESHOLD
 from refledger.consumers.heap import keep_large_blocks_apart
-from refledger.consumers.kafka_records import fast_fetch
+from refledger.consumers.kafka_records import BatchReadingConsumer
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.messages import DEFAULT_GROUP, DEFAULT_TOPIC
 from refledger.store.lake import FencedOut
@@ -136,7 +136,7 @@ class LedgerConsumer:
         self.taking_over: set[TopicPartition] = set()  # assigned, paused until claimed in a shared ledger
         self._unchecked_batches = 0  # committed since the last idle checkpoint
         self.consumer = connect(
-            KafkaConsumer, bootstrap_servers, login,
+            BatchReadingConsumer, bootstrap_servers, login,  # each fetched batch's records read in one call
             group_id=group,
             group_instance_id=instance_id,
             client_id=client_id,
@@ -150,7 +150,6 @@ class LedgerConsumer:
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
         )
-        fast_fetch(self.consumer)  # each fetched batch's records read in one call
         # A topic created a moment ago may not be in the client's metadata yet; joining the group then
         # would get no partitions until the next metadata refresh (minutes). Learn its partitions first,
         # once subscribed: asked before, the metadata of every topic comes first, the group is formed on

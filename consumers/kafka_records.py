@@ -20,8 +20,8 @@ What a batch is stays kafka-python's: its CRC check, its decompression,
 skipping control batches, legacy (v0/v1) batches, and read_committed's
 aborted transactions (a consumer reading committed records only, or one
 with deserializers, reads as kafka-python does). Only the consumers given
-to ``fast_fetch`` read this way: `consume`, replay from Kafka and
-`archive`; the bench's bare loop (`bench/pipeline.py`) keeps kafka-python's.
+to ``fast_fetch`` read this way, which every ``BatchReadingConsumer`` is:
+`consume`, replay from Kafka and `archive`; the bench's bare loop (`bench/pipeline.py`) keeps kafka-python's.
 
 A record (v2): length (varint), attributes (int8, unused: kafka-python
 reads a varint), timestamp delta (varlong), offset delta (varint), key and
@@ -32,6 +32,7 @@ for null). Kafka's varints are zig-zag, as Avro's.
 
 from __future__ import annotations
 
+from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord, Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer import IsolationLevel
@@ -195,3 +196,12 @@ class BatchRecords(Fetcher.PartitionRecords):
 def fast_fetch(consumer) -> None:
     """Make a kafka-python ``KafkaConsumer`` read its fetched batches with ``read_records``."""
     consumer._fetcher.PartitionRecords = BatchRecords
+
+
+class BatchReadingConsumer(KafkaConsumer):
+    """A kafka-python ``KafkaConsumer`` that reads its fetched batches with ``read_records``: the
+    client `consume`, replay from Kafka and `archive` ask ``connect`` for."""
+
+    def __init__(self, *topics, **configs):
+        super().__init__(*topics, **configs)
+        fast_fetch(self)

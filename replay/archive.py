@@ -58,7 +58,7 @@ from typing import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from refledger.consumers.kafka_records import fast_fetch
+from refledger.consumers.kafka_records import BatchReadingConsumer
 from refledger.schemas.kafka_client import KafkaLogin, connect
 from refledger.schemas.archive import (
     ArchiveError, SegmentWriter, archived_record, exclusive, partition_dir, remove_leftovers, resume_offset,
@@ -191,14 +191,13 @@ class PartitionSink:
 def _open_consumer(bootstrap_servers: str, login: KafkaLogin | None) -> KafkaConsumer:
     try:
         consumer = connect(
-            KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-archive",
+            BatchReadingConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-archive",
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=POLL_MAX_RECORDS, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200,
         )
     except KafkaError as exc:
         raise ArchiveError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-    fast_fetch(consumer)
     return consumer
 
 

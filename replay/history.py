@@ -106,20 +106,19 @@ def kafka_history(bootstrap_servers: str, topic: str, upto: Upto, first: Upto, *
                   idle_timeout_s: float = IDLE_TIMEOUT_S, login: KafkaLogin | None = None) -> Iterator[LogRead]:
     """The topic from offset 0, partition by partition, with a plain consumer (assign, no group,
     no commits), each partition up to `upto` or, for partitions the ledger never read, its end."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
     from kafka.errors import KafkaError
 
-    from refledger.consumers.kafka_records import fast_fetch
+    from refledger.consumers.kafka_records import BatchReadingConsumer
     from refledger.schemas.kafka_client import connect
 
     try:
         consumer = connect(
-            KafkaConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-replay",
+            BatchReadingConsumer, bootstrap_servers, login, group_id=None, client_id="refledger-replay",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=POLL_MAX_RECORDS,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=200)
     except KafkaError as exc:
         raise ReplayError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-    fast_fetch(consumer)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

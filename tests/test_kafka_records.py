@@ -22,7 +22,7 @@ from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
-from refledger.consumers.kafka_records import BatchRecords, fast_fetch
+from refledger.consumers.kafka_records import BatchReadingConsumer, BatchRecords
 
 TP = TopicPartition("shop-events", 3)
 T0 = 1_796_307_701_954
@@ -133,7 +133,7 @@ def test_every_truncation_and_every_bit_flip_gives_what_kafka_python_gives():
     assert same_as_kafka_python(bytes(flipped))[1] is CorruptRecordError
 
 
-def test_a_consumer_given_fast_fetch_reads_a_real_topic_as_kafka_python_does(kafka_bootstrap, kafka_topic):
+def test_the_batch_reading_consumer_reads_a_real_topic_as_kafka_python_does(kafka_bootstrap, kafka_topic):
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type="gzip", linger_ms=20)
     for i, (_d, _t, key, value, headers) in enumerate(shop_records(600)):
         producer.send(kafka_topic, key=key, value=b"" if key is None and value is None else value,
@@ -142,10 +142,10 @@ def test_a_consumer_given_fast_fetch_reads_a_real_topic_as_kafka_python_does(kaf
     producer.close()
 
     def consumed(fast: bool) -> list:
-        consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, max_poll_records=50)
-        if fast:
-            fast_fetch(consumer)
+        consumer = (BatchReadingConsumer if fast else KafkaConsumer)(
+            bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest",
+            enable_auto_commit=False, max_poll_records=50)
+        assert (consumer._fetcher.PartitionRecords is BatchRecords) is fast
         consumer.assign([TopicPartition(kafka_topic, p) for p in range(3)])
         got = []
         while len(got) < 600:
