@@ -30,6 +30,22 @@ def digest_of(module: str) -> str:
     return COMPILED["source_digest"](str(HERE / source_of(module)))
 
 
+def package_tree(root: Path) -> Path:
+    """A tree of links laid out as the packages are named (``refledger/schemas`` is ``schemas/``),
+    where Cython finds the ``.pxd`` files that type a module's locals and let one compiled module
+    call another's functions in C (``from refledger.schemas.binary cimport read_string``)."""
+    for package, folder in PACKAGE_DIRS.items():
+        if "." not in package:  # the top package itself: an empty folder holding the links
+            continue
+        link = root.joinpath(*package.split("."))
+        link.parent.mkdir(parents=True, exist_ok=True)
+        (link.parent / "__init__.pxd").touch()
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(HERE / folder, target_is_directory=True)
+    return root
+
+
 class DigestedBuildExt(build_ext):
     """Cythonizes the modules when it runs, compiles them side by side, and gives each one built in
     this run the digest its source had before the build began, in the build and in place; one that
@@ -58,6 +74,7 @@ class DigestedBuildExt(build_ext):
             # force: compiler directives may have changed though the source has not
             translated = cythonize([Extension(ext.name, ext.sources) for ext in self.extensions],
                                    build_dir="build/cython", quiet=True, force=True, exclude_failures=True,
+                                   include_path=[str(package_tree(HERE / "build" / "include"))],
                                    compiler_directives={"language_level": 3, "binding": True,
                                                         # annotations document; they refuse no value
                                                         "annotation_typing": False})

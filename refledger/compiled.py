@@ -7,8 +7,13 @@ are, into extension modules beside their source (``traffic.py`` gives
 it needs Cython and a C compiler, and an install without them runs the same source as Python.
 The compiled module is the same code, not a second version of it: no rule is written twice.
 
+A module may have a ``.pxd`` beside it (``binary.pxd``, ``traffic.pxd``) that gives some of its
+locals C types when compiled, an index into a message as a C integer: the source stays plain Python,
+and runs the same without them (``setup.py`` lays the packages out as named, under
+``build/include``, for Cython to find them).
+
 A compiled module is used only while it is current. The build leaves beside it the SHA-256 of the
-source it was made from (``traffic.compiled-from``); an import finder (installed by
+source it was made from, and of its ``.pxd`` (``traffic.compiled-from``); an import finder (installed by
 ``refledger/__init__.py``) loads the compiled module only when that digest is the source's digest
 now, and the source otherwise, so a source edited after the build is the code that runs.
 ``REFLEDGER_PURE_PYTHON=1`` runs every module from its source (coverage-guided fuzzing, for one,
@@ -52,8 +57,17 @@ def compiled_name(leaf: str) -> str:
 
 
 def source_digest(path: str) -> str:
+    """The SHA-256 of a module's source and, when there is one, of the ``.pxd`` beside it (the C
+    types its compiled form gives some locals): a change to either is a new source."""
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        digest.update(fh.read())
+    try:
+        with open(path[:-3] + ".pxd", "rb") as fh:
+            digest.update(b"\0pxd\0" + fh.read())
+    except OSError:
+        pass
+    return digest.hexdigest()
 
 
 def built_from(folder: str, leaf: str) -> str | None:

@@ -1,4 +1,3 @@
-# cython: annotation_typing=True
 """The Avro binary primitives, bounds-checked: the one place bytes become ints and strings.
 
 Every reader of Avro bytes that does not go through fastavro (the fixed-layout
@@ -11,9 +10,10 @@ negative length, a length running past the bytes, text that is not UTF-8.
 A fast path may read a common case inline (a one-byte length), never skip a
 check.
 
-Compiled (refledger/compiled.py), this module's annotations are kept (the
-first line): ``b`` is known to be ``bytes``, which makes each byte read a C
-read; its one caller, the fixed-layout readers, reads bytes only.
+Compiled (refledger/compiled.py), ``binary.pxd`` types ``b`` as ``bytes`` and
+the index as a C integer, which makes each byte read a C read (the fixed-layout
+readers of a view or click: 1.47 → 1.22 µs with theirs); its one caller, the
+fixed-layout readers, reads bytes only.
 """
 
 from __future__ import annotations

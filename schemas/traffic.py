@@ -1,4 +1,3 @@
-# cython: annotation_typing=True
 """Readers for the bulk of the traffic: shop events in the current schema.
 
 Views and clicks are nine events in ten, orders and refunds nearly all the
@@ -18,9 +17,11 @@ for orders and refunds. Tests hold the readers to the codec's answers on
 every single-bit flip and every truncation of a message of every type
 (`tests/test_readers_agree.py`), and on random events.
 
-Compiled (refledger/compiled.py), this module's annotations are kept (the
-first line): ``data`` is known to be ``bytes``, which makes each byte read a
-C read. Every caller passes bytes only (each checks ``type(data) is bytes``).
+Compiled (refledger/compiled.py), ``traffic.pxd`` types ``data`` as ``bytes``
+and the index as a C integer, which makes each byte read a C read. Every caller
+passes bytes only (each checks ``type(data) is bytes``). The reads of
+`refledger.schemas.binary` stay calls through this module's names, so a test
+can plant a broken one.
 """
 
 from __future__ import annotations

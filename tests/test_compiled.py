@@ -36,6 +36,8 @@ def _one_module_laid_out(tmp_path, leaf="traffic"):
     folder = tmp_path / "schemas"
     folder.mkdir()
     shutil.copy(ROOT / "schemas" / f"{leaf}.py", folder)
+    if (ROOT / "schemas" / f"{leaf}.pxd").exists():
+        shutil.copy(ROOT / "schemas" / f"{leaf}.pxd", folder)
     shutil.copy(built, folder)
     shutil.copy(built.parent / f"{leaf}{DIGEST_SUFFIX}", folder)
     return folder
@@ -54,6 +56,12 @@ def test_a_compiled_module_runs_only_while_its_source_is_the_one_it_was_built_fr
     assert finder.find_spec(name, [str(folder)]).origin == str(source)
 
     source.write_text((ROOT / "schemas" / "traffic.py").read_text())  # the source back as built
+    assert finder.find_spec(name, [str(folder)]).origin.endswith(".so")
+
+    types = folder / "traffic.pxd"  # the C types the build gave its locals are part of the source
+    types.write_text(types.read_text() + "\n# a type changed after the build\n")
+    assert finder.find_spec(name, [str(folder)]).origin == str(source)
+    types.write_text((ROOT / "schemas" / "traffic.pxd").read_text())
     assert finder.find_spec(name, [str(folder)]).origin.endswith(".so")
 
     (folder / f"traffic{DIGEST_SUFFIX}").unlink()  # built by hand, from no known source
