@@ -218,6 +218,9 @@ DATED_TYPES = frozenset({"view", "click", "order", "refund", "member", "agreemen
 # SPEC §2: an event_id has 1 to 64 characters (the codec's twin: schemas.shape.EVENT_ID_MAX_CHARS; the
 # fold imports nothing from the layers around it)
 EVENT_ID_MAX_CHARS = 64
+# SPEC §9a: an agreement's attribution_window_days and hold_days are 0 to 90 (the codec's twin:
+# schemas.shape.MAX_DAYS); a close forgets clicks older than that
+MAX_DAYS = 90
 
 
 class BadRecord(Exception):

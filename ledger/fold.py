@@ -25,9 +25,9 @@ from refledger.ledger.decisions import AttributionDecision
 from refledger.ledger.digests import DIGEST_SIZE, digest, text_digest
 from refledger.ledger.entries import NO_BASIS, Entry, commission_legs, payout_legs, reason_basis
 from refledger.ledger.events import (
-    BAD_SIGNATURE, CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, PAYOUT_EXCEEDS_PAYABLE,
-    PERIOD_CLOSED, SCHEMA_INVALID, Adjustment, Agreement, BadRecord, Click, Close, Event, Member, Order, Payout,
-    Policy, Refund, Settlement, View, parse_event,
+    BAD_SIGNATURE, CONFLICTING_DUPLICATE, DATED_TYPES, DAY_MS, DUPLICATE_ORDER, FUTURE_CLOSE, MAX_DAYS,
+    PAYOUT_EXCEEDS_PAYABLE, PERIOD_CLOSED, SCHEMA_INVALID, Adjustment, Agreement, BadRecord, Click, Close, Event,
+    Member, Order, Payout, Policy, Refund, Settlement, View, parse_event,
 )
 from refledger.ledger.checks import check_event
 from refledger.ledger.journal import Journal
@@ -41,7 +41,7 @@ from refledger.ledger.times import iso
 # After a close through C, no open order can be attributed by a click older than C − 90 days (the
 # longest window, SPEC §9a), and the 24-hour rule of an open click looks back one day: the clicks
 # before that are forgotten.
-CLICK_MEMORY_MS = 90 * DAY_MS
+CLICK_MEMORY_MS = MAX_DAYS * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -924,3 +924,24 @@ def test_two_orders_whose_ids_joined_by_a_colon_read_alike_stay_two_orders():
     fold, outcomes = fold_all(log + [a.member("r", at="2026-11-01T00:00", status="suspended")])
     assert earned(outcomes, "r") == 0
     assert {k: v for k, v in balance_of(outcomes, "r").items() if v} == {}
+
+
+@pytest.mark.parametrize("field", ["window", "hold"])
+def test_an_agreement_of_more_than_90_days_is_refused_by_the_fold_itself(field):
+    """SPEC §9a: an agreement's attribution window and hold are 0 to 90 days, a larger value is
+    schema_invalid. The fold forgets clicks older than 90 days before a close, so it must refuse a
+    longer window itself, even when given a record no codec checked; 90 days is folded."""
+    a = Alliance("gen")
+    fold, _ = fold_all([a.member(shop) for shop in ("s-a", "s-b")])
+    refused = fold.apply(a.agreement(rate_bp=500, **{field: 91}))
+    assert refused.quarantine == "schema_invalid" and "91" in refused.detail and "90" in refused.detail
+    assert fold.apply(a.agreement(rate_bp=500, agreement_id="longest", **{field: 90})).quarantine is None
+
+
+def test_the_folds_bounds_are_the_codecs():
+    """The fold imports nothing from the layers around it, so it keeps its own copy of SPEC's
+    bounds on an event id's length and an agreement's days: each must be the codec's."""
+    from refledger.ledger import events
+    from refledger.schemas import shape
+
+    assert (events.EVENT_ID_MAX_CHARS, events.MAX_DAYS) == (shape.EVENT_ID_MAX_CHARS, shape.MAX_DAYS) == (64, 90)
