@@ -32,11 +32,14 @@ def digest_of(module: str) -> str:
 
 def package_tree(root: Path) -> Path:
     """A tree of links laid out as the packages are named (``refledger/schemas`` is ``schemas/``),
-    where Cython finds the ``.pxd`` files that type a module's locals and let one compiled module
-    call another's functions in C (``from refledger.schemas.binary cimport read_string``)."""
+    where Cython finds the ``.pxd`` beside a module (``schemas/traffic.pxd``), which types some of
+    its locals when compiled. Packages are one level below ``refledger``: the links stand in a
+    folder of this tree's own, never in the source."""
     for package, folder in PACKAGE_DIRS.items():
         if "." not in package:  # the top package itself: an empty folder holding the links
             continue
+        if package.count(".") != 1:
+            raise ValueError(f"{package}: only packages one level below the top one are laid out")
         link = root.joinpath(*package.split("."))
         link.parent.mkdir(parents=True, exist_ok=True)
         (link.parent / "__init__.pxd").touch()

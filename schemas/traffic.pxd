@@ -2,7 +2,6 @@
 # The source, as Python, is the same code.
 cimport cython
 
-@cython.locals(x=int)
 cpdef tuple _signature(bytes b, Py_ssize_t i)
 
 @cython.locals(i=Py_ssize_t, kind=int)

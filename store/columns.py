@@ -144,7 +144,7 @@ def arrow_rows(rows: list[tuple], spec) -> pa.Table:
     if rows and len(rows[0]) == len(spec):
         try:
             return pa.Table.from_struct_array(pa.array(rows, type=_struct_of(spec)))
-        except pa.ArrowInvalid:  # a longer row further on: column by column, as below
+        except pa.ArrowException:  # a row of another width or kind further on: column by column, as below
             pass
     return pa.table({name: pa.array(column, type=typ) for (name, typ), column in zip(spec, zip(*rows))})
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from refledger.compiled import ACCELERATED, DIGEST_SUFFIX, source_digest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (("schemas",), ("ledger",), ("store",), ("producers", "consumers"), ("replay", "reports"), ("refledger",))
 RANK = {folder: rank for rank, folders in enumerate(LAYERS) for folder in folders}
@@ -134,3 +136,13 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
         if folder != "refledger":
             assert f"refledger/{folder}/__init__.py" in names
     assert "refledger/schemas/v2/refledger.events.Event.avsc" in names
+    # each compiled module is current in the installed tree: the digest it was built from is that of
+    # the source and the .pxd beside it there (without the .pxd, it would run as Python)
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    for module in ACCELERATED:
+        source = unpacked / (module.replace(".", "/") + ".py")
+        built_from = source.with_name(source.stem + DIGEST_SUFFIX)
+        assert built_from.exists(), f"{module} was not compiled into the wheel"
+        assert built_from.read_text().strip() == source_digest(str(source)), f"{module} would run as Python"
+    assert (unpacked / "refledger" / "schemas" / "traffic.pxd").exists()
