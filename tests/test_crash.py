@@ -41,7 +41,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 RUNS = 5
 KILLS = 10  # per run: RUNS * KILLS = 50 kill -9 points
-EVENTS = 30_000
+EVENTS = 60_000  # per run; each restart folds up to STEP further, then some (the kill's own latency)
+OUTAGE_EVENTS = 120_000
 EARLY_KILLS = 0.3  # the share of kills at a random moment of the start instead of after some events
 STEP = 1_500  # each restart is killed once it has folded up to this many messages further on
 
@@ -52,10 +53,12 @@ def consume_command(bootstrap, topic, db, group, *extra):
 
 
 def start_consumer(bootstrap, topic, db, log, *extra):
-    # a commit every 2,500 records: a dozen batches in the 30,000 events, so kills fall inside batches,
-    # between them, and within a STEP of a restart alike
+    # a commit every 1,000 records: sixty batches in the 60,000 events, so kills fall inside batches,
+    # between them, and within a STEP of a restart alike, however fast the machine folds (with batches
+    # of 2,500 over 30,000 events, a fast machine folded 5,000 to 7,500 events past each kill point's
+    # target before the kill landed, and half the kills came after the end of the log)
     return subprocess.Popen(consume_command(bootstrap, topic, db, f"{topic}-ledger", "--instance-id", "crash-test",
-                                            "--batch-records", "2500", *extra), stdout=log, stderr=log)
+                                            "--batch-records", "1000", *extra), stdout=log, stderr=log)
 
 
 def ledger_stats(db) -> dict | None:
@@ -126,7 +129,7 @@ def test_a_broker_stopped_and_started_mid_consume_loses_and_duplicates_nothing(t
     bootstrap = broker.start(port, directory, exit_with_parent=True).bootstrap
     try:
         topic = fresh_topic(bootstrap, "outage")
-        on_kafka, total = alliance_on_kafka(bootstrap, topic, seed=29, events=4 * EVENTS)
+        on_kafka, total = alliance_on_kafka(bootstrap, topic, seed=29, events=OUTAGE_EVENTS)
         db = tmp_path / "ledger.duckdb"
         rng = random.Random(2026)
         with open(tmp_path / "consumer.log", "wb") as log:
