@@ -16,7 +16,7 @@ from typing import Callable
 from refledger.ledger.currencies import is_currency
 from refledger.ledger.events import (
     ALLIANCE, ANY, NEGATIVE_AMOUNT, RETROACTIVE_AGREEMENT, SCHEMA_INVALID, SHOP_MISMATCH, TOTAL_MISMATCH,
-    MAX_DAYS, UNKNOWN_CURRENCY, UNKNOWN_SHOP, Agreement, Event, Problem,
+    UNKNOWN_CURRENCY, UNKNOWN_SHOP, Agreement, Event, Problem,
 )
 
 Knows = Callable[[str], bool]
@@ -118,9 +118,6 @@ def content_problem(ev: Event) -> Problem | None:
 
 
 def _agreement_problem(a: Agreement) -> Problem | None:
-    for name, days in (("attribution_window_days", a.attribution_window_days), ("hold_days", a.hold_days)):
-        if days is not None and days > MAX_DAYS:  # SPEC §9a: clicks older than 90 days are forgotten at a close
-            return SCHEMA_INVALID, f"agreement {name} is {days} days; at most {MAX_DAYS}"
     numbers = [("rate_bp", a.rate_bp), ("amount_minor", a.amount_minor),
                ("attribution_window_days", a.attribution_window_days), ("hold_days", a.hold_days)]
     numbers += [(f"category_rates_bp[{k!r}]", v) for k, v in a.category_rates_bp]

@@ -303,16 +303,18 @@ def _agreement(rec, p):
     rates = p.get("category_rates_bp") or {}
     if not isinstance(rates, dict):
         raise BadRecord("category_rates_bp is not a map")
-    window = p.get("attribution_window_days")
-    hold = p.get("hold_days")
+    window = 15 if p.get("attribution_window_days") is None else _int(p["attribution_window_days"])
+    hold = 15 if p.get("hold_days") is None else _int(p["hold_days"])
+    for name, days in (("attribution_window_days", window), ("hold_days", hold)):
+        if days > MAX_DAYS:  # SPEC §9a (a shape rule, so before every other check): a close forgets older clicks
+            raise BadRecord(f"agreement {name} is {days} days; at most {MAX_DAYS}")
     return Agreement(
         _str(rec["event_id"]), _int(rec["occurred_at"]), _str(rec["shop_id"]),
         _str(p["agreement_id"]), _int(p["version"]), _int(p["effective_from"]),
         _str(p["merchant_shop_id"]), _str(p["referrer_shop_id"]), model,
         _opt_int(p.get("rate_bp")),
         tuple(sorted((_str(k), _int(v)) for k, v in rates.items())),
-        _opt_int(p.get("amount_minor")), _opt_str(p.get("currency")),
-        15 if window is None else _int(window), 15 if hold is None else _int(hold))
+        _opt_int(p.get("amount_minor")), _opt_str(p.get("currency")), window, hold)
 
 
 def _settlement(rec, p):

@@ -938,6 +938,20 @@ def test_an_agreement_of_more_than_90_days_is_refused_by_the_fold_itself(field):
     assert fold.apply(a.agreement(rate_bp=500, agreement_id="longest", **{field: 90})).quarantine is None
 
 
+def test_an_agreement_of_more_than_90_days_is_schema_invalid_before_any_other_check():
+    """SPEC §4: schema_invalid comes before shop_mismatch and the duplicate checks, as the codec
+    decides it. A 91-day agreement emitted by a shop is schema_invalid, and its corrected resend
+    under the same event id is folded: the refused one was never taken for folded."""
+    a = Alliance("gen")
+    fold, _ = fold_all([a.member(shop) for shop in ("s-a", "s-b")])
+    by_a_shop = a.agreement(rate_bp=500, window=91)
+    by_a_shop["shop_id"] = "s-a"
+    assert fold.apply(by_a_shop).quarantine == "schema_invalid"
+    too_long = a.agreement(rate_bp=500, hold=91, event_id="terms-1")
+    assert fold.apply(too_long).quarantine == "schema_invalid"
+    assert fold.apply(a.agreement(rate_bp=500, hold=30, event_id="terms-1")).quarantine is None
+
+
 def test_the_folds_bounds_are_the_codecs():
     """The fold imports nothing from the layers around it, so it keeps its own copy of SPEC's
     bounds on an event id's length and an agreement's days: each must be the codec's."""
