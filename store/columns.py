@@ -6,6 +6,7 @@ the ledger rows' columns, needs no DuckDB.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -149,14 +150,9 @@ def arrow_rows(rows: list[tuple], spec) -> pa.Table:
     return pa.table({name: pa.array(column, type=typ) for (name, typ), column in zip(spec, zip(*rows))})
 
 
+@cache
 def _struct_of(spec) -> pa.StructType:
-    found = _STRUCTS.get(spec)
-    if found is None:
-        found = _STRUCTS[spec] = pa.struct([pa.field(name, typ) for name, typ in spec])
-    return found
-
-
-_STRUCTS: dict[tuple, pa.StructType] = {}
+    return pa.struct([pa.field(name, typ) for name, typ in spec])
 
 
 def arrow_columns(columns: dict[str, list], spec) -> pa.Table:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from refledger.ledger import events
 from refledger.ledger.balances import balances
 from refledger.ledger.chain import GENESIS
 from refledger.ledger.pricing import round_half_up
+from refledger.schemas import shape
 from tests.ledger_support import Alliance, all_entries, balance_of, first_broken_link, fold_all
 
 SHOPS = ("li-kids", "wang-bath", "zhang-toys", "zhao-photo")
@@ -955,7 +957,4 @@ def test_an_agreement_of_more_than_90_days_is_schema_invalid_before_any_other_ch
 def test_the_folds_bounds_are_the_codecs():
     """The fold imports nothing from the layers around it, so it keeps its own copy of SPEC's
     bounds on an event id's length and an agreement's days: each must be the codec's."""
-    from refledger.ledger import events
-    from refledger.schemas import shape
-
     assert (events.EVENT_ID_MAX_CHARS, events.MAX_DAYS) == (shape.EVENT_ID_MAX_CHARS, shape.MAX_DAYS) == (64, 90)
