@@ -138,8 +138,10 @@ def _copy_from_file(live, con, with_values: bool) -> dict:
     for table, target, _schema in TABLES:
         cur = live.cursor()
         try:
-            reader = cur.sql(f"{queries.snapshot_select(table, with_values)} WHERE batch_id <= ?",
-                             params=[head["batch_id"]]).to_arrow_reader(100_000)
+            # (`execute`, not `sql(..., params=)`: DuckDB runs the latter at once and then reads its
+            # result through a query it spells out value by value: 8.7 against 0.5 s of CPU on 1M events)
+            reader = cur.execute(f"{queries.snapshot_select(table, with_values)} WHERE batch_id <= ?",
+                                 [head["batch_id"]]).to_arrow_reader(100_000)
             _insert(con, target, reader)
         finally:
             cur.close()
