@@ -357,8 +357,13 @@ class LedgerStore:
     """One ledger, one DuckDB file. Writers share one connection; each thread
     gets its own cursor. `write_batch` is the only way rows get in."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = ""):
+    def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = "",
+                 keeps_events: bool = True):
+        """``keeps_events`` False: a scratch ledger that stores no copy of the events it folds (nor
+        the index of order events): a replay's rebuild, compared with the live ledger's entries,
+        quarantine and positions and then thrown away."""
         self.path = Path(path)
+        self.keeps_events = keeps_events
         self._memory_key: bytes | None = None
         self.read_only = read_only
         try:
@@ -483,7 +488,7 @@ class LedgerStore:
             cur.execute("BEGIN TRANSACTION")
             batch_id = self._allocate_batch_id(cur)
             batch = _states_apart(cur, batch)
-            insert_batch(cur, batch, batch_id, rollup=True)
+            insert_batch(cur, batch, batch_id, rollup=True, events=self.keeps_events)
             cur.execute("COMMIT")
             return batch_id
         except duckdb.Error:
@@ -547,11 +552,11 @@ class LedgerStore:
 # -- what every ledger store shares: the rows of a batch, and what a writer reads to resume ---------
 
 
-def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool) -> None:
+def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool, events: bool = True) -> None:
     """Every row of a batch, inserted inside the caller's transaction. ``rollup``: sum the balance
     moves into `balance_totals` every BALANCE_ROLLUP batches (a store whose batch ids grow in commit
-    order: one writer)."""
-    if batch.events_stored:
+    order: one writer). ``events`` False: all but the stored events (``LedgerStore.keeps_events``)."""
+    if batch.events_stored and events:
         events = batch.events_table
         events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
         _append(cur, "events", events, batch_id)

@@ -412,3 +412,37 @@ def test_replay_writes_no_batch_after_one_that_could_not_be_written(tmp_path, mo
         assert rebuilt.execute("SELECT count(*) FROM batches").fetchone() == (1,)
     finally:
         rebuilt.close()
+
+
+def test_a_scratch_rebuild_posts_what_a_kept_one_posts_without_a_copy_of_the_events(tmp_path):
+    """A replay that keeps no rebuilt ledger compares its entries, quarantine and positions with the
+    live ledger's and throws it away: it stores no second copy of the events it read, and posts,
+    quarantines and reaches exactly what a kept rebuild does."""
+    from refledger.replay.history import stored_history
+    from refledger.replay.replayer import fold_history
+    from refledger.replay.snapshot import take_snapshot
+    from tests.boundary_support import ingested
+
+    live = ingested(simulate(SimulationConfig(seed=23, visitors=300, days=35)), tmp_path, "live")
+    con = duckdb.connect()
+    try:
+        take_snapshot(live, con, with_values=True)
+        kept = fold_history(stored_history(con), tmp_path / "kept.duckdb", batch_size=500)
+        scratch = fold_history(stored_history(con), tmp_path / "scratch.duckdb", batch_size=500, keep_events=False)
+    finally:
+        con.close()
+    assert scratch == kept  # the same counts and positions reached
+
+    def tables(path):
+        rebuilt = duckdb.connect(str(path), read_only=True)
+        try:
+            return {table: rebuilt.execute(f"SELECT * EXCLUDE (batch_id) FROM {table} ORDER BY ALL").fetchall()
+                    for table in ("events", "order_events", "entries", "quarantine", "positions", "decisions")}
+        finally:
+            rebuilt.close()
+
+    kept_rows, scratch_rows = tables(tmp_path / "kept.duckdb"), tables(tmp_path / "scratch.duckdb")
+    assert len(kept_rows["events"]) > 1000 and kept_rows["entries"]
+    assert scratch_rows["events"] == [] and scratch_rows["order_events"] == []
+    for table in ("entries", "quarantine", "positions", "decisions"):
+        assert scratch_rows[table] == kept_rows[table], table
