@@ -488,7 +488,7 @@ class LedgerStore:
             cur.execute("BEGIN TRANSACTION")
             batch_id = self._allocate_batch_id(cur)
             batch = _states_apart(cur, batch)
-            insert_batch(cur, batch, batch_id, rollup=True, events=self.keeps_events)
+            insert_batch(cur, batch, batch_id, rollup=True, with_events=self.keeps_events)
             cur.execute("COMMIT")
             return batch_id
         except duckdb.Error:
@@ -552,11 +552,11 @@ class LedgerStore:
 # -- what every ledger store shares: the rows of a batch, and what a writer reads to resume ---------
 
 
-def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool, events: bool = True) -> None:
+def insert_batch(cur, batch: BatchWrite, batch_id: int, *, rollup: bool, with_events: bool = True) -> None:
     """Every row of a batch, inserted inside the caller's transaction. ``rollup``: sum the balance
     moves into `balance_totals` every BALANCE_ROLLUP batches (a store whose batch ids grow in commit
-    order: one writer). ``events`` False: all but the stored events (``LedgerStore.keeps_events``)."""
-    if batch.events_stored and events:
+    order: one writer). ``with_events`` False: all but the stored events (``LedgerStore.keeps_events``)."""
+    if batch.events_stored and with_events:
         events = batch.events_table
         events = arrow_rows(batch.events, EVENT_COLUMNS) if events is None else events
         _append(cur, "events", events, batch_id)
