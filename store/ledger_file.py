@@ -275,8 +275,15 @@ WRITER_MEMORY = "128MB"
 SNAPSHOT_STATE = "snapshot_state"
 # The same rewrite of the last row group costs a checkpoint up to one row group of each table it
 # appends to: DuckDB's 122,880 rows of `decisions` (1.4 KB of JSON each) are about 170 MB, read
-# whole at a checkpoint that appends to them. The writer's row groups are smaller.
-ROW_GROUP_ROWS = 16_384
+# whole at a checkpoint that appends to them. The writer's row groups are smaller: half a full
+# batch (consumers.batch.MAX_POLL_RECORDS, 20,000 records) rounded up to DuckDB's vectors of 2,048
+# rows. A batch's events then fill one row group and nearly all of a second, and a checkpoint's
+# vacuum, which merges neighbouring row groups when that saves one, has nothing to merge: with
+# 16,384 rows each batch left one full group and one of 3,600 rows, and merging those again at every
+# checkpoint, every column compressed anew, was a tenth of `consume`'s CPU (1M events: 37 against
+# 40 µs an event, 43.4k → 47.7k events/s). Small batches still leave small groups, which the
+# vacuum merges as before, so a ledger fed a trickle does not grow a row group per checkpoint.
+ROW_GROUP_ROWS = 10_240
 ATTACHED = "ledger"  # the writer's name for the file it attaches
 _DUCKDB_CHECKPOINT_THRESHOLD = "1TB"
 LEDGER_FORMAT = 5  # the tables' layout; a file written with another layout is refused, not misread
@@ -360,8 +367,9 @@ class LedgerStore:
     def __init__(self, path: str | Path, *, read_only: bool = False, extra_ddl: str = "",
                  keeps_events: bool = True):
         """``keeps_events`` False: a scratch ledger that stores no copy of the events it folds (nor
-        the index of order events): a replay's rebuild, compared with the live ledger's entries,
-        quarantine and positions and then thrown away."""
+        the indexes of order and alliance events): a replay's rebuild, compared with the live
+        ledger's entries, quarantine and positions and then thrown away. Such a file is never
+        folded on: its snapshots have no events after them to rebuild from."""
         self.path = Path(path)
         self.keeps_events = keeps_events
         self._memory_key: bytes | None = None
@@ -381,11 +389,6 @@ class LedgerStore:
                 # of 1M events in batches of 5,000 took 5.4 s of CPU against 2.9), and the machine's
                 # other cores are busy reading and folding.
                 self.con.execute("SET threads = 1")
-                # Nothing is ever deleted from a ledger, so all a checkpoint's vacuum does here is
-                # merge the part-filled row groups each batch leaves into full ones, compressing
-                # every merged column again: a tenth of `consume`'s CPU (1M events: 36 against 40
-                # µs an event; `bench/pipeline.py`), for a file 2 % smaller.
-                self.con.execute("SET max_vacuum_tasks = 0")
                 self._check_format()
                 self.con.execute(SCHEMA_DDL + LEDGER_DDL + INDEX_DDL + FOLDED_EVENTS_VIEW + extra_ddl
                                  + f"CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_STATE};")

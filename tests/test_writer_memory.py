@@ -183,39 +183,62 @@ def test_a_new_ledger_stores_its_big_text_columns_with_the_compression_its_table
     assert "USING COMPRESSION" in ledger_file.SCHEMA_DDL + ledger_file.LEDGER_DDL
 
 
-def test_a_checkpoint_leaves_the_events_already_in_the_file_where_they_are(tmp_path):
-    """Nothing is ever deleted from a ledger: a checkpoint writes what came since the one before and
-    leaves the row groups earlier batches wrote as they are, part-filled or not. (DuckDB's vacuum
-    would merge them into full ones, compressing every column of them again: a tenth of `consume`'s
-    CPU on a million events.)"""
-    from refledger.consumers.batch import LogProcessor
-    from refledger.consumers.ingest import ingest_files
-    from refledger.ledger.fold import PartitionFold
-    from tests.scenario_files import SCENARIOS
 
-    def events_blocks(store) -> dict[int, set]:
-        cur = store.cursor()
-        try:
-            rows = cur.execute("SELECT row_group_id, column_name, block_id, block_offset "
-                               "FROM pragma_storage_info('events') WHERE persistent").fetchall()
-        finally:
-            cur.close()
-        groups: dict[int, set] = {}
-        for group, *where in rows:
-            groups.setdefault(group, set()).add(tuple(where))
-        return groups
+def events_row_groups(store) -> dict[int, set]:
+    """The events table's row groups as they lie in the file: per group, its segments' blocks."""
+    cur = store.cursor()
+    try:
+        rows = cur.execute("SELECT row_group_id, column_name, block_id, block_offset "
+                           "FROM pragma_storage_info('events') WHERE persistent").fetchall()
+    finally:
+        cur.close()
+    groups: dict[int, set] = {}
+    for group, *where in rows:
+        groups.setdefault(group, set()).add(tuple(where))
+    return groups
+
+
+def views(first: int, count: int) -> BatchWrite:
+    """A batch of ``count`` stored views at offsets ``first`` on."""
+    from refledger.store.columns import EventRow
+
+    rows = [EventRow("alliance", 0, offset, f"v-{offset}", "view", 1_793_527_200_000 + offset, "li-kids",
+                     f"visitor-{offset % 997}", "wang-bath", "li-kids", None, None, None, None, None,
+                     offset.to_bytes(8, "big") * 6) for offset in range(first, first + count)]
+    return BatchWrite(source="test", events=rows, positions={("alliance", 0): first + count})
+
+
+def test_a_checkpoint_leaves_the_events_of_full_batches_where_they_lie(tmp_path):
+    """A full batch's events (MAX_POLL_RECORDS) fill one row group and nearly all of a second, so a
+    checkpoint after the next batch has nothing to merge and leaves them where they lie. (With row
+    groups of 16,384 each batch left one of 3,616 rows, and merging those at every checkpoint, each
+    column compressed again, was a tenth of `consume`'s CPU.)"""
+    from refledger.consumers.batch import MAX_POLL_RECORDS
 
     store = LedgerStore(tmp_path / "ledger.duckdb")
     try:
-        processor = LogProcessor(store, PartitionFold, source="test")
-        ingest_files([SCENARIOS / "baby-care.jsonl"], processor)
+        store.write_batch(views(0, MAX_POLL_RECORDS))
         assert store.checkpoint()
-        first = events_blocks(store)
-        assert list(first) == [0]
-        ingest_files([SCENARIOS / "tea-street.jsonl"], processor)
+        first = events_row_groups(store)
+        store.write_batch(views(MAX_POLL_RECORDS, MAX_POLL_RECORDS - 7))  # a few duplicates left out
         assert store.checkpoint()
-        after = events_blocks(store)
+        after = events_row_groups(store)
     finally:
         store.close()
-    assert sorted(after) == [0, 1]  # the second file's events in a row group of their own
-    assert after[0] == first[0]  # the first file's, where the first checkpoint wrote them
+    assert len(first) == 2 and len(after) == 4
+    assert {g: after[g] for g in first} == first
+
+
+def test_a_ledger_fed_a_trickle_keeps_its_events_in_few_row_groups(tmp_path):
+    """A quiet alliance's consumer commits a few events at a time and checkpoints whenever it has
+    nothing to read: the small row groups each checkpoint leaves are merged, so the file does not
+    grow by a row group (a block of the file) per checkpoint."""
+    store = LedgerStore(tmp_path / "ledger.duckdb")
+    try:
+        for batch in range(40):
+            store.write_batch(views(batch * 3, 3))
+            assert store.checkpoint()
+        groups = events_row_groups(store)
+    finally:
+        store.close()
+    assert len(groups) <= 3
