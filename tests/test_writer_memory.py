@@ -183,7 +183,6 @@ def test_a_new_ledger_stores_its_big_text_columns_with_the_compression_its_table
     assert "USING COMPRESSION" in ledger_file.SCHEMA_DDL + ledger_file.LEDGER_DDL
 
 
-
 def events_row_groups(store) -> dict[int, set]:
     """The events table's row groups as they lie in the file: per group, its segments' blocks."""
     cur = store.cursor()
